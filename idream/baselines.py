@@ -1,0 +1,37 @@
+"""Baselines trained and evaluated on the same split: popularity and text-kNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import PAD, Split
+
+BASELINES = ("popularity", "textknn")
+
+
+def popularity_scorer(split: Split, n_items: int):
+    """Every user gets the items ranked by their training interaction counts."""
+    counts = np.zeros(n_items, dtype=np.float32)
+    for s in split.train_sequences:
+        np.add.at(counts, s, 1)
+    scores = torch.from_numpy(counts)
+
+    def score(histories: np.ndarray) -> torch.Tensor:  # (B, L) -> (B, N)
+        return scores.expand(len(histories), -1)
+
+    return score
+
+
+def textknn_scorer(E: np.ndarray):
+    """Cosine similarity of every item to the mean of the history's (normalised) text vectors."""
+    E = torch.from_numpy(E).float()
+    E = E / E.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def score(histories: np.ndarray) -> torch.Tensor:  # (B, L) -> (B, N)
+        h = torch.as_tensor(histories, dtype=torch.long)
+        valid = (h != PAD).float()[..., None]  # (B, L, 1)
+        mean = (E[h.clamp(min=0)] * valid).sum(1) / valid.sum(1).clamp(min=1)  # (B, D)
+        return mean @ E.T
+
+    return score

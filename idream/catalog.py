@@ -1,0 +1,44 @@
+"""The item space: descriptions → text embeddings (cached) → the raw item matrix E.
+
+Also embeds intention sentences with the same text model, so items and intentions share a space.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from . import text
+from .data import Dataset
+
+DESCRIPTION_SOURCES = ("template",)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_")[:80]
+
+
+def item_texts(ds: Dataset, descriptions: str = "template") -> list[str]:
+    """One description per catalog row."""
+    if descriptions not in DESCRIPTION_SOURCES:
+        raise ValueError(f"unknown description source {descriptions!r}: use one of "
+                         f"{', '.join(DESCRIPTION_SOURCES)}")
+    return [text.describe(m) for m in ds.all_item_meta()]
+
+
+def item_embeddings(ds: Dataset, backend: "text.EmbeddingBackend", descriptions: str = "template",
+                    cache_dir: Path | None = None, progress: bool = True) -> np.ndarray:
+    """E (N, D): every item's description embedded once and cached with its provenance."""
+    cache_dir = Path(cache_dir) if cache_dir else text.default_cache_dir()
+    path = cache_dir / "embeddings" / f"{_slug(ds.name)}-{_slug(backend.name)}-{descriptions}.safetensors"
+    return text.embed_texts(item_texts(ds, descriptions), backend, path, progress=progress)
+
+
+def embed_sentences(sentences: list[str], backend: "text.EmbeddingBackend", cache_dir: Path | None,
+                    tag: str, progress: bool = True) -> np.ndarray:
+    """Embed a list of sentences (e.g. generated intentions) with an on-disk cache named by tag."""
+    cache_dir = Path(cache_dir) if cache_dir else text.default_cache_dir()
+    path = cache_dir / "sentences" / f"{_slug(tag)}-{_slug(backend.name)}.safetensors"
+    return text.embed_texts(sentences, backend, path, progress=progress)

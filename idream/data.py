@@ -1,0 +1,284 @@
+"""Datasets, chronological leave-one-out splits and training batches.
+
+A dataset is a catalog of items (id, title, year, genres, description) plus one time-ordered
+item sequence per user. Items are addressed internally by their row index 0..N-1; the
+dataset's own ids are kept for everything a user sees.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DATASETS = ("ml-100k",)
+PAD = -1  # padding value in history arrays
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be read, with a message that says what to fix."""
+
+
+@dataclass
+class Dataset:
+    """A catalog plus per-user chronological sequences of item indices."""
+
+    name: str
+    items: pd.DataFrame  # index 0..N-1; columns item_id, title, year, genres (tuple), description
+    sequences: dict  # user_id -> np.ndarray[int64] of item indices, oldest first
+    source: str = ""  # where it was read from (for the checkpoint's provenance)
+    _index: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self._index = {_norm_id(v): i for i, v in enumerate(self.items["item_id"].tolist())}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def item_index(self, item_id) -> int:
+        """Row index of a dataset item id (int or str); KeyError if unknown."""
+        return self._index[_norm_id(item_id)]
+
+    def has_item(self, item_id) -> bool:
+        return _norm_id(item_id) in self._index
+
+    def item_meta(self, i: int) -> dict:
+        """The metadata mapping of row i, as the text and intention modules expect it."""
+        row = self.items.iloc[int(i)]
+        year = row["year"]
+        item_id = row["item_id"]
+        return {
+            "item_id": item_id.item() if isinstance(item_id, np.generic) else item_id,
+            "title": str(row["title"]),
+            "year": None if pd.isna(year) else int(year),
+            "genres": tuple(row["genres"]),
+            "description": str(row["description"] or ""),
+        }
+
+    def all_item_meta(self) -> list[dict]:
+        return [self.item_meta(i) for i in range(self.n_items)]
+
+    def user_ids(self) -> list:
+        return list(self.sequences.keys())
+
+    def has_user(self, user_id) -> bool:
+        return _norm_id(user_id) in self._user_index()
+
+    def user_sequence(self, user_id) -> np.ndarray:
+        """Item indices of a user's interactions, oldest first; KeyError if unknown."""
+        return self.sequences[self._user_index()[_norm_id(user_id)]]
+
+    def _user_index(self) -> dict:
+        if not hasattr(self, "_users"):
+            self._users = {_norm_id(u): u for u in self.sequences}
+        return self._users
+
+    def popularity(self, sequences=None) -> np.ndarray:
+        """Interaction counts per item over the given (default: all) sequences.  # (N,)"""
+        seqs = self.sequences.values() if sequences is None else sequences
+        counts = np.zeros(self.n_items, dtype=np.int64)
+        for s in seqs:
+            np.add.at(counts, s, 1)
+        return counts
+
+
+def _norm_id(v) -> str:
+    """Ids compare as strings so '242' and 242 name the same item."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    return str(v).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+def load_dataset(spec: str) -> Dataset:
+    """Load `ml-100k` (from the recbole package) or a generic dataset folder."""
+    if spec == "ml-100k":
+        return load_ml100k()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return load_folder(path)
+    raise DatasetError(
+        f"unknown dataset {spec!r}: use one of {', '.join(BUILTIN_DATASETS)} or a folder with "
+        "interactions.csv and items.csv"
+    )
+
+
+def ml100k_dir() -> Path:
+    """Folder of the MovieLens-100K files shipped in the recbole==1.2.1 wheel."""
+    try:
+        root = importlib.resources.files("recbole")
+    except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
+        raise DatasetError(
+            "ml-100k is read from the recbole package: pip install recbole==1.2.1"
+        ) from e
+    path = Path(str(root / "dataset_example" / "ml-100k"))
+    if not (path / "ml-100k.inter").exists():
+        raise DatasetError(f"ml-100k files not found under {path}: reinstall recbole==1.2.1")
+    return path
+
+
+def load_ml100k() -> Dataset:
+    """MovieLens-100K: 100,000 ratings (all used as implicit interactions), 943 users, 1,682 items."""
+    root = ml100k_dir()
+    inter = pd.read_csv(root / "ml-100k.inter", sep="\t", header=0,
+                        names=["user_id", "item_id", "rating", "timestamp"])
+    raw = pd.read_csv(root / "ml-100k.item", sep="\t", header=0,
+                      names=["item_id", "title", "year", "genres"], keep_default_na=False)
+    items = pd.DataFrame({
+        "item_id": raw["item_id"].astype(int),
+        "title": raw["title"].astype(str),
+        "year": pd.to_numeric(raw["year"], errors="coerce").astype("Int64"),
+        # recbole joins the genres with spaces; MovieLens genre names contain no spaces
+        "genres": [tuple(g for g in str(s).split() if g) for s in raw["genres"]],
+        "description": "",
+    })
+    inter = inter.rename(columns={"timestamp": "order"})
+    return _build("ml-100k", items, inter, source=f"recbole==1.2.1:{root}")
+
+
+def load_folder(path: Path) -> Dataset:
+    """A generic folder: interactions.csv (user_id, item_id, timestamp|position) + items.csv."""
+    inter_path, items_path = path / "interactions.csv", path / "items.csv"
+    for p in (inter_path, items_path):
+        if not p.exists():
+            raise DatasetError(f"{p} is missing: a dataset folder needs interactions.csv and items.csv")
+    inter = pd.read_csv(inter_path)
+    raw = pd.read_csv(items_path, keep_default_na=False, dtype={"item_id": str})
+    for col in ("user_id", "item_id"):
+        if col not in inter.columns:
+            raise DatasetError(f"{inter_path} needs a {col!r} column (has {list(inter.columns)})")
+    order_col = next((c for c in ("timestamp", "position") if c in inter.columns), None)
+    if order_col is None:
+        raise DatasetError(f"{inter_path} needs a 'timestamp' or 'position' column to order interactions")
+    for col in ("item_id", "title"):
+        if col not in raw.columns:
+            raise DatasetError(f"{items_path} needs a {col!r} column (has {list(raw.columns)})")
+    ids = raw["item_id"].astype(str).str.strip()
+    numeric = ids.str.fullmatch(r"-?\d+").all()
+    items = pd.DataFrame({
+        "item_id": ids.astype(int) if numeric else ids,
+        "title": raw["title"].astype(str),
+        "year": pd.to_numeric(raw["year"], errors="coerce").astype("Int64") if "year" in raw
+        else pd.array([pd.NA] * len(raw), dtype="Int64"),
+        "genres": [tuple(g.strip() for g in str(s).split("|") if g.strip()) for s in raw["genres"]]
+        if "genres" in raw else [()] * len(raw),
+        "description": raw["description"].astype(str) if "description" in raw else "",
+    })
+    if items["item_id"].duplicated().any():
+        dup = items["item_id"][items["item_id"].duplicated()].iloc[0]
+        raise DatasetError(f"{items_path} lists item_id {dup!r} more than once")
+    inter = inter.rename(columns={order_col: "order"})
+    inter["item_id"] = inter["item_id"].astype(str).str.strip()
+    if numeric:
+        inter = inter[inter["item_id"].str.fullmatch(r"-?\d+")]
+        inter["item_id"] = inter["item_id"].astype(int)
+    return _build(path.name, items, inter, source=str(path.resolve()))
+
+
+def _build(name: str, items: pd.DataFrame, inter: pd.DataFrame, source: str) -> Dataset:
+    """Map ids to row indices, order each user's interactions in time, drop repeats."""
+    items = items.reset_index(drop=True)
+    index = pd.Series(np.arange(len(items)), index=items["item_id"].values)
+    known = inter["item_id"].isin(index.index)
+    if (~known).any():
+        log.warning("%s: %d interactions name items missing from the catalog; ignored",
+                    name, int((~known).sum()))
+    inter = inter[known].copy()
+    inter["idx"] = index.loc[inter["item_id"].values].values
+    inter["row"] = np.arange(len(inter))  # ties in time keep file order
+    inter = inter.sort_values(["user_id", "order", "row"], kind="stable")
+    # a user's repeated item keeps its first occurrence: the target is never in its own history
+    inter = inter.drop_duplicates(["user_id", "idx"], keep="first")
+    sequences = {u: g["idx"].to_numpy(np.int64) for u, g in inter.groupby("user_id", sort=True)}
+    return Dataset(name=name, items=items, sequences=sequences, source=source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Samples:
+    """Prediction cases: for each row, the last L history items before a target."""
+
+    users: np.ndarray  # (M,)
+    histories: np.ndarray  # (M, L) int64, right-aligned (most recent last), PAD on the left
+    targets: np.ndarray  # (M,) int64
+    seen: list | None = None  # per row, every earlier item of the user (masked in ranking)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, idx) -> "Samples":
+        idx = np.asarray(idx)
+        seen = None if self.seen is None else [self.seen[i] for i in idx]
+        return Samples(self.users[idx], self.histories[idx], self.targets[idx], seen)
+
+
+@dataclass
+class Split:
+    """Chronological leave-one-out: last item = test, second-last = validation, earlier = train."""
+
+    train: Samples
+    valid: Samples
+    test: Samples
+    train_sequences: list  # per user, the items usable for training (all but the last two)
+    history_len: int
+
+
+def window(seq: np.ndarray, end: int, L: int) -> np.ndarray:
+    """The last L items of seq[:end], right-aligned and left-padded with PAD.  # (L,)"""
+    out = np.full(L, PAD, dtype=np.int64)
+    h = seq[max(0, end - L):end]
+    if len(h):
+        out[L - len(h):] = h
+    return out
+
+
+def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1) -> Split:
+    """Per user: last item test, second-last validation; every earlier position a training target.
+
+    Users with fewer than 3 interactions have no validation/test case; their items still train.
+    `min_history` is the least number of earlier items a training target needs.
+    """
+    L = history_len
+    tr_u, tr_h, tr_t = [], [], []
+    ev = {"valid": ([], [], [], []), "test": ([], [], [], [])}
+    train_sequences = []
+    for u, seq in ds.sequences.items():
+        n = len(seq)
+        n_train = n - 2 if n >= 3 else n
+        train_sequences.append(seq[:n_train])
+        for j in range(min_history, n_train):
+            tr_u.append(u)
+            tr_h.append(window(seq, j, L))
+            tr_t.append(seq[j])
+        if n >= 3:
+            for name, j in (("valid", n - 2), ("test", n - 1)):
+                us, hs, ts, ss = ev[name]
+                us.append(u)
+                hs.append(window(seq, j, L))
+                ts.append(seq[j])
+                ss.append(seq[:j].copy())
+
+    def samples(us, hs, ts, ss=None):
+        return Samples(np.asarray(us), np.asarray(hs, dtype=np.int64).reshape(-1, L),
+                       np.asarray(ts, dtype=np.int64), ss)
+
+    return Split(
+        train=samples(tr_u, tr_h, tr_t),
+        valid=samples(*ev["valid"]),
+        test=samples(*ev["test"]),
+        train_sequences=train_sequences,
+        history_len=L,
+    )

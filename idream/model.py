@@ -1,0 +1,223 @@
+"""The denoiser: a small transformer with in-context conditioning that predicts the oracle x0.
+
+The input is one token sequence `[h_1 … h_L | q | t | x_t]`: the history items (in the
+transformed text space), the intention (or a learned null), the diffusion timestep and the noisy
+target. The output at the x_t position is projected back to the embedding space (DreamRec's
+x0-parameterisation). Sections follow facebookresearch/DiT `models.py`: embedders, blocks,
+final layer, the model, guidance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    """Every hyperparameter needed to rebuild the denoiser; saved in config.json."""
+
+    dim: int = 384  # D: dimension of the text embeddings
+    width: int = 128  # transformer width
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    history_len: int = 10  # L
+    dropout: float = 0.1
+    n_items: int = 0  # rows of the learned item residual (0: pure text vectors, the paper's form)
+    residual_scale: float = 1.0  # the residual is stored divided by this (a per-parameter lr knob)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedders
+# ---------------------------------------------------------------------------------------------
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of the diffusion step followed by a small MLP (as in DiT)."""
+
+    def __init__(self, width: int, freq_dim: int = 64):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, W)
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
+        args = t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class ItemTable(nn.Module):
+    """Item vectors z_i = A(e_i) (fixed) plus, optionally, a learned residual r_i (zero-init).
+
+    The residual is the 'beyond the paper' switch: it lets collaborative signal in while the text
+    vector stays; items added after training get r = 0, so they need no retraining.
+    """
+
+    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0):
+        super().__init__()
+        self.register_buffer("z", z.float(), persistent=False)  # (N, D), from the text cache
+        self.residual_scale = residual_scale
+        self.residual = nn.Parameter(torch.zeros(n_residual, z.shape[1])) if n_residual else None
+
+    def vectors(self) -> torch.Tensor:  # (N, D)
+        if self.residual is None:
+            return self.z
+        r = self.residual * self.residual_scale
+        n = min(r.shape[0], self.z.shape[0])
+        return torch.cat([self.z[:n] + r[:n], self.z[n:]], dim=0)
+
+    def append(self, z_new: torch.Tensor) -> None:
+        """Add rows for new items (text vector only, no residual)."""
+        self.z = torch.cat([self.z, z_new.to(self.z)], dim=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Core blocks
+# ---------------------------------------------------------------------------------------------
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, S, W)
+        B, S, W = x.shape
+        q, k, v = self.qkv(x).view(B, S, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, S, W))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (nanoGPT style, bidirectional attention)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = SelfAttention(width, heads, dropout)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, width: int, dim: int):
+        super().__init__()
+        self.ln = nn.LayerNorm(width)
+        self.linear = nn.Linear(width, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W) -> (B, D)
+        return self.linear(self.ln(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# The denoiser
+# ---------------------------------------------------------------------------------------------
+
+class Denoiser(nn.Module):
+    """f(x_t, t, H, q) -> x0, with learned nulls for a dropped/empty history and intention."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        W, L = cfg.width, cfg.history_len
+        self.item_proj = nn.Linear(cfg.dim, W)  # history items and the intention share one space
+        self.x_proj = nn.Linear(cfg.dim, W)
+        self.t_embed = TimestepEmbedder(W)
+        self.pos = nn.Parameter(torch.zeros(L + 3, W))  # slot/type embedding of every token
+        self.pad_token = nn.Parameter(torch.zeros(W))  # a short history's empty slots
+        self.null_history = nn.Parameter(torch.zeros(W))  # H = ∅ (dropped or empty)
+        self.null_intention = nn.Parameter(torch.zeros(W))  # q = ∅
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.final = FinalLayer(W, cfg.dim)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in (self.pos, self.pad_token, self.null_history, self.null_intention):
+            nn.init.normal_(p, std=0.02)
+        # DiT zero-inits its output layer: the first prediction is x0 = 0, the data mean
+        nn.init.zeros_(self.final.linear.weight)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,  # (B, D)
+        t: torch.Tensor,  # (B,) int
+        history: torch.Tensor,  # (B, L, D) item vectors (anything in PAD slots)
+        history_valid: torch.Tensor,  # (B, L) bool: real item in this slot
+        has_history: torch.Tensor,  # (B,) bool: False -> the whole history is the null token
+        intention: torch.Tensor,  # (B, D)
+        has_intention: torch.Tensor,  # (B,) bool: False -> null intention
+    ) -> torch.Tensor:  # (B, D) predicted x0
+        B, L, _ = history.shape
+        h = self.item_proj(history)  # (B, L, W)
+        h = torch.where(history_valid[..., None], h, self.pad_token)
+        h = torch.where(has_history[:, None, None], h, self.null_history)
+        q = torch.where(has_intention[:, None], self.item_proj(intention), self.null_intention)
+        tokens = torch.cat([h, q[:, None], self.t_embed(t)[:, None], self.x_proj(x_t)[:, None]], 1)
+        x = self.drop(tokens + self.pos[: L + 3])  # (B, L+3, W)
+        for block in self.blocks:
+            x = block(x)
+        return self.final(x[:, -1])
+
+    def guided(
+        self,
+        x_t: torch.Tensor,  # (B, D)
+        t: torch.Tensor,  # (B,)
+        history: torch.Tensor,  # (B, L, D)
+        history_valid: torch.Tensor,  # (B, L)
+        intention: torch.Tensor,  # (B, D)
+        has_intention: torch.Tensor,  # (B,)
+        w: torch.Tensor,  # (B,) history guidance weight
+        rho: torch.Tensor,  # (B,) intention strength
+    ) -> torch.Tensor:  # (B, D)
+        """Classifier-free guidance, the three passes in one batched forward call:
+
+        x̂0 = u + (1 + w)(c_h − u) + ρ(c_hq − c_h), with u = f(x,t,∅,∅), c_h = f(x,t,H,∅),
+        c_hq = f(x,t,H,q). Rows without an intention (or with ρ = 0) use c_hq = c_h.
+        """
+        B = x_t.shape[0]
+        has_h = history_valid.any(dim=1)
+        need_q = has_intention & (rho != 0)
+        qi = need_q.nonzero().squeeze(1)
+        no = torch.zeros(B, dtype=torch.bool, device=x_t.device)
+        yes = torch.ones(B, dtype=torch.bool, device=x_t.device)
+        out = self(
+            torch.cat([x_t, x_t, x_t[qi]]),
+            torch.cat([t, t, t[qi]]),
+            torch.cat([history, history, history[qi]]),
+            torch.cat([history_valid, history_valid, history_valid[qi]]),
+            torch.cat([no, has_h, has_h[qi]]),
+            torch.cat([intention, intention, intention[qi]]),
+            torch.cat([no, no, yes[: len(qi)]]),
+        )
+        u, c_h = out[:B], out[B: 2 * B]
+        c_hq = c_h.clone()
+        c_hq[qi] = out[2 * B:]
+        return u + (1 + w[:, None]) * (c_h - u) + rho[:, None] * (c_hq - c_h)

@@ -1,0 +1,199 @@
+"""History + intention → oracle → ranked items. The one entry point the CLI and the app call."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import text
+from .data import PAD, Dataset, window
+from .diffusion import Diffusion
+from .metrics import mask_seen, top_k
+from .model import Denoiser, ItemTable
+from .sampler import sample
+from .transform import Transform
+
+MAX_INTENTION_CHARS = 2000
+
+
+class UnknownItemError(ValueError):
+    """An item given by id or title that is not in the catalog."""
+
+
+@dataclass
+class Recommendation:
+    items: list  # [{"rank", "item_id", "title", "score", ...}]
+    oracle: np.ndarray  # (D,) the generated oracle, in the transformed space
+    history: list  # item indices used as history, oldest first
+    intention: str | None
+    path: list = field(default_factory=list)  # x̂0 at every DDIM step (when asked)
+
+    def to_dict(self) -> dict:
+        return {"items": self.items}
+
+
+class Recommender:
+    """A trained model with its item space; loaded once, queried many times."""
+
+    def __init__(self, model: Denoiser, diffusion: Diffusion, items: ItemTable, transform: Transform,
+                 dataset: Dataset, config: dict, backend: "text.EmbeddingBackend | None" = None):
+        self.model = model.eval()
+        self.diffusion = diffusion
+        self.items = items
+        self.transform = transform
+        self.dataset = dataset
+        self.config = config
+        self._backend = backend
+        self._vectors = None
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, dataset: Dataset | None = None) -> "Recommender":
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path, dataset=dataset)
+
+    @property
+    def backend(self) -> "text.EmbeddingBackend":
+        if self._backend is None:
+            self._backend = text.get_backend(self.config["text"]["backend"])
+        return self._backend
+
+    @property
+    def history_len(self) -> int:
+        return self.model.cfg.history_len
+
+    @property
+    def default_w(self) -> float:
+        return float(self.config.get("guidance", {}).get("w", 0.0))
+
+    @property
+    def default_rho(self) -> float:
+        return float(self.config.get("guidance", {}).get("rho", 1.0))
+
+    @property
+    def T(self) -> int:
+        return self.diffusion.T
+
+    def item_vectors(self) -> torch.Tensor:
+        """z_i (+ residual) for every catalog item, as the model ranks them.  # (N, D)"""
+        if self._vectors is None:
+            with torch.no_grad():
+                self._vectors = self.items.vectors().detach()
+        return self._vectors
+
+    def invalidate(self) -> None:
+        """Forget cached item vectors (after training steps or appended items)."""
+        self._vectors = None
+
+    # -- inputs ------------------------------------------------------------------------------
+    def resolve_item(self, ref) -> int:
+        """Catalog row of an item given by dataset id or exact title (case-insensitive)."""
+        ds = self.dataset
+        if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ds.has_item(ref)):
+            if ds.has_item(ref):
+                return ds.item_index(ref)
+            raise UnknownItemError(f"unknown item id {ref!r}")
+        title = str(ref).strip()
+        index = self._title_index()
+        if title.lower() in index:
+            return index[title.lower()]
+        close = difflib.get_close_matches(title, list(self.dataset.items["title"]), n=3, cutoff=0.5)
+        hint = f"; closest titles: {', '.join(repr(c) for c in close)}" if close else ""
+        raise UnknownItemError(f"unknown item {title!r}{hint}")
+
+    def _title_index(self) -> dict:
+        if not hasattr(self, "_titles"):
+            self._titles = {}
+            for i, t in enumerate(self.dataset.items["title"]):
+                self._titles.setdefault(str(t).lower(), i)
+                year = self.dataset.items["year"].iloc[i]
+                if year is not None and not (isinstance(year, float) and np.isnan(year)):
+                    try:
+                        self._titles.setdefault(f"{str(t).lower()} ({int(year)})", i)
+                    except (TypeError, ValueError):
+                        pass
+        return self._titles
+
+    def user_history(self, user_id) -> list[int]:
+        """A user's items before their test item (the last interaction), oldest first."""
+        if not self.dataset.has_user(user_id):
+            raise UnknownItemError(f"unknown user id {user_id!r}")
+        seq = self.dataset.user_sequence(user_id)
+        return [int(i) for i in seq[:-1]]
+
+    def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
+        """Intention sentences → transformed text vectors.  # (n, D)"""
+        e = self.backend.encode([s[:MAX_INTENTION_CHARS] for s in sentences])
+        if e.shape[1] != self.transform.dim:
+            raise ValueError(f"the text model gives {e.shape[1]}-d vectors but the checkpoint "
+                             f"expects {self.transform.dim}-d: use the checkpoint's text model "
+                             f"({self.config['text']['backend']})")
+        return torch.from_numpy(self.transform(e))
+
+    # -- generation --------------------------------------------------------------------------
+    def conditions(self, histories: np.ndarray, intentions: torch.Tensor | None,
+                   has_intention=None) -> dict:
+        """Batch tensors for the sampler from history index windows (B, L) and intentions."""
+        V = self.item_vectors()
+        h = torch.as_tensor(histories, dtype=torch.long)
+        valid = h != PAD
+        B = h.shape[0]
+        if intentions is None:
+            intentions = torch.zeros(B, V.shape[1])
+            has_intention = torch.zeros(B, dtype=torch.bool)
+        elif has_intention is None:
+            has_intention = torch.ones(B, dtype=torch.bool)
+        return {"history": V[h.clamp(min=0)], "history_valid": valid,
+                "intention": intentions.float(), "has_intention": torch.as_tensor(has_intention)}
+
+    def oracle(self, histories: np.ndarray, intentions: torch.Tensor | None = None,
+               has_intention=None, steps: int = 1, w=None, rho=None, seed: int | None = 0,
+               return_path: bool = False):
+        """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)"""
+        w = self.default_w if w is None else w
+        rho = self.default_rho if rho is None else rho
+        cond = self.conditions(histories, intentions, has_intention)
+        return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path)
+
+    def scores(self, oracle: torch.Tensor) -> torch.Tensor:
+        """s_i = ⟨x̂0, z_i⟩ for every item.  (B, D) -> (B, N)"""
+        return oracle @ self.item_vectors().T
+
+    def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
+                  w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
+                  return_path: bool = False) -> Recommendation:
+        """Rank the catalog for a history (ids or titles, oldest first) and an optional intention."""
+        idx = []
+        for ref in history:
+            i = self.resolve_item(ref)
+            if i not in idx:
+                idx.append(i)
+        intention = (intention or "").strip() or None
+        if not idx and intention is None:
+            raise ValueError("give a history, an intention, or both")
+        steps, k = int(steps), int(k)
+        if not 1 <= steps <= self.T:
+            raise ValueError(f"steps must be between 1 and {self.T}")
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        for name, v in (("rho", rho), ("w", w)):
+            if v is not None and not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number")
+        hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
+        q = self.encode_intentions([intention]) if intention else None
+        out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
+        x0, path = out if return_path else (out, [])
+        scores = mask_seen(self.scores(x0), [np.asarray(idx, dtype=np.int64)])
+        n_rankable = scores.shape[1] - len(idx)
+        top = top_k(scores, min(k, n_rankable))[0].tolist()
+        rows = []
+        for r, i in enumerate(top, 1):
+            meta = self.dataset.item_meta(i)
+            rows.append({"rank": r, "item_id": meta["item_id"], "title": meta["title"],
+                         "score": round(float(scores[0, i]), 4)})
+        return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path])

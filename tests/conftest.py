@@ -1,0 +1,43 @@
+"""Shared fixtures: a synthetic catalog with a planted next-item rule, and tiny configs."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+GENRES = ["Comedy", "Drama", "Horror", "Action", "Romance", "Sci-Fi"]
+ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
+
+
+def make_synthetic(folder: Path, n_items: int = 40, n_users: int = 120, length: int = 12,
+                   seed: int = 0) -> Path:
+    """Users walk the catalog: after item i comes item (i + 1) mod N (the planted rule)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "items.csv", "w") as f:
+        f.write("item_id,title,year,genres\n")
+        for i in range(n_items):
+            g = "|".join(sorted({GENRES[i % len(GENRES)], GENRES[(i * 7) % len(GENRES)]}))
+            f.write(f"{100 + i},Synthetic Film {i},{1950 + (i * 3) % 60},{g}\n")
+    with open(folder / "interactions.csv", "w") as f:
+        f.write("user_id,item_id,timestamp\n")
+        for u in range(n_users):
+            start = int(rng.integers(n_items))
+            for j in range(length):
+                f.write(f"u{u},{100 + (start + j) % n_items},{1000 * u + j}\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")

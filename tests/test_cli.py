@@ -1,0 +1,121 @@
+"""The command line end to end on a tiny synthetic config (real subprocesses)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from idream.metrics import metrics_from_ranks
+
+
+def run(*args, ok=True, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    p = subprocess.run([sys.executable, "-m", "idream", *args], capture_output=True, text=True,
+                       env=env, timeout=300)
+    if ok:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+@pytest.fixture(scope="module")
+def ckpt(synthetic_dir, cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "ck"
+    p = run("train", "--dataset", str(synthetic_dir), "--out", str(out), "--text-model", "hash:32",
+            "--width", "32", "--depth", "1", "--heads", "2", "--epochs", "12", "--batch-size", "64",
+            "--lr", "0.003", "--T", "100", "--history-len", "5", "--intention-pool", "2",
+            "--cache-dir", str(cache_dir), "--quiet")
+    assert "valid_NDCG@10" in p.stderr  # per-epoch validation is reported
+    return out
+
+
+def test_train_writes_checkpoint(ckpt):
+    for f in ("model.safetensors", "transform.safetensors", "items.safetensors", "config.json",
+              "metrics.json", "README.md"):
+        assert (ckpt / f).exists(), f
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert cfg["text"]["backend"] == "hash:32" and cfg["model"]["history_len"] == 5
+    metrics = json.loads((ckpt / "metrics.json").read_text())
+    models = {e["model"] for e in metrics["results"].values()}
+    assert models == {"popularity", "textknn", "idream"}
+    card = (ckpt / "README.md").read_text()
+    assert "NDCG@10" in card and "python -m idream train" in card
+
+
+def test_evaluate_json_and_dump(ckpt, tmp_path):
+    dump = tmp_path / "rank.csv"
+    p = run("evaluate", "--checkpoint", str(ckpt), "--split", "test", "--steps", "1,4", "--json",
+            "--dump-rankings", str(dump), "--seed", "3", "--no-save")
+    res = json.loads(p.stdout)
+    assert [r["steps"] for r in res["results"]] == [1, 4]
+    for r in res["results"]:
+        assert set(r["metrics"]) == {"HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"}
+    # recompute the metrics independently from the dumped top-50 lists
+    with open(tmp_path / "rank.steps1.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == res["results"][0]["cases"] == 120
+    ranks = []
+    for row in rows:
+        top = row["top_item_ids"].split()
+        assert len(top) == min(50, 40 - 11)
+        ranks.append(top.index(row["target_item_id"]) if row["target_item_id"] in top else 999)
+    mine = metrics_from_ranks(np.array(ranks))
+    for k, v in res["results"][0]["metrics"].items():
+        assert mine[k] == pytest.approx(v, abs=1e-4)
+
+
+def test_evaluate_generated_intentions_jsonl(ckpt, tmp_path):
+    dump = tmp_path / "rank.jsonl"
+    p = run("evaluate", "--checkpoint", str(ckpt), "--intention", "generated", "--rho", "2",
+            "--w", "0", "--json", "--dump-rankings", str(dump))
+    r = json.loads(p.stdout)["results"][0]
+    assert r["intention"] == "generated" and r["rho"] == 2.0 and r["w"] == 0.0
+    first = json.loads(dump.read_text().splitlines()[0])
+    assert set(first) == {"user_id", "target_item_id", "top_item_ids"}
+    # saved into metrics.json and the model card
+    assert any(e["intention"] == "generated" and e["rho"] == 2.0
+               for e in json.loads((ckpt / "metrics.json").read_text())["results"].values()
+               if e["model"] == "idream")
+
+
+def test_evaluate_baselines(synthetic_dir, cache_dir):
+    for b in ("popularity", "textknn"):
+        p = run("evaluate", "--baseline", b, "--dataset", str(synthetic_dir), "--text-model", "hash:32",
+                "--json", "--cache-dir", str(cache_dir))
+        r = json.loads(p.stdout)["results"][0]
+        assert r["model"] == b and 0 <= r["metrics"]["HR@10"] <= 1
+
+
+def test_recommend_json(ckpt):
+    p = run("recommend", "--checkpoint", str(ckpt), "--history", "100", "101", "Synthetic Film 2",
+            "--k", "4", "--json")
+    items = json.loads(p.stdout)["items"]
+    assert [r["rank"] for r in items] == [1, 2, 3, 4]
+    assert {"rank", "item_id", "title", "score"} <= set(items[0])
+    assert not {100, 101, 102} & {r["item_id"] for r in items}
+    scores = [r["score"] for r in items]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_recommend_user_intention_and_table(ckpt):
+    p = run("recommend", "--checkpoint", str(ckpt), "--user", "u3", "--intention",
+            "a scary horror movie", "--rho", "2", "--steps", "5")
+    assert "rank" in p.stdout.splitlines()[0] and len(p.stdout.splitlines()) == 11
+    p = run("recommend", "--checkpoint", str(ckpt), "--intention", "something funny", "--json")
+    assert len(json.loads(p.stdout)["items"]) == 10
+
+
+def test_recommend_errors(ckpt):
+    p = run("recommend", "--checkpoint", str(ckpt), "--history", "Synthetic Flim 3", ok=False)
+    assert p.returncode == 2
+    assert "closest titles" in p.stderr and "Synthetic Film 3" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = run("recommend", "--checkpoint", str(ckpt), ok=False)
+    assert p.returncode == 2 and "history" in p.stderr and "Traceback" not in p.stderr
+    p = run("recommend", "--checkpoint", str(ckpt) + "-missing", "--history", "100", ok=False)
+    assert p.returncode == 2 and "no checkpoint folder" in p.stderr
+    p = run("recommend", "--checkpoint", str(ckpt), "--user", "nobody", ok=False)
+    assert p.returncode == 2 and "unknown user" in p.stderr

@@ -1,0 +1,90 @@
+"""MovieLens-100K as shipped by recbole, generic folders, and the chronological split."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from idream.data import PAD, DatasetError, chronological_split, load_dataset
+from tests.conftest import ML1M
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    return load_dataset("ml-100k")
+
+
+def test_ml100k_counts(ml100k):
+    assert ml100k.n_items == 1682
+    assert len(ml100k.sequences) == 943
+    assert sum(len(s) for s in ml100k.sequences.values()) == 100_000
+    toy = ml100k.item_meta(ml100k.item_index(1))
+    assert toy["title"] == "Toy Story" and toy["year"] == 1995
+    assert set(toy["genres"]) == {"Animation", "Children's", "Comedy"}
+    assert isinstance(toy["item_id"], int)
+
+
+def test_ml100k_sequences_are_chronological(ml100k):
+    from idream.data import ml100k_dir
+    inter = pd.read_csv(ml100k_dir() / "ml-100k.inter", sep="\t", header=0,
+                        names=["u", "i", "r", "ts"])
+    ts = {(u, i): t for u, i, t in zip(inter.u, inter.i, inter.ts)}
+    ids = ml100k.items["item_id"].to_numpy()
+    for u in list(ml100k.sequences)[:50]:
+        times = [ts[(u, ids[i])] for i in ml100k.sequences[u]]
+        assert times == sorted(times)
+
+
+def test_split_targets_and_histories(ml100k):
+    sp = chronological_split(ml100k, history_len=10)
+    assert len(sp.valid) == len(sp.test) == 943
+    assert len(sp.train) == 100_000 - 2 * 943 - 943  # first item of each user has no history
+    for s in (sp.train, sp.valid, sp.test):
+        for h, t in zip(s.histories[:5000], s.targets[:5000]):
+            assert t not in h[h != PAD]
+    for k, u in enumerate(sp.test.users):
+        seq = ml100k.sequences[u]
+        assert sp.test.targets[k] == seq[-1] and sp.valid.targets[k] == seq[-2]
+        assert list(sp.test.histories[k][sp.test.histories[k] != PAD]) == list(seq[-11:-1])
+        assert set(sp.test.seen[k]) == set(seq[:-1]) and sp.test.targets[k] not in sp.test.seen[k]
+    # training never sees a validation or test target at its position
+    held = {(u, t) for u, t in zip(sp.test.users, sp.test.targets)}
+    held |= {(u, t) for u, t in zip(sp.valid.users, sp.valid.targets)}
+    assert not held & set(zip(sp.train.users, sp.train.targets))
+
+
+def test_generic_folder(synthetic_dir):
+    ds = load_dataset(str(synthetic_dir))
+    assert ds.n_items == 40 and len(ds.sequences) == 120
+    assert ds.item_meta(0)["genres"] and ds.item_meta(0)["year"] == 1950
+    seq = ds.sequences["u0"]
+    assert all((b - a) % 40 == 1 for a, b in zip(seq[:-1], seq[1:]))
+
+
+def test_generic_folder_errors(tmp_path):
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_dataset(str(tmp_path / "nope"))
+    (tmp_path / "items.csv").write_text("item_id,title\n1,A\n")
+    with pytest.raises(DatasetError, match="interactions.csv"):
+        load_dataset(str(tmp_path))
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\n1,1\n")
+    with pytest.raises(DatasetError, match="timestamp"):
+        load_dataset(str(tmp_path))
+
+
+def test_repeated_items_keep_first(tmp_path):
+    (tmp_path / "items.csv").write_text("item_id,title\na,A\nb,B\nc,C\n")
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,position\n1,a,0\n1,b,1\n1,a,2\n1,c,3\n")
+    ds = load_dataset(str(tmp_path))
+    assert [ds.item_meta(i)["item_id"] for i in ds.sequences[1]] == ["a", "b", "c"]
+
+
+@pytest.mark.ml1m
+@pytest.mark.skipif(not (ML1M / "interactions.csv").exists(), reason="../shared/data/ml-1m absent")
+def test_ml1m_folder():
+    ds = load_dataset(str(ML1M))
+    assert ds.n_items == 3883 and len(ds.sequences) == 6040
+    assert sum(len(s) for s in ds.sequences.values()) == 1_000_209
+    sp = chronological_split(ds)
+    assert len(sp.test) == 6040
+    assert np.all(sp.test.targets == np.array([ds.sequences[u][-1] for u in sp.test.users]))
