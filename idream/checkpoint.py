@@ -179,4 +179,4 @@ def load_checkpoint(path: str | Path, dataset=None):
             raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
                                   f"({mcfg.n_items}, {D}); retrain")
         table.residual.data.copy_(residual)
-    return Recommender(model, Diffusion(dcfg), table, transform, dataset, cfg)
+    return Recommender(model, Diffusion(dcfg), table, transform, dataset, cfg, embeddings=E.numpy())

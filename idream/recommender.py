@@ -40,8 +40,10 @@ class Recommender:
     """A trained model with its item space; loaded once, queried many times."""
 
     def __init__(self, model: Denoiser, diffusion: Diffusion, items: ItemTable, transform: Transform,
-                 dataset: Dataset, config: dict, backend: "text.EmbeddingBackend | None" = None):
+                 dataset: Dataset, config: dict, backend: "text.EmbeddingBackend | None" = None,
+                 embeddings: np.ndarray | None = None):
         self.model = model.eval()
+        self.embeddings = embeddings  # (N, D) raw text vectors E, before the transform
         self.diffusion = diffusion
         self.items = items
         self.transform = transform
@@ -62,6 +64,13 @@ class Recommender:
         if self._backend is None:
             self._backend = text.get_backend(self.config["text"]["backend"])
         return self._backend
+
+    def text_status(self) -> str | None:
+        """None when intentions and new items can be embedded here; else why not (for the UI)."""
+        try:
+            return self.backend.unavailable_reason()
+        except (RuntimeError, ValueError) as e:
+            return str(e)
 
     @property
     def history_len(self) -> int:
@@ -164,18 +173,15 @@ class Recommender:
         """s_i = ⟨x̂0, z_i⟩ for every item.  (B, D) -> (B, N)"""
         return oracle @ self.item_vectors().T
 
-    def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
-                  w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
-                  return_path: bool = False) -> Recommendation:
-        """Rank the catalog for a history (ids or titles, oldest first) and an optional intention."""
+    def _history_indices(self, history) -> list[int]:
         idx = []
         for ref in history:
             i = self.resolve_item(ref)
             if i not in idx:
                 idx.append(i)
-        intention = (intention or "").strip() or None
-        if not idx and intention is None:
-            raise ValueError("give a history, an intention, or both")
+        return idx
+
+    def _check(self, steps, k, rho, w) -> tuple[int, int]:
         steps, k = int(steps), int(k)
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be between 1 and {self.T}")
@@ -184,16 +190,101 @@ class Recommender:
         for name, v in (("rho", rho), ("w", w)):
             if v is not None and not np.isfinite(v):
                 raise ValueError(f"{name} must be a finite number")
+        return steps, k
+
+    def embed_new_item(self, title: str, description: str = "", year: int | None = None,
+                       genres=()) -> dict:
+        """A new item, no retraining: describe → embed with the checkpoint's text model → A."""
+        meta = {"item_id": None, "title": str(title).strip(), "year": year,
+                "genres": tuple(genres), "description": str(description or "")}
+        if not meta["title"]:
+            raise ValueError("a new item needs a title")
+        e = self.backend.encode([text.describe(meta)])
+        return {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
+
+    def _rows(self, scores: torch.Tensor, top: list[int], q: torch.Tensor | None,
+              extra: list | None) -> list[dict]:
+        """Result rows for top indices; indices ≥ N are the extra (new) items."""
+        N = self.dataset.n_items
+        V = self.item_vectors()
+        rows = []
+        for r, i in enumerate(top, 1):
+            if i < N:
+                meta, z, new = self.dataset.item_meta(i), V[i], False
+            else:
+                item = extra[i - N]
+                meta, z, new = dict(item["meta"], item_id=f"new:{i - N + 1}"), item["z"], True
+            row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
+                   "score": round(float(scores[i]), 4), "year": meta["year"],
+                   "genres": list(meta["genres"]), "new": new}
+            if q is not None:
+                row["intention_similarity"] = round(float(torch.cosine_similarity(z, q, dim=0)), 4)
+            rows.append(row)
+        return rows
+
+    def _rank(self, x0: torch.Tensor, idx: list[int], k: int, extra: list | None) -> tuple:
+        """Scores over catalog (+ extra items) with the history masked, and the top-k indices."""
+        scores = self.scores(x0)  # (B, N)
+        if extra:
+            Z_new = torch.stack([it["z"] for it in extra])  # (n, D)
+            scores = torch.cat([scores, x0 @ Z_new.T], dim=1)
+        scores = mask_seen(scores, [np.asarray(idx, dtype=np.int64)] * scores.shape[0])
+        top = top_k(scores, min(k, scores.shape[1] - len(idx)))
+        return scores, top
+
+    def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
+                  w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
+                  return_path: bool = False, extra_items: list | None = None) -> Recommendation:
+        """Rank the catalog for a history (ids or titles, oldest first) and an optional intention.
+
+        extra_items: new items from `embed_new_item`, ranked alongside the catalog (a session's
+        own additions; the shared catalog is never changed).
+        """
+        idx = self._history_indices(history)
+        intention = (intention or "").strip() or None
+        if not idx and intention is None:
+            raise ValueError("give a history, an intention, or both")
+        steps, k = self._check(steps, k, rho, w)
         hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
         q = self.encode_intentions([intention]) if intention else None
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
-        scores = mask_seen(self.scores(x0), [np.asarray(idx, dtype=np.int64)])
-        n_rankable = scores.shape[1] - len(idx)
-        top = top_k(scores, min(k, n_rankable))[0].tolist()
-        rows = []
-        for r, i in enumerate(top, 1):
-            meta = self.dataset.item_meta(i)
-            rows.append({"rank": r, "item_id": meta["item_id"], "title": meta["title"],
-                         "score": round(float(scores[0, i]), 4)})
+        scores, top = self._rank(x0, idx, k, extra_items)
+        rows = self._rows(scores[0], top[0].tolist(), None if q is None else q[0], extra_items)
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path])
+
+    def sweep_rho(self, history=(), intention: str | None = None, rhos=tuple(range(11)),
+                  w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
+                  extra_items: list | None = None) -> dict:
+        """What ρ does: one batched generation for every ρ from the same starting noise.
+
+        Returns {"rho": [...], "items": [rows per ρ], "oracles": (R, D),
+        "intention_similarity": [cos(oracle, q)], "history_similarity": [cos(oracle, mean h)]}.
+        """
+        idx = self._history_indices(history)
+        intention = (intention or "").strip() or None
+        if not idx and intention is None:
+            raise ValueError("give a history, an intention, or both")
+        steps, k = self._check(steps, k, 0.0, w)
+        rhos = [float(r) for r in rhos]
+        if not rhos or not all(np.isfinite(rhos)):
+            raise ValueError("rhos must be finite numbers")
+        R = len(rhos)
+        hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
+        q = self.encode_intentions([intention]) if intention else None
+        w = self.default_w if w is None else w
+        cond = self.conditions(hist, None if q is None else q.expand(R, -1))
+        x0 = sample(self.model, self.diffusion, cond, steps, w, torch.tensor(rhos), seed,
+                    shared_noise=True)  # (R, D)
+        scores, top = self._rank(x0, idx, k, extra_items)
+        V = self.item_vectors()
+        h_mean = V[idx].mean(0) if idx else None
+        cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
+        return {
+            "rho": rhos,
+            "items": [self._rows(scores[r], top[r].tolist(), None if q is None else q[0], extra_items)
+                      for r in range(R)],
+            "oracles": x0.numpy(),
+            "intention_similarity": cos(x0, q[0]) if q is not None else [None] * R,
+            "history_similarity": cos(x0, h_mean) if h_mean is not None else [None] * R,
+        }

@@ -179,6 +179,10 @@ class EmbeddingBackend(abc.ABC):
     ) -> np.ndarray:
         """Embed `texts` -> float32 array of shape (len(texts), dim); (0, dim) for no texts."""
 
+    def unavailable_reason(self) -> str | None:
+        """None when encode() can work here; else a plain sentence saying why (e.g. no API key)."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 

@@ -100,7 +100,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     }
     if cache_dir:
         config["cache_dir"] = str(cache_dir)
-    rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend)
+    rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
     pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed)
     Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
                         tag=f"{ds.name}-train-intentions-p{cfg.intention_pool}-s{cfg.seed}",

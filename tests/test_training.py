@@ -108,3 +108,46 @@ def test_pure_text_variant_trains(synthetic_dir, cache_dir):
     assert rec.items.residual is None
     m = evaluate_recommender(rec, split.test, steps=1).metrics
     assert all(np.isfinite(v) for v in m.values())
+
+
+def test_sweep_rho_matches_single_requests(trained):
+    rec, _, _ = trained
+    hist = [101, 102, 103, 104, 105]
+    sweep = rec.sweep_rho(hist, "a scary horror movie", rhos=[0, 1, 4], w=0.0, steps=3, k=5, seed=2)
+    assert len(sweep["items"]) == 3 and sweep["oracles"].shape == (3, rec.transform.dim)
+    for r, rows in zip([0, 1, 4], sweep["items"]):
+        single = rec.recommend(hist, "a scary horror movie", rho=r, w=0.0, steps=3, k=5, seed=2)
+        assert [x["item_id"] for x in rows] == [x["item_id"] for x in single.items]
+    # ρ = 0 with an intention is the same as no intention at all
+    plain = rec.recommend(hist, None, w=0.0, steps=3, k=5, seed=2)
+    assert [x["item_id"] for x in sweep["items"][0]] == [x["item_id"] for x in plain.items]
+    assert all(v is not None for v in sweep["intention_similarity"] + sweep["history_similarity"])
+
+
+def test_new_item_is_recommendable_without_retraining(trained):
+    rec, _, _ = trained
+    n_before = rec.dataset.n_items
+    new = rec.embed_new_item("Brand New Horror Night", "a scary horror movie full of ghosts",
+                             genres=("Horror",))
+    q = "Brand New Horror Night a scary horror movie full of ghosts"
+    out = rec.recommend([], q, rho=5.0, k=rec.dataset.n_items + 1, extra_items=[new])
+    ids = [r["item_id"] for r in out.items]
+    assert "new:1" in ids and len(ids) == n_before + 1
+    row = out.items[ids.index("new:1")]
+    assert row["new"] and row["title"] == "Brand New Horror Night"
+    # the shared catalog is untouched
+    assert rec.dataset.n_items == n_before
+    assert "new:1" not in [r["item_id"] for r in rec.recommend([], q, k=50).items]
+
+
+def test_recommend_input_errors(trained):
+    rec, _, _ = trained
+    with pytest.raises(ValueError, match="history, an intention"):
+        rec.recommend([], "   ")
+    with pytest.raises(ValueError, match="closest titles"):
+        rec.recommend(["Synthetic Flim 3"])
+    for kw in ({"steps": 0}, {"steps": 10_000}, {"k": 0}, {"rho": float("nan")}):
+        with pytest.raises(ValueError):
+            rec.recommend([101], "funny", **kw)
+    out = rec.recommend([101], k=10_000)
+    assert len(out.items) == rec.dataset.n_items - 1
