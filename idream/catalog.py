@@ -13,18 +13,23 @@ import numpy as np
 from . import text
 from .data import Dataset
 
-DESCRIPTION_SOURCES = ("template",)
+DESCRIPTION_SOURCES = ("template", "llm")  # llm: `python -m idream describe` writes them
 
 
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_")[:80]
 
 
-def item_texts(ds: Dataset, descriptions: str = "template") -> list[str]:
-    """One description per catalog row."""
+def item_texts(ds: Dataset, descriptions: str = "template",
+               cache_dir: Path | None = None) -> list[str]:
+    """One description per catalog row (llm: from the descriptions cache under cache_dir)."""
     if descriptions not in DESCRIPTION_SOURCES:
         raise ValueError(f"unknown description source {descriptions!r}: use one of "
                          f"{', '.join(DESCRIPTION_SOURCES)}")
+    if descriptions == "llm":
+        from .llm import llm_descriptions
+
+        return llm_descriptions(ds, cache_dir)
     return [text.describe(m) for m in ds.all_item_meta()]
 
 
@@ -33,7 +38,7 @@ def item_embeddings(ds: Dataset, backend: "text.EmbeddingBackend", descriptions:
     """E (N, D): every item's description embedded once and cached with its provenance."""
     cache_dir = Path(cache_dir) if cache_dir else text.default_cache_dir()
     path = cache_dir / "embeddings" / f"{_slug(ds.name)}-{_slug(backend.name)}-{descriptions}.safetensors"
-    return text.embed_texts(item_texts(ds, descriptions), backend, path, progress=progress)
+    return text.embed_texts(item_texts(ds, descriptions, cache_dir), backend, path, progress=progress)
 
 
 def embed_sentences(sentences: list[str], backend: "text.EmbeddingBackend", cache_dir: Path | None,

@@ -118,8 +118,40 @@ def read_config(path: Path) -> dict:
     return cfg
 
 
-def load_checkpoint(path: str | Path, dataset=None):
-    """Rebuild a Recommender from a folder, refusing any mismatch with a message."""
+def check_text_request(cfg: dict, path, text_model: str | None = None,
+                       descriptions: str | None = None) -> None:
+    """Refuse a requested description source or text model other than the checkpoint's own."""
+    from .catalog import DESCRIPTION_SOURCES
+
+    t = cfg["text"]
+    have = t.get("descriptions", "template")
+    if have not in DESCRIPTION_SOURCES:
+        raise CheckpointError(f"{path}/config.json: unknown description source {have!r}; "
+                              "upgrade iDream or retrain")
+    if descriptions is not None and descriptions != have:
+        raise CheckpointError(f"{path} was trained on {have} descriptions, not {descriptions}: "
+                              f"pass --descriptions {have} (or leave it out), or retrain with "
+                              f"--descriptions {descriptions}")
+    if text_model is not None and text_model.strip() not in (t.get("backend"), t.get("name")):
+        from .text import get_backend
+
+        try:
+            name = get_backend(text_model).name
+        except (RuntimeError, ValueError):
+            name = None
+        if name != t.get("name"):
+            raise CheckpointError(f"{path} was trained with the text model {t.get('backend')} "
+                                  f"({t.get('dim')}-d), not {text_model.strip()}: pass --tem "
+                                  f"{t.get('backend')} (or leave it out), or retrain with --tem "
+                                  f"{text_model.strip()}")
+
+
+def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = None,
+                    descriptions: str | None = None):
+    """Rebuild a Recommender from a folder, refusing any mismatch with a message.
+
+    text_model / descriptions: what the caller asked for (None: whatever the checkpoint has).
+    """
     from .recommender import Recommender
 
     path = Path(path)
@@ -127,6 +159,7 @@ def load_checkpoint(path: str | Path, dataset=None):
         raise CheckpointError(f"no checkpoint folder at {path}; train one with "
                               "`python -m idream train --dataset ml-100k --out {path}`")
     cfg = read_config(path)
+    check_text_request(cfg, path, text_model, descriptions)
     try:
         mcfg = ModelConfig.from_dict(cfg["model"])
         dcfg = DiffusionConfig.from_dict(cfg["diffusion"])

@@ -1,4 +1,4 @@
-"""`python -m idream train | evaluate | recommend | bench` — thin callers of the library."""
+"""`python -m idream train | evaluate | recommend | describe | bench` — thin callers of the library."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .catalog import DESCRIPTION_SOURCES
     from .train import TrainConfig
 
     p = Parser(prog="python -m idream", description="iDream: text-guided diffusion recommender")
@@ -50,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        t.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
+        flags = [flag, "--tem"] if f.name == "text_model" else [flag]
+        extra = {"choices": DESCRIPTION_SOURCES} if f.name == "descriptions" else {}
+        t.add_argument(*flags, type=type(default), default=default, help=f"(default: {default})",
+                       **extra)
+    _add_text_flags(t, model=False, descriptions=False)
     t.add_argument("--dataset", default="ml-100k", help="ml-100k or a dataset folder")
     t.add_argument("--no-residual", dest="item_residual", action="store_false",
                    help="pure text item vectors, the paper's form (no learned residual)")
@@ -63,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", help="checkpoint folder (not needed for --baseline)")
     e.add_argument("--baseline", choices=["popularity", "textknn"])
     e.add_argument("--dataset", help="dataset for --baseline (default: the checkpoint's)")
-    e.add_argument("--text-model", default="minilm", help="text model for --baseline textknn")
+    _add_text_flags(e, model_help="text model for --baseline textknn (default minilm); with "
+                    "--checkpoint, must be the checkpoint's")
     e.add_argument("--history-len", type=int, default=10, help="history window for --baseline")
     e.add_argument("--split", choices=["valid", "test"], default="test")
     e.add_argument("--steps", type=_ints, default=[1], help="comma list, e.g. 1,10,50")
@@ -89,12 +95,46 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--json", action="store_true")
+    _add_text_flags(r, model_help="must be the checkpoint's text model (default: the checkpoint's)")
+
+    d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")
+    d.add_argument("--dataset", default="ml-100k", help="ml-100k or a dataset folder")
+    d.add_argument("--llm", required=True, metavar="MODEL", help="chat model, e.g. gpt-4o-mini")
+    d.add_argument("--max-items", type=int, default=None, help="describe at most N items this run")
+    d.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: 4)")
+    d.add_argument("--cache-dir", default=None, help="cache folder (default ~/.cache/idream)")
+    d.add_argument("--dry-run", action="store_true", help="print the plan, make no request")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("bench", help="measurements written next to the checkpoint")
     b.add_argument("what", choices=["coldstart"])
     b.add_argument("--checkpoint", required=True)
     b.add_argument("--repeats", type=int, default=5)
     return p
+
+
+def _add_text_flags(p, model: bool = True, descriptions: bool = True, model_help: str = "") -> None:
+    """--tem/--text-model, --tem-dim (OpenAI shortened vectors) and --descriptions."""
+    from .catalog import DESCRIPTION_SOURCES
+
+    if model:
+        p.add_argument("--tem", "--text-model", dest="text_model", default=None, help=model_help)
+    p.add_argument("--tem-dim", type=int, default=None,
+                   help="shortened OpenAI embeddings: the `dimensions` of an openai:MODEL text model")
+    if descriptions:
+        p.add_argument("--descriptions", choices=DESCRIPTION_SOURCES, default=None,
+                       help="must be the checkpoint's description source (default: the checkpoint's)")
+
+
+def _text_model(a) -> str | None:
+    """The requested text-model spec with --tem-dim folded in ("openai:MODEL@DIM")."""
+    from .openai_backend import spec_with_dimensions
+
+    if a.tem_dim is None:
+        return a.text_model
+    if a.text_model is None:
+        raise CLIError("--tem-dim needs --tem openai:MODEL")
+    return spec_with_dimensions(a.text_model, a.tem_dim)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,6 +144,7 @@ def cmd_train(a) -> int:
     from .report import standard_evaluation, write_model_card
     from .train import TrainConfig, train
 
+    a.text_model = _text_model(a)
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(a).items() if k in known})
     rec, split, E = train(cfg, cache_dir=a.cache_dir, progress=not a.quiet,
@@ -118,8 +159,17 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    from .checkpoint import check_text_request, read_config
     from .report import evaluate_command
 
+    a.text_model = _text_model(a)
+    if a.checkpoint:
+        check_text_request(read_config(Path(a.checkpoint)), a.checkpoint, a.text_model,
+                           a.descriptions)
+    elif a.descriptions not in (None, "template"):
+        raise CLIError("--descriptions llm needs --checkpoint (the baselines embed template "
+                       "descriptions)")
+    a.text_model = a.text_model or "minilm"
     result = evaluate_command(a)
     if a.json:
         print(json.dumps(result, indent=2))
@@ -135,7 +185,7 @@ def cmd_evaluate(a) -> int:
 def cmd_recommend(a) -> int:
     from .recommender import Recommender
 
-    rec = Recommender.load(a.checkpoint)
+    rec = Recommender.load(a.checkpoint, text_model=_text_model(a), descriptions=a.descriptions)
     history = list(a.history)
     if a.user is not None:
         history = rec.user_history(a.user)
@@ -147,6 +197,46 @@ def cmd_recommend(a) -> int:
         print(f"{'rank':>4}  {'item_id':>8}  {'score':>9}  title")
         for row in out.items:
             print(f"{row['rank']:>4}  {row['item_id']!s:>8}  {row['score']:>9.3f}  {row['title']}")
+    return 0
+
+
+def cmd_describe(a) -> int:
+    from urllib.parse import urlsplit
+
+    from .data import load_dataset
+    from .llm import describe_catalog, descriptions_path, plan_descriptions
+    from .openai_backend import base_url
+
+    if a.max_items is not None and a.max_items < 0:
+        raise CLIError("--max-items must be 0 or more")
+    if a.concurrency < 1:
+        raise CLIError("--concurrency must be at least 1")
+    ds = load_dataset(a.dataset)
+    path = descriptions_path(ds.name, a.cache_dir)
+    url = urlsplit(base_url() or "https://api.openai.com/v1")
+    where = url.hostname + (f":{url.port}" if url.port else "") if url.hostname else "OPENAI_BASE_URL"
+
+    def show(plan) -> None:
+        capped = f" (--max-items {a.max_items})" if plan.requests < plan.missing else ""
+        print(f"{ds.name}: {plan.total} items, {plan.cached} already described by {a.llm}, "
+              f"{plan.missing} to describe")
+        print(f"will make {plan.requests} chat requests{capped} to {a.llm} at {where} "
+              f"(concurrency {a.concurrency}; retries come on top)", flush=True)
+
+    if a.dry_run:
+        show(plan_descriptions(ds.all_item_meta(), a.llm, path, a.max_items))
+        return 0
+    s = describe_catalog(ds.all_item_meta(), a.llm, path, max_items=a.max_items,
+                         concurrency=a.concurrency, progress=not a.quiet, on_plan=show)
+    print(f"{s['complete']}/{s['total']} items described by {a.llm} ({s['written']} new, "
+          f"{s['retries']} retries); cache: {path}")
+    if s["skipped"]:
+        print(f"the server refused {len(s['skipped'])} items (ids {', '.join(s['skipped'][:10])}); "
+              "see the warnings above", file=sys.stderr)
+        return 1
+    if s["complete"] < s["total"]:
+        print(f"{s['total'] - s['complete']} items still lack a description; run the command "
+              "again to continue")
     return 0
 
 
@@ -164,12 +254,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-               "bench": cmd_bench}[args.command]
+               "describe": cmd_describe, "bench": cmd_bench}[args.command]
     from .checkpoint import CheckpointError
     from .data import DatasetError
+    from .openai_backend import OpenAIServiceError
     try:
         return handler(args)
-    except (CLIError, CheckpointError, DatasetError, ValueError, KeyError, FileNotFoundError) as e:
+    except (CLIError, CheckpointError, DatasetError, ValueError, KeyError, FileNotFoundError,
+            OpenAIServiceError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {msg.strip(chr(39))}", file=sys.stderr)
         return EXIT_USAGE

@@ -54,10 +54,13 @@ class Recommender:
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, dataset: Dataset | None = None) -> "Recommender":
+    def load(cls, path: str | Path, dataset: Dataset | None = None, *,
+             text_model: str | None = None, descriptions: str | None = None) -> "Recommender":
+        """text_model / descriptions: refuse a checkpoint made with others (None: any)."""
         from .checkpoint import load_checkpoint
 
-        return load_checkpoint(path, dataset=dataset)
+        return load_checkpoint(path, dataset=dataset, text_model=text_model,
+                               descriptions=descriptions)
 
     @property
     def backend(self) -> "text.EmbeddingBackend":

@@ -369,6 +369,16 @@ register_backend("st", _st, "st:/path/to/local/model")
 register_backend("hash", _hash, "hash:DIM")
 
 
+def _openai(arg: str) -> EmbeddingBackend:
+    # imported lazily: offline users never load the openai client
+    from .openai_backend import OpenAIEmbeddingBackend
+
+    return OpenAIEmbeddingBackend.from_spec(arg)
+
+
+register_backend("openai", _openai, "openai:MODEL[@DIM]")
+
+
 def get_backend(spec: str = "minilm") -> EmbeddingBackend:
     """Build the embedding backend named by `spec`, e.g. "minilm", "st:/models/x", "hash:64"."""
     prefix, _, arg = spec.strip().partition(":")
