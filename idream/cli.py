@@ -166,9 +166,6 @@ def cmd_evaluate(a) -> int:
     if a.checkpoint:
         check_text_request(read_config(Path(a.checkpoint)), a.checkpoint, a.text_model,
                            a.descriptions)
-    elif a.descriptions not in (None, "template"):
-        raise CLIError("--descriptions llm needs --checkpoint (the baselines embed template "
-                       "descriptions)")
     a.text_model = a.text_model or "minilm"
     result = evaluate_command(a)
     if a.json:

@@ -114,14 +114,15 @@ def evaluate_command(a) -> dict:
         if a.checkpoint:
             cfg = read_config(Path(a.checkpoint))
             ds_spec, L = a.dataset or cfg["data"]["dataset"], cfg["data"]["history_len"]
-            tm = cfg["text"]["backend"]
+            tm, desc = cfg["text"]["backend"], cfg["text"].get("descriptions", "template")
         else:
             if not a.dataset:
                 raise ValueError("--baseline needs --dataset (or --checkpoint)")
             ds_spec, L, tm = a.dataset, a.history_len, a.text_model
+            desc = getattr(a, "descriptions", None) or "template"
         ds = load_dataset(ds_spec)
         split = chronological_split(ds, L)
-        E = item_embeddings(ds, text.get_backend(tm), cache_dir=a.cache_dir, progress=False) \
+        E = item_embeddings(ds, text.get_backend(tm), desc, cache_dir=a.cache_dir, progress=False) \
             if a.baseline == "textknn" else None
         entries = [baseline_entry(a.baseline, ds, split, a.split, E, a.seed, a.dump_rankings)]
         if a.checkpoint and not a.no_save:

@@ -57,7 +57,7 @@ class TrainConfig:
     dropout: float = 0.1
     T: int = 1000
     schedule: str = "linear"
-    w_grid: tuple = (0.0, 0.5, 1.0, 2.0)
+    w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
     rho_grid: tuple = (0.5, 1.0, 2.0, 3.0, 5.0)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
 
@@ -98,6 +98,10 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
         "train": asdict(cfg),
         "guidance": {"w": 0.0, "rho": 1.0},
     }
+    if cfg.descriptions == "llm":
+        from . import llm
+        config["text"]["llm"] = llm.descriptions_model(ds, cache_dir)
+        config["text"]["prompt_version"] = llm.PROMPT_VERSION
     if cache_dir:
         config["cache_dir"] = str(cache_dir)
     rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
