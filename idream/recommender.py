@@ -18,6 +18,13 @@ from .sampler import sample
 from .transform import Transform
 
 MAX_INTENTION_CHARS = 2000
+MAX_GUIDANCE = 100.0  # |w|, |ρ| beyond this only overflow the oracle; the UI offers 0–10
+
+
+def clean_text(s) -> str:
+    """Printable text: undecodable bytes (surrogates from argv) replaced, control chars dropped."""
+    s = str(s).encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch for ch in s if ch.isprintable() or ch in " \t\n").strip()
 
 
 class UnknownItemError(ValueError):
@@ -140,7 +147,7 @@ class Recommender:
 
     def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
         """Intention sentences → transformed text vectors.  # (n, D)"""
-        e = self.backend.encode([s[:MAX_INTENTION_CHARS] for s in sentences])
+        e = self.backend.encode([clean_text(s)[:MAX_INTENTION_CHARS] for s in sentences])
         if e.shape[1] != self.transform.dim:
             raise ValueError(f"the text model gives {e.shape[1]}-d vectors but the checkpoint "
                              f"expects {self.transform.dim}-d: use the checkpoint's text model "
@@ -191,8 +198,8 @@ class Recommender:
         if k < 1:
             raise ValueError("k must be at least 1")
         for name, v in (("rho", rho), ("w", w)):
-            if v is not None and not np.isfinite(v):
-                raise ValueError(f"{name} must be a finite number")
+            if v is not None and not (np.isfinite(v) and abs(v) <= MAX_GUIDANCE):
+                raise ValueError(f"{name} must be a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}")
         return steps, k
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,
@@ -244,7 +251,7 @@ class Recommender:
         own additions; the shared catalog is never changed).
         """
         idx = self._history_indices(history)
-        intention = (intention or "").strip() or None
+        intention = clean_text(intention or "")[:MAX_INTENTION_CHARS] or None
         if not idx and intention is None:
             raise ValueError("give a history, an intention, or both")
         steps, k = self._check(steps, k, rho, w)
@@ -265,13 +272,13 @@ class Recommender:
         "intention_similarity": [cos(oracle, q)], "history_similarity": [cos(oracle, mean h)]}.
         """
         idx = self._history_indices(history)
-        intention = (intention or "").strip() or None
+        intention = clean_text(intention or "")[:MAX_INTENTION_CHARS] or None
         if not idx and intention is None:
             raise ValueError("give a history, an intention, or both")
         steps, k = self._check(steps, k, 0.0, w)
         rhos = [float(r) for r in rhos]
-        if not rhos or not all(np.isfinite(rhos)):
-            raise ValueError("rhos must be finite numbers")
+        if not rhos or not all(np.isfinite(r) and abs(r) <= MAX_GUIDANCE for r in rhos):
+            raise ValueError(f"rhos must be numbers between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}")
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
         q = self.encode_intentions([intention]) if intention else None

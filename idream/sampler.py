@@ -54,7 +54,8 @@ class DDIMSampler:
 def initial_noise(batch: int, dim: int, seed: int | None, device="cpu") -> torch.Tensor:
     """x_T ~ N(0, I), reproducible for a seed.  # (B, D)"""
     g = torch.Generator(device="cpu")
-    g.manual_seed(int(seed) if seed is not None else int(torch.seed() % (2**63)))
+    # any integer seed works: it is folded into the generator's 64-bit range
+    g.manual_seed(int(seed) % (2**63) if seed is not None else int(torch.seed() % (2**63)))
     return torch.randn(batch, dim, generator=g).to(device)
 
 

@@ -146,8 +146,13 @@ def test_recommend_input_errors(trained):
         rec.recommend([], "   ")
     with pytest.raises(ValueError, match="closest titles"):
         rec.recommend(["Synthetic Flim 3"])
-    for kw in ({"steps": 0}, {"steps": 10_000}, {"k": 0}, {"rho": float("nan")}):
+    for kw in ({"steps": 0}, {"steps": 10_000}, {"k": 0}, {"k": -3}, {"rho": float("nan")},
+               {"w": float("inf")}, {"rho": 1e9}, {"w": -1e9}):
         with pytest.raises(ValueError):
             rec.recommend([101], "funny", **kw)
+    # odd but harmless inputs give finite results
+    for kw in ({"seed": -5}, {"seed": 2**70}, {"rho": -3.0}, {"intention": "ha\x00\x07 😀 \udcff" * 5000}):
+        out = rec.recommend([101, 101, 102], **{"intention": "funny", **kw})
+        assert all(np.isfinite(r["score"]) for r in out.items) and out.history == [1, 2]
     out = rec.recommend([101], k=10_000)
     assert len(out.items) == rec.dataset.n_items - 1
