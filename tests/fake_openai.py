@@ -202,3 +202,16 @@ def script(**faults_by_kind):
     def fault(kind, n, body):
         return faults_by_kind.get(kind, {}).get(n)
     return fault
+
+
+FAST_RETRIES = {"IDREAM_OPENAI_BACKOFF": "0.01", "IDREAM_OPENAI_TIMEOUT": "2",
+                "IDREAM_OPENAI_MAX_ATTEMPTS": "5"}
+
+
+def point_client_at(monkeypatch, server: "FakeOpenAI", key: str) -> "FakeOpenAI":
+    """Environment for the real openai client to talk to `server`, with tiny retry delays."""
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    for k, v in FAST_RETRIES.items():
+        monkeypatch.setenv(k, v)
+    return server

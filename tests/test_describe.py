@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import FakeOpenAI, fake_description, script
+from fake_openai import FAST_RETRIES, FakeOpenAI, point_client_at, fake_description, script
 from idream import catalog, cli, llm
 from idream.data import load_dataset
 from idream.llm import DescriptionCache, MissingDescriptionsError, build_messages, describe_catalog
@@ -24,8 +24,6 @@ from idream.recommender import Recommender
 
 KEY = "sk-test-DESCRIBEKEY-41c9e07b2a5d3f68"
 FIELDS = {"item_id", "meta_sha256", "model", "prompt_version", "text"}
-FAST = {"IDREAM_OPENAI_BACKOFF": "0.01", "IDREAM_OPENAI_TIMEOUT": "2",
-        "IDREAM_OPENAI_MAX_ATTEMPTS": "5"}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +39,7 @@ def fake():
 
 @pytest.fixture
 def env(monkeypatch, fake):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-    for k, v in FAST.items():
-        monkeypatch.setenv(k, v)
-    return fake
+    return point_client_at(monkeypatch, fake, KEY)
 
 
 def assert_complete(path: Path, items, model="fake-chat"):
@@ -205,7 +199,7 @@ def test_cli_describe_interrupted_and_resumed_never_shows_the_key(fake, syntheti
     # slow answers, so that Ctrl-C lands mid-run
     fake.fault = lambda kind, n, body: "stall" if n > 4 else None
     fake.stall_s = 0.15
-    env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake.base_url, **FAST}
+    env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake.base_url, **FAST_RETRIES}
     args = ["describe", "--dataset", str(synthetic_dir), "--llm", "fake-chat", "--concurrency", "2",
             "--cache-dir", str(tmp_path)]
     path = llm.descriptions_path(synthetic_dir.name, tmp_path)

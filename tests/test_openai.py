@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from fake_openai import FakeOpenAI, fake_vector, script
+from fake_openai import FakeOpenAI, point_client_at, fake_vector, script
 from idream import text
 from idream.openai_backend import (
     OpenAIEmbeddingBackend,
@@ -33,11 +33,7 @@ def fake():
 
 @pytest.fixture
 def env(monkeypatch, fake):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-    monkeypatch.setenv("IDREAM_OPENAI_BACKOFF", "0.01")
-    monkeypatch.setenv("IDREAM_OPENAI_TIMEOUT", "2")
-    monkeypatch.setenv("IDREAM_OPENAI_MAX_ATTEMPTS", "5")
+    return point_client_at(monkeypatch, fake, KEY)
     monkeypatch.delenv("IDREAM_OPENAI_BATCH", raising=False)
     return fake
 

@@ -1,0 +1,158 @@
+"""The Gradio app over real HTTP: gradio_client against the app served on 127.0.0.1.
+
+A tiny checkpoint is trained once per session (seconds); set IDREAM_TEST_CHECKPOINT to use
+another folder (e.g. checkpoints/ml-100k).
+"""
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio")
+from gradio_client import Client  # noqa: E402
+
+from demo.service import EMPTY_HINT, Query, Service, get_service  # noqa: E402
+from demo.testing import serve, tiny_checkpoint  # noqa: E402
+
+HISTORY = ["Toy Story (1995)", "GoldenEye (1995)", "Get Shorty (1995)"]
+INTENTION = "a dark, tense crime thriller"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
+    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
+
+
+@pytest.fixture(scope="session")
+def served(checkpoint):
+    return serve(checkpoint)
+
+
+@pytest.fixture(scope="session")
+def client(served) -> Client:
+    return Client(served[1], verbose=False)
+
+
+@pytest.fixture(scope="session")
+def service(served, checkpoint) -> Service:
+    return get_service(checkpoint)  # the one the served app uses (one per process)
+
+
+def recommend(client, history=HISTORY, intention="", rho=1.0, w=0.0, steps=1, k=10, seed=0) -> dict:
+    return client.predict(history, intention, rho, w, steps, k, seed, api_name="/recommend")
+
+
+def _label(row) -> str:
+    return f"{row['title']} ({row['year']})" if row["year"] else row["title"]
+
+
+def test_recommend_returns_k_rows_none_in_history(client):
+    out = recommend(client, intention=INTENTION, k=7)
+    rows = out["items"]
+    assert [r["rank"] for r in rows] == list(range(1, 8))
+    assert not {_label(r) for r in rows} & set(HISTORY)
+    assert all({"title", "year", "genres", "score", "intention_similarity"} <= set(r) for r in rows)
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert out["notices"] == []
+
+
+def test_rho_zero_with_intention_equals_no_intention(client):
+    plain = recommend(client, intention="", rho=0.0, k=10)["items"]
+    zero = recommend(client, intention=INTENTION, rho=0.0, k=10)["items"]
+    assert [r["item_id"] for r in zero] == [r["item_id"] for r in plain]
+    assert all(math.isclose(a["score"], b["score"], rel_tol=1e-3, abs_tol=1e-3) for a, b in zip(zero, plain))
+
+
+def test_sweep_returns_one_list_per_rho(client):
+    out = client.predict(HISTORY, INTENTION, 0.0, 1, 5, 0, api_name="/sweep")
+    assert out["rho"] == [float(r) for r in range(11)]
+    assert len(out["items"]) == 11 and all(len(rows) == 5 for rows in out["items"])
+    assert len(out["intention_similarity"]) == len(out["history_similarity"]) == 11
+    # ρ = 0 in the sweep is the unguided ranking of /recommend (same noise, same seed)
+    plain = recommend(client, intention="", rho=0.0, k=5)["items"]
+    assert [r["item_id"] for r in out["items"][0]] == [r["item_id"] for r in plain]
+
+
+def test_bad_inputs_give_readable_notices(client):
+    with pytest.raises(Exception) as err:
+        recommend(client, history=[], intention="  ")
+    assert EMPTY_HINT in str(err.value) and "Traceback" not in str(err.value)
+
+    out = recommend(client, history=["No Such Film 1234", "Toy Story (1995)"], intention="x" * 2500,
+                    k=100000, steps=0, rho=50)
+    notes = " ".join(out["notices"])
+    assert "No Such Film 1234" in notes and "Not in the catalog" in notes
+    assert "cut to its first 2,000 characters" in notes
+    assert "top-K" in notes and "steps" in notes and "ρ" in notes
+    assert 0 < len(out["items"]) <= 100
+
+    with pytest.raises(Exception) as err:
+        recommend(client, history=["No Such Film 1234"], intention="")
+    assert "No Such Film 1234" in str(err.value)
+
+
+def test_explore_endpoint_returns_table_plot_and_status(client):
+    table, plot, status = client.predict(HISTORY, INTENTION, 1.0, 0.0, 4, 6, 0, api_name="/explore")
+    assert len(table["data"]) == 6 and table["headers"][:2] == ["rank", "title"]
+    assert plot["type"] == "plotly" and '"oracle"' in plot["plot"] and "denoising path" in plot["plot"]
+    assert "Top-6" in status
+    table, plot, status = client.predict([], "", 1.0, 0.0, 1, 6, 0, api_name="/explore")
+    assert not any(any(row) for row in table["data"])
+    assert EMPTY_HINT in status and "Traceback" not in status
+
+
+def test_history_helpers(client, service):
+    labels, note = client.predict("1", api_name="/load_user")
+    assert 0 < len(labels) <= service.rec.history_len and "User 1" in note
+    table = client.predict(labels, api_name="/history_table")
+    assert len(table["data"]) == len(labels)
+    labels, user, _ = client.predict(api_name="/random_user")
+    assert labels and user
+    _, note = client.predict("no-such-user", api_name="/load_user")
+    assert "No user" in note
+
+
+def test_every_event_has_an_api_name(served):
+    deps = served[0].config["dependencies"]
+    assert deps and all(d.get("api_name") for d in deps)
+    names = {d["api_name"] for d in deps}
+    assert {"recommend", "sweep", "explore", "sweep_view", "add_item"} <= names
+
+
+def test_new_item_is_recommendable_in_its_session_only(service):
+    from demo.callbacks import Callbacks
+
+    cb = Callbacks(service)
+    items, table, msg, *_ = cb.add_item("Heist of the Magicians", "Three retired magicians rob a casino.",
+                                        ["Comedy", "Crime"], 2024, [])
+    assert len(items) == 1 and "Added" in msg and len(table) == 1
+    _, _, msg, *_ = cb.add_item("", "", [], None, items)
+    assert "title" in msg
+    rows, _ = service.resolve(HISTORY)
+    n = service.n_items + 1 - len(rows)
+    q = Query(rows, INTENTION, 1.0, 0.0, 1, n, 0)
+    out = service.recommend(q, items)
+    new = [r for r in out.items if r["new"]]
+    assert len(out.items) == n and len(new) == 1 and new[0]["title"] == "Heist of the Magicians"
+    assert not any(r["new"] for r in service.recommend(q).items)  # other sessions: no new item
+
+
+def test_text_model_off_disables_intentions_plainly(service):
+    from demo.app import build_app
+    from demo.callbacks import Callbacks
+
+    base = service
+    svc = Service(base.rec, base.checkpoint, background_umap=False)
+    svc.text_reason = "OPENAI_API_KEY is not set"
+    cb = Callbacks(svc)
+    _, _, status = cb.explore(HISTORY, INTENTION, 1.0, 0.0, 1, 5, 0, [])
+    assert "Intentions are off" in status and "Top-5" in status
+    _, _, msg, *_ = cb.add_item("A film", "text", [], None, [])
+    assert "off here" in msg
+    demo = build_app(service=svc)
+    comps = {c["props"].get("elem_id"): c["props"] for c in demo.config["components"]}
+    assert comps["intention"]["interactive"] is False
+    assert "OPENAI_API_KEY is not set" in comps["text-off"]["value"]

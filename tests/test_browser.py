@@ -1,0 +1,85 @@
+"""The page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python API).
+
+Picks two history items, types an intention, presses Recommend, and checks the result rows and
+the plots; the screenshot goes to artifacts/app.png.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from demo.testing import serve, tiny_checkpoint  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+PICKS = ["Toy Story (1995)", "GoldenEye (1995)"]
+K = 10
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
+    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
+
+
+@pytest.fixture(scope="session")
+def url(checkpoint) -> str:
+    return serve(checkpoint)[1]
+
+
+@pytest.fixture()
+def page(url):
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="load", timeout=60_000)
+        yield page
+        browser.close()
+
+
+def plot_traces(page, elem_id: str) -> list:
+    return page.evaluate(
+        f"""(() => {{ const d = document.querySelector('#{elem_id} .js-plotly-plot');
+            return d && d.data ? d.data.map(t => [t.type || 'scatter', t.name || '']) : []; }})()""")
+
+
+def test_recommend_from_the_page(page):
+    box = page.locator("#history input")
+    box.wait_for(timeout=30_000)
+    for title in PICKS:  # the order picked is the history order
+        box.click()
+        box.fill(title.split(" (")[0])
+        page.get_by_role("option", name=title, exact=True).click()
+    page.locator("#history-table [role=grid][aria-rowcount='3']").wait_for(timeout=15_000)
+    page.locator("#intention textarea").fill("a dark, tense crime thriller")
+    page.locator("#recommend-btn").click()
+
+    grid = page.locator("#results [role=grid]")
+    page.wait_for_function(
+        f"(() => {{ const g = document.querySelector('#results [role=grid]');"
+        f" return g && Number(g.getAttribute('aria-rowcount')) - 1 >= {K}; }})()", timeout=60_000)
+    assert int(grid.get_attribute("aria-rowcount")) - 1 >= K
+    assert page.locator("#results [role=gridcell]").count() >= K * 6
+    cells = page.locator("#results [role=gridcell]").all_inner_texts()
+    assert not set(PICKS) & {f"{t.strip()} ({y.strip()})" for t, y in zip(cells[1::6], cells[2::6])}
+    assert f"Top-{K}" in page.locator("#status").inner_text()
+
+    page.wait_for_function("(() => { const d = document.querySelector('#sweep-plot .js-plotly-plot');"
+                           " return d && d.data && d.data.some(t => t.type === 'heatmap'); })()",
+                           timeout=60_000)
+    names = {n for _, n in plot_traces(page, "space-plot")}
+    assert {"history", "top-K", "intention", "oracle", "denoising path"} <= names
+    assert "Traceback" not in page.content()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(500)  # let plotly finish drawing before the picture
+    page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
