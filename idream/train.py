@@ -60,6 +60,8 @@ class TrainConfig:
     w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
     rho_grid: tuple = (0.5, 1.0, 2.0, 3.0, 5.0)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
+    item_source: str = "text"  # "id": DreamRec's randomly initialised, jointly trained ID vectors
+    id_dim: int = 64  # dimension of the ID vectors when item_source == "id"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -73,25 +75,35 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     """Dataset, split, item space, intention pool and an untrained Recommender."""
     ds = load_dataset(cfg.dataset)
     split = chronological_split(ds, cfg.history_len)
-    backend = text.get_backend(cfg.text_model)
-    E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
-    tr = fit_transform(E, cfg.transform)
+    if cfg.item_source not in ("text", "id"):
+        raise ValueError(f"unknown item source {cfg.item_source!r}: use text or id")
+    by_id = cfg.item_source == "id"
+    if by_id:  # DreamRec: no text at all; the item vectors are all learned
+        backend, E = None, np.zeros((ds.n_items, cfg.id_dim), dtype=np.float32)
+    else:
+        backend = text.get_backend(cfg.text_model)
+        E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
+    tr = fit_transform(E, "none" if by_id else cfg.transform)
     Z = torch.from_numpy(tr(E))
     N, D = Z.shape
     mcfg = ModelConfig(dim=D, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                        history_len=cfg.history_len, dropout=cfg.dropout,
-                       n_items=N if cfg.item_residual else 0, residual_scale=cfg.residual_scale)
+                       n_items=N if (cfg.item_residual or by_id) else 0,
+                       residual_scale=cfg.residual_scale)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)
     table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
+    if by_id:
+        torch.nn.init.normal_(table.residual, std=1.0 / mcfg.residual_scale)
     config = {
         "format": "idream-checkpoint-v1",
         "idream_version": __version__,
         "model": mcfg.to_dict(),
         "diffusion": dcfg.to_dict(),
         "transform": cfg.transform,
-        "text": {"backend": cfg.text_model, "name": backend.name, "dim": int(D),
+        "text": {"backend": "none" if by_id else cfg.text_model,
+                 "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(D),
                  "descriptions": cfg.descriptions, "template_version": text.TEMPLATE_VERSION},
         "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(N),
                  "history_len": cfg.history_len, "split": "chronological leave-one-out"},
@@ -105,6 +117,8 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     if cache_dir:
         config["cache_dir"] = str(cache_dir)
     rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
+    if by_id:
+        return rec, split, E, torch.zeros(N, 1, D)
     pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed)
     Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
                         tag=f"{ds.name}-train-intentions-p{cfg.intention_pool}-s{cfg.seed}",
@@ -147,7 +161,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             V = table.vectors()  # (N, D)
             valid = h != PAD
             has_h = valid.any(1) & (torch.rand(B) >= cfg.p_uncond)
-            has_q = torch.rand(B) < cfg.p_intention
+            has_q = torch.rand(B) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
             q = Q[y, torch.randint(P, (B,))]
             x0 = V[y].detach() if cfg.detach_target else V[y]
             t = torch.randint(0, diffusion.T, (B,))
@@ -201,6 +215,10 @@ def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
     for w in cfg.w_grid:
         scores[w] = evaluate_recommender(rec, split.valid, 1, w=w, rho=0.0, seed=cfg.seed).metrics["NDCG@10"]
     w_best = max(scores, key=scores.get)
+    if cfg.item_source == "id":  # no text space, no intentions
+        rec.config["guidance"] = {"w": float(w_best), "rho": 0.0,
+                                  "w_grid": {str(k): round(v, 5) for k, v in scores.items()}}
+        return
     q = generated_intentions(rec, split.valid, seed=cfg.seed + 1)
     rscores = {}
     for rho in cfg.rho_grid:

@@ -156,3 +156,12 @@ def test_recommend_input_errors(trained):
         assert all(np.isfinite(r["score"]) for r in out.items) and out.history == [1, 2]
     out = rec.recommend([101], k=10_000)
     assert len(out.items) == rec.dataset.n_items - 1
+
+
+def test_dreamrec_id_variant_learns(synthetic_dir, cache_dir):
+    """DreamRec's form: random, jointly trained ID vectors instead of text (a benchmark peer)."""
+    rec, split, _ = train(tiny_config(synthetic_dir, item_source="id", id_dim=16), cache_dir=cache_dir,
+                          progress=False, log_fn=lambda s: None)
+    assert rec.config["text"]["backend"] == "none" and rec.items.z.abs().sum() == 0
+    m = evaluate_recommender(rec, split.test, steps=1, w=0.0, rho=0.0).metrics
+    assert m["HR@10"] > 2 * 10 / 29, m
