@@ -106,10 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dry-run", action="store_true", help="print the plan, make no request")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    b = sub.add_parser("bench", help="measurements written next to the checkpoint")
-    b.add_argument("what", choices=["coldstart"])
-    b.add_argument("--checkpoint", required=True)
-    b.add_argument("--repeats", type=int, default=5)
+    b = sub.add_parser("bench", help="benchmarks: quality vs peers, request speed, cold start")
+    bs = b.add_subparsers(dest="what", required=True, parser_class=Parser)
+    c = bs.add_parser("coldstart", help="load + one answer from a fresh process (into metrics.json)")
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--repeats", type=int, default=5)
+    q = bs.add_parser("quality", help="every model on the same split and seeds")
+    q.add_argument("--dataset", default="ml-100k")
+    q.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    q.add_argument("--models", type=lambda s: [m for m in s.split(",") if m],
+                   default=["popularity", "textknn", "sasrec", "dreamrec", "idream"])
+    q.add_argument("--train-overrides", default="", help='JSON of TrainConfig fields, e.g. {"epochs": 8}')
+    q.add_argument("--sasrec-overrides", default="", help="JSON of SASRecConfig fields")
+    q.add_argument("--out", default="results")
+    sp = bs.add_parser("speed", help="latency per request and training throughput")
+    sp.add_argument("--checkpoint", default="checkpoints/ml-100k")
+    sp.add_argument("--sizes", type=_ints, default=[1682, 100_000, 1_000_000])
+    sp.add_argument("--repeats", type=int, default=30)
+    sp.add_argument("--out", default="results")
     return p
 
 
@@ -238,9 +252,18 @@ def cmd_describe(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from .report import bench_coldstart
-
-    print(json.dumps(bench_coldstart(a.checkpoint, a.repeats), indent=2))
+    if a.what == "coldstart":
+        from .report import bench_coldstart
+        print(json.dumps(bench_coldstart(a.checkpoint, a.repeats), indent=2))
+    elif a.what == "quality":
+        from .bench import MODELS, main_quality
+        unknown = set(a.models) - set(MODELS)
+        if unknown:
+            raise CLIError(f"unknown models {sorted(unknown)}: choose from {', '.join(MODELS)}")
+        main_quality(a)
+    else:
+        from .bench import main_speed
+        main_speed(a)
     return 0
 
 

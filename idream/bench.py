@@ -1,0 +1,262 @@
+"""Benchmarks: every model on the same split and seeds (quality), and request latency (speed).
+
+Results are written as JSON and Markdown under a results folder, with the dataset, split, seeds,
+machine and git commit in the header; the README shows those files, never typed-in numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .baselines import popularity_scorer, textknn_scorer
+from .catalog import item_embeddings
+from .data import chronological_split, load_dataset
+from .evaluate import evaluate_recommender, generated_intentions, rank_all
+from .metrics import mask_seen, top_k
+from .report import METRIC_KEYS, machine
+
+MODELS = ("popularity", "textknn", "sasrec", "dreamrec", "idream")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _params(*modules) -> int:
+    return int(sum(p.numel() for m in modules for p in m.parameters()))
+
+
+def _metrics(res) -> dict:
+    return {k: res.metrics[k] for k in METRIC_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality
+# ---------------------------------------------------------------------------------------------
+
+def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
+                sasrec_overrides: dict | None = None, log_fn=print) -> dict:
+    """Train and evaluate every model on one split for each seed; returns per-run rows."""
+    from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
+    from .train import TrainConfig, train
+
+    ds = load_dataset(dataset)
+    split = chronological_split(ds, 10)
+    rows = []
+    E = None
+    for seed in seeds:
+        if "popularity" in models:
+            t = time.time()
+            res = rank_all(lambda r: popularity_scorer(split, ds.n_items)(split.test.histories[r]), split.test)
+            rows.append({"model": "popularity", "seed": seed, "metrics": _metrics(res),
+                         "train_s": round(time.time() - t, 1), "params": 0})
+        if "textknn" in models:
+            from . import text
+            tm = (train_overrides or {}).get("text_model", "minilm")
+            E = item_embeddings(ds, text.get_backend(tm), progress=False) if E is None else E
+            res = rank_all(lambda r: textknn_scorer(E)(split.test.histories[r]), split.test)
+            rows.append({"model": "textknn", "seed": seed, "metrics": _metrics(res), "train_s": 0.0,
+                         "params": 0})
+        if "sasrec" in models:
+            t = time.time()
+            cfg = SASRecConfig(seed=seed, **(sasrec_overrides or {}))
+            m, info = train_sasrec(split, ds.n_items, cfg, log_fn=log_fn)
+            rows.append({"model": "sasrec", "seed": seed, "metrics": _metrics(evaluate_sasrec(m, split, "test")),
+                         "train_s": round(time.time() - t, 1), "params": _params(m),
+                         "valid_NDCG@10": info["best_valid_NDCG@10"]})
+        for name in ("dreamrec", "idream"):
+            if name not in models:
+                continue
+            t = time.time()
+            cfg = TrainConfig(dataset=dataset, seed=seed, **(train_overrides or {}))
+            if name == "dreamrec":
+                cfg = replace(cfg, item_source="id")
+            rec, sp, _ = train(cfg, progress=False, log_fn=lambda s, n=name: log_fn(f"{n} {s}"))
+            train_s = round(time.time() - t, 1)
+            params = _params(rec.model, rec.items)
+            g = rec.config["guidance"]
+            res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=0.0, seed=seed)
+            rows.append({"model": name, "seed": seed, "metrics": _metrics(res), "train_s": train_s,
+                         "params": params, "w": g["w"],
+                         "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))})
+            if name == "idream":
+                q = generated_intentions(rec, sp.test, seed=seed)
+                res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=g["rho"], intentions=q,
+                                           seed=seed)
+                rows.append({"model": "idream+intention", "seed": seed, "metrics": _metrics(res),
+                             "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"]})
+            log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
+    return {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
+            "machine": machine(), "commit": git_commit(), "rows": rows}
+
+
+def summarize(result: dict) -> list[dict]:
+    """Mean ± std over seeds per model."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in result["rows"]):
+        rs = [r for r in result["rows"] if r["model"] == model]
+        s = {"model": model, "runs": len(rs),
+             "train_s": round(statistics.mean(r["train_s"] for r in rs), 1),
+             "params": rs[0]["params"]}
+        for k in METRIC_KEYS:
+            v = [r["metrics"][k] for r in rs]
+            s[k] = (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+        out.append(s)
+    return out
+
+
+LABELS = {"popularity": "Popularity", "textknn": "Text-kNN", "sasrec": "SASRec (ours)",
+          "dreamrec": "DreamRec (ID vectors)", "idream": "iDream, 1-step, unguided",
+          "idream+intention": "iDream, 1-step, generated intention"}
+
+
+def quality_markdown(result: dict) -> str:
+    lines = [f"Dataset **{result['dataset']}**, {result['split']} split, seeds {result['seeds']}, "
+             f"commit `{result['commit']}`, machine: {result['machine']}. Mean ± std over seeds.", "",
+             "| model | " + " | ".join(METRIC_KEYS) + " | train s | params |",
+             "|---" * (len(METRIC_KEYS) + 3) + "|"]
+    for s in summarize(result):
+        cells = " | ".join(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in METRIC_KEYS)
+        lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {s['params']:,} |")
+    if result.get("command"):
+        lines += ["", f"Command: `{result['command']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, out_dir: Path, stem: str, markdown: str) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float))
+    (out_dir / f"{stem}.md").write_text(markdown)
+    return out_dir / f"{stem}.md"
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed
+# ---------------------------------------------------------------------------------------------
+
+def _time(fn, repeats: int, warmup: int = 2) -> dict:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts = np.array(ts) * 1000
+    return {"median_ms": round(float(np.median(ts)), 3), "p95_ms": round(float(np.percentile(ts, 95)), 3)}
+
+
+def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, log_fn=print) -> dict:
+    """Per-request latency of recommend (oracle + scoring + masking + top-k) at several catalog
+    sizes, next to the floor (one matrix-vector product over the catalog), and training throughput."""
+    from .recommender import Recommender
+
+    torch.set_grad_enabled(False)
+    rec = Recommender.load(ckpt)
+    V = rec.item_vectors()
+    N, D = V.shape
+    rng = np.random.default_rng(0)
+    hist_items = [rec.dataset.item_meta(i)["item_id"] for i in range(5)]
+    idx = [rec.resolve_item(i) for i in hist_items]
+    from .data import window
+    hist = window(np.asarray(idx), len(idx), rec.history_len)[None]
+    intention = "something light and funny from the 90s"
+    rows = []
+    for n in sizes:
+        if n <= N:
+            Vn = V[:n]
+        else:  # synthetic rows with the catalog's per-dimension mean and spread
+            mu, sd = V.mean(0), V.std(0)
+            extra = torch.from_numpy(rng.standard_normal((n - N, D), dtype=np.float32)) * sd + mu
+            Vn = torch.cat([V, extra])
+        for steps in (1, 50):
+            for with_q in (False, True):
+                def request():
+                    q = rec.encode_intentions([intention]) if with_q else None
+                    x0 = rec.oracle(hist, q, steps=steps, seed=0)
+                    scores = mask_seen(x0 @ Vn.T, [np.asarray(idx)])
+                    return top_k(scores, 10)
+                r = _time(request, repeats if n < 500_000 else max(5, repeats // 3))
+                rows.append({"catalog": n, "steps": steps, "intention": with_q, **r})
+        x = torch.randn(1, D)
+        floor = _time(lambda: x @ Vn.T, repeats)
+        for r in rows:
+            if r["catalog"] == n:
+                r["floor_median_ms"] = floor["median_ms"]
+                r["ratio_to_floor"] = round(r["median_ms"] / floor["median_ms"], 1)
+        log_fn(f"catalog {n}: floor {floor['median_ms']} ms")
+        del Vn
+    # training throughput: samples/s of the training step at the checkpoint's size
+    from .diffusion import training_loss
+    torch.set_grad_enabled(True)
+    model = rec.model.train()
+    B, L = 256, rec.history_len
+    h = torch.randint(0, N, (B, L))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        t = torch.randint(0, rec.T, (B,))
+        x0 = V[h[:, -1]]
+        pred = model(rec.diffusion.q_sample(x0, t, torch.randn_like(x0)), t, V[h],
+                     torch.ones(B, L, dtype=torch.bool), torch.ones(B, dtype=torch.bool),
+                     torch.zeros(B, D), torch.zeros(B, dtype=torch.bool))
+        loss, _ = training_loss(pred, x0, h[:, -1], V, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tr = _time(step, 10)
+    model.eval()
+    return {"checkpoint": str(ckpt), "machine": machine(), "commit": git_commit(),
+            "threads": torch.get_num_threads(), "repeats": repeats, "rows": rows,
+            "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
+
+
+def speed_markdown(result: dict) -> str:
+    lines = [f"Machine: {result['machine']} ({result['threads']} torch threads), commit "
+             f"`{result['commit']}`, checkpoint `{result['checkpoint']}`; median and p95 over "
+             f"{result['repeats']} requests after warm-up (fewer at 1M items). A request = intention "
+             "encoding (when given) + DDIM sampling with guidance + scoring every item + masking + "
+             "top-10 (partial selection, no full sort). Floor = one bare matrix-vector product over "
+             "the catalog.", "",
+             "| catalog | steps | intention | median ms | p95 ms | floor ms | × floor |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['catalog']:,} | {r['steps']} | {'yes' if r['intention'] else 'no'} | "
+                     f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['floor_median_ms']:.2f} | "
+                     f"{r['ratio_to_floor']} |")
+    lines += ["", f"Training throughput: {result['train_samples_per_s']:,} samples/s (batch 256).",
+              "", f"Command: `{result.get('command', 'python -m idream bench speed')}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main_quality(a) -> dict:
+    overrides = json.loads(a.train_overrides) if a.train_overrides else {}
+    sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
+    result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
+                         log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+    result["command"] = "python -m idream " + " ".join(sys.argv[1:])
+    stem = f"bench-quality-{result['dataset']}"
+    print(write_results(result, a.out, stem, quality_markdown(result)).read_text())
+    return result
+
+
+def main_speed(a) -> dict:
+    result = run_speed(a.checkpoint, tuple(a.sizes), a.repeats,
+                       log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+    result["command"] = "python -m idream " + " ".join(sys.argv[1:])
+    print(write_results(result, a.out, "bench-speed", speed_markdown(result)).read_text())
+    return result
