@@ -157,7 +157,7 @@ def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint folder at {path}; train one with "
-                              "`python -m idream train --dataset ml-100k --out {path}`")
+                              f"`python -m idream train --dataset ml-100k --out {path}`")
     cfg = read_config(path)
     check_text_request(cfg, path, text_model, descriptions)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Recommendation:
     history: list  # item indices used as history, oldest first
     intention: str | None
     path: list = field(default_factory=list)  # x̂0 at every DDIM step (when asked)
+    intention_vector: np.ndarray | None = None  # (D,) A(TEM(intention)), when one was given
 
     def to_dict(self) -> dict:
         return {"items": self.items}
@@ -118,6 +120,9 @@ class Recommender:
                 return ds.item_index(ref)
             raise UnknownItemError(f"unknown item id {ref!r}")
         title = str(ref).strip()
+        m = re.search(r"\[#([^\]]+)\]$", title)  # "Title [#id]" names one of several same titles
+        if m and ds.has_item(m.group(1)):
+            return ds.item_index(m.group(1))
         index = self._title_index()
         if title.lower() in index:
             return index[title.lower()]
@@ -261,7 +266,8 @@ class Recommender:
         x0, path = out if return_path else (out, [])
         scores, top = self._rank(x0, idx, k, extra_items)
         rows = self._rows(scores[0], top[0].tolist(), None if q is None else q[0], extra_items)
-        return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path])
+        return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
+                              None if q is None else q[0].numpy())
 
     def sweep_rho(self, history=(), intention: str | None = None, rhos=tuple(range(11)),
                   w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,

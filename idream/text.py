@@ -14,6 +14,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -229,6 +230,9 @@ def _dim_from_folder(folder: Path) -> int | None:
     return dim
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=4)
 def _load_sentence_transformer(path: str, device: str) -> Any:
     """Load (once per process) a local sentence-transformers model, never touching the hub."""
@@ -272,7 +276,8 @@ class SentenceTransformerBackend(EmbeddingBackend):
     @property
     def model(self) -> Any:
         """The loaded SentenceTransformer (loaded on first access, shared per process)."""
-        return _load_sentence_transformer(str(self.model_path), self.device)
+        with _LOAD_LOCK:  # two first requests at once must not load the model twice
+            return _load_sentence_transformer(str(self.model_path), self.device)
 
     @staticmethod
     def _dimension(model: Any) -> int:

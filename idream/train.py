@@ -33,7 +33,7 @@ class TrainConfig:
     dataset: str = "ml-100k"
     text_model: str = "minilm"
     descriptions: str = "template"
-    transform: str = "whiten"
+    transform: str = "none"  # chosen on validation: results/transform-ablation.md
     history_len: int = 10
     epochs: int = 30
     batch_size: int = 256

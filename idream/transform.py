@@ -33,6 +33,11 @@ class Transform:
             raise ValueError(f"expected vectors of dimension {self.dim}, got shape {e.shape}")
         return ((e - self.mean) @ self.matrix).astype(np.float32)
 
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """Map transformed vectors back to the raw text space (e.g. to draw an oracle there)."""
+        z = np.asarray(z, dtype=np.float64)
+        return (np.linalg.solve(self.matrix.T, z.T).T + self.mean).astype(np.float32)
+
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"mean": torch.from_numpy(self.mean.astype(np.float64)),
                 "matrix": torch.from_numpy(self.matrix.astype(np.float64))}

@@ -47,3 +47,9 @@ def test_errors(E):
         fit_transform(E, "pca")
     with pytest.raises(ValueError, match="dimension"):
         fit_transform(E, "scale")(np.zeros((2, 5)))
+
+
+def test_inverse_round_trip(E):
+    for kind in ("none", "scale", "whiten"):
+        A = fit_transform(E, kind)
+        assert np.allclose(A.inverse(A(E[:20])), E[:20], atol=1e-3)
