@@ -76,6 +76,14 @@ def test_sweep_returns_one_list_per_rho(client):
     assert [r["item_id"] for r in out["items"][0]] == [r["item_id"] for r in plain]
 
 
+def test_sweep_caps_its_steps_with_a_notice(client):
+    from demo.service import SWEEP_MAX_STEPS
+
+    out = client.predict(HISTORY, INTENTION, 0.0, SWEEP_MAX_STEPS + 5, 3, 0, api_name="/sweep")
+    assert out["steps"] == SWEEP_MAX_STEPS and len(out["items"]) == 11
+    assert any(f"at most {SWEEP_MAX_STEPS}" in n for n in out["notices"])
+
+
 def test_bad_inputs_give_readable_notices(client):
     with pytest.raises(Exception) as err:
         recommend(client, history=[], intention="  ")
@@ -140,6 +148,7 @@ def test_new_item_is_recommendable_in_its_session_only(service):
     assert not any(r["new"] for r in service.recommend(q).items)  # other sessions: no new item
 
 
+@pytest.mark.filterwarnings("ignore:Intentions are off")
 def test_text_model_off_disables_intentions_plainly(service):
     from demo.app import build_app
     from demo.callbacks import Callbacks

@@ -21,6 +21,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PICKS = ["Toy Story (1995)", "GoldenEye (1995)"]
 K = 10
+STEPS = 10
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +62,9 @@ def test_recommend_from_the_page(page):
         page.get_by_role("option", name=title, exact=True).click()
     page.locator("#history-table [role=grid][aria-rowcount='3']").wait_for(timeout=15_000)
     page.locator("#intention textarea").fill("a dark, tense crime thriller")
+    steps = page.locator("#steps input[type=number]")
+    steps.fill(str(STEPS))
+    steps.press("Tab")  # commit the number so the denoising path has several points
     page.locator("#recommend-btn").click()
 
     grid = page.locator("#results [role=grid]")
@@ -78,6 +82,10 @@ def test_recommend_from_the_page(page):
                            timeout=60_000)
     names = {n for _, n in plot_traces(page, "space-plot")}
     assert {"history", "top-K", "intention", "oracle", "denoising path"} <= names
+    path_points = page.evaluate("document.querySelector('#space-plot .js-plotly-plot')._fullData"
+                                ".find(t => t.name === 'denoising path').x.length")
+    assert path_points == STEPS
+    assert f"{STEPS}-step DDIM" in page.locator("#status").inner_text()
     assert "Traceback" not in page.content()
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -1,0 +1,23 @@
+"""Launch the iDream Gradio demo (the Hugging Face Spaces `app_file`).
+
+Checkpoint: $IDREAM_CHECKPOINT (default checkpoints/ml-100k); address: GRADIO_SERVER_NAME /
+GRADIO_SERVER_PORT (default 127.0.0.1:7860).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from demo.app import build_app, launch_kwargs  # noqa: E402
+from idream.checkpoint import CheckpointError  # noqa: E402
+
+try:
+    demo = build_app(os.environ.get("IDREAM_CHECKPOINT", "checkpoints/ml-100k"))
+except CheckpointError as e:
+    sys.exit(f"error: {e}")
+
+if __name__ == "__main__":
+    demo.launch(**launch_kwargs())

@@ -1,0 +1,205 @@
+"""The page: history builder, intention, controls, results, the two UMAP panels, the ρ sweep,
+new items and the About tab. `build_app(checkpoint)` returns the Blocks; `launch_kwargs()` the
+app-level options Gradio 6 takes in `launch()`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import gradio as gr
+
+from . import figures
+from .callbacks import HISTORY_COLUMNS, NEW_ITEM_COLUMNS, RESULT_COLUMNS, Callbacks
+from .projection import PARAMS
+from .service import RHO_RANGE, W_RANGE, Service, get_service
+
+DEFAULT_CHECKPOINT = "checkpoints/ml-100k"
+QUEUE_SIZE = int(os.environ.get("IDREAM_QUEUE_SIZE", "32"))
+MODEL_CONCURRENCY = int(os.environ.get("IDREAM_CONCURRENCY", "2"))  # model calls at once
+
+INTENTION_EXAMPLES = [
+    "something light and funny from the 90s",
+    "a dark, tense crime thriller",
+    "a romantic comedy for a date night",
+    "an animated film the whole family can watch",
+    "mind-bending science fiction",
+    "a classic western with gunfights",
+]
+
+METHOD = r"""
+### The method in a few lines
+iDream (after iDreamRec, arXiv 2410.13428) **generates** the embedding of an ideal next item, the
+*oracle* x̂₀, with a diffusion model conditioned on your history H and, optionally, an intention q
+typed in plain words; it then ranks every catalog item by ⟨x̂₀, zᵢ⟩ (history items are left out).
+
+- **One text space.** Each item's description is embedded by a fixed text model and whitened
+  (ZCA, fitted on the catalog only); intentions go through the same text model and transform.
+- **Guidance.** With u = f(x_t, ∅, ∅), c_h = f(x_t, H, ∅), c_hq = f(x_t, H, q):
+  x̂₀ = u + (1 + w)(c_h − u) + ρ (c_hq − c_h). w strengthens the history; ρ the intention
+  (ρ = 0 ignores it, ρ = 1 is the plain conditional model, ρ > 1 pushes harder).
+- **Sampling.** Deterministic DDIM over `steps` evenly strided timesteps; one step is a single
+  batched forward pass. The denoising path shows x̂₀ after each step.
+- **New items need no retraining:** describe → embed → whiten → score like any other item.
+"""
+
+CSS = """
+#results table { font-size: 0.9em; }
+.notice { min-height: 1.5em; }
+"""
+
+
+def launch_kwargs() -> dict:
+    """App-level launch options (server name and port come from GRADIO_SERVER_NAME / _PORT)."""
+    return {"theme": gr.themes.Soft(primary_hue="orange"), "css": CSS, "show_error": False,
+            "footer_links": ["api", "gradio"]}
+
+
+def build_app(checkpoint: str | None = None, background_umap: bool = True,
+              service: Service | None = None) -> gr.Blocks:
+    """The Gradio Blocks for one checkpoint folder (the model is loaded once per process)."""
+    checkpoint = checkpoint or os.environ.get("IDREAM_CHECKPOINT", DEFAULT_CHECKPOINT)
+    s = service or get_service(checkpoint, background_umap=background_umap)
+    checkpoint = str(s.checkpoint)
+    cb = Callbacks(s)
+    rec = s.rec
+    text_on = s.text_reason is None
+    model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
+    light = dict(concurrency_limit=4, show_progress="hidden")
+
+    with gr.Blocks(title="iDream: text-guided diffusion recommender") as demo:
+        gr.Markdown(
+            "# iDream · text-guided diffusion recommender\n"
+            f"Build a history from the **{rec.dataset.name}** catalog ({s.n_items:,} films), say what "
+            "you are in the mood for, and watch a diffusion model *generate* the ideal next item, "
+            "then rank real films around it. Turn ρ up to follow your words more, w to follow your "
+            "history more.")
+        if not text_on:
+            gr.Markdown(f"⚠️ **Intentions and new items are off on this server:** {s.text_reason} "
+                        "Recommendations from the history alone still work.", elem_id="text-off")
+        new_items = gr.State([])
+
+        with gr.Tabs():
+            with gr.Tab("Recommend", id="recommend"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=340):
+                        gr.Markdown("### 1 · History (oldest first)")
+                        history = gr.Dropdown(
+                            choices=s.labels, value=[], multiselect=True, filterable=True,
+                            label="Films you watched", elem_id="history",
+                            info="Type to search; the order you pick them in is the order the model reads.")
+                        with gr.Row():
+                            user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
+                                                 min_width=90, elem_id="user-id")
+                            load_user = gr.Button("Load user", scale=1, min_width=80)
+                            random_user = gr.Button("Random user", scale=1, min_width=80)
+                            clear = gr.Button("Clear", scale=1, min_width=60)
+                        history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
+                                                     max_height=260, label="Your history", elem_id="history-table")
+                        gr.Markdown("### 2 · Intention (optional)")
+                        intention = gr.Textbox(
+                            label="What are you in the mood for?", lines=2, elem_id="intention",
+                            interactive=text_on,
+                            placeholder="e.g. something light and funny from the 90s" if text_on
+                            else f"Off on this server: {s.text_reason}")
+                        gr.Examples([[e] for e in INTENTION_EXAMPLES], inputs=[intention],
+                                    label="Example intentions", api_name="intention_example",
+                                    visible=text_on)
+                        gr.Markdown("### 3 · Controls")
+                        with gr.Row():
+                            rho = gr.Slider(*RHO_RANGE, value=rec.default_rho, step=0.1,
+                                            label="ρ · intention strength", elem_id="rho")
+                            w = gr.Slider(*W_RANGE, value=rec.default_w, step=0.1,
+                                          label="w · history guidance", elem_id="w")
+                        with gr.Row():
+                            steps = gr.Slider(1, rec.T, value=1, step=1, label="DDIM steps (1 = one-step)",
+                                              elem_id="steps")
+                            k = gr.Slider(1, 50, value=10, step=1, label="top-K", elem_id="k")
+                            seed = gr.Number(value=0, precision=0, label="seed", min_width=80, elem_id="seed")
+                        go_btn = gr.Button("Recommend", variant="primary", elem_id="recommend-btn")
+                    with gr.Column(scale=6, min_width=380):
+                        gr.Markdown("### Recommendations")
+                        status = gr.Markdown(elem_id="status", elem_classes="notice")
+                        results = gr.Dataframe(headers=RESULT_COLUMNS, value=None, interactive=False,
+                                               max_height=620, label="Ranked items (history never included)",
+                                               elem_id="results", wrap=True,
+                                               column_widths=["9%", "33%", "10%", "24%", "11%", "13%"])
+                space_plot = gr.Plot(
+                    value=figures.embedding_figure(s.projection.coords, s.labels, [m["genres"] for m in s.metas],
+                                                   subtitle="press Recommend to draw your history, intention, "
+                                                            "oracle, denoising path and top-K"),
+                    label="Embedding space", elem_id="space-plot")
+                gr.Markdown(
+                    "**Reading the map.** Each dot is a film (colour: first genre; hover for the title). "
+                    "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
+                    "line: x̂₀ after each DDIM step, ending at the oracle. Left: raw text embeddings; "
+                    "right: the whitened space the model scores in. Click legend entries to hide them.")
+                sweep_plot = gr.Plot(value=figures.message_figure(
+                    "The ρ sweep appears here after Recommend (it needs an intention)."),
+                    label="Guidance strength ρ", elem_id="sweep-plot")
+
+            with gr.Tab("New item", id="new-item"):
+                gr.Markdown(
+                    "### Add an item without retraining\nTitle + description → embedded with the "
+                    "checkpoint's text model and transform → added to **your session's** catalog only, "
+                    "marked [new], and immediately recommendable." +
+                    ("" if text_on else f"\n\n⚠️ Off on this server: {s.text_reason}"))
+                with gr.Row():
+                    new_title = gr.Textbox(label="Title", interactive=text_on, elem_id="new-title", scale=2)
+                    new_year = gr.Number(value=None, label="Year (optional)", precision=0, interactive=text_on, scale=1)
+                new_desc = gr.Textbox(label="Description", lines=3, interactive=text_on, elem_id="new-desc",
+                                      placeholder="e.g. A heist comedy about three retired magicians.")
+                new_genres = gr.Dropdown(choices=s.genres, multiselect=True, label="Genres (optional)",
+                                         interactive=text_on)
+                with gr.Row():
+                    add_btn = gr.Button("Add to my catalog", variant="primary", interactive=text_on)
+                    forget_btn = gr.Button("Forget my new items")
+                new_status = gr.Markdown(elem_classes="notice")
+                new_table = gr.Dataframe(headers=NEW_ITEM_COLUMNS, value=None, interactive=False,
+                                         label="This session's new items")
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(METHOD)
+                gr.Markdown(_setup_note(s, checkpoint))
+                with gr.Accordion("Model card", open=True):
+                    gr.Markdown(s.model_card())
+                with gr.Accordion("metrics.json", open=False):
+                    gr.JSON(s.metrics())
+
+        # -- events --------------------------------------------------------------------------
+        history.change(cb.history_table, history, history_table, api_name="history_table", **light)
+        load_user.click(cb.load_user, user_id, [history, status], api_name="load_user", **light)
+        user_id.submit(cb.load_user, user_id, [history, status], api_name="load_user_submit", **light)
+        random_user.click(cb.random_user, None, [history, user_id, status], api_name="random_user", **light)
+        clear.click(cb.clear, None, [history, user_id, status], api_name="clear_history", **light)
+
+        inputs = [history, intention, rho, w, steps, k, seed, new_items]
+        gr.on([go_btn.click, intention.submit], cb.explore, inputs, [results, space_plot, status],
+              api_name="explore", **model).then(
+            cb.sweep_view, inputs, sweep_plot, api_name="sweep_view", show_progress="minimal", **model)
+
+        add_btn.click(cb.add_item, [new_title, new_desc, new_genres, new_year, new_items],
+                      [new_items, new_table, new_status, new_title, new_desc], api_name="add_item",
+                      concurrency_limit=1)
+        forget_btn.click(cb.clear_items, None, [new_items, new_table, new_status], api_name="forget_items",
+                         **light)
+
+        gr.api(cb.recommend_api, api_name="recommend", **model)
+        gr.api(cb.sweep_api, api_name="sweep", **model)
+
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
+    return demo
+
+
+def _setup_note(s, checkpoint) -> str:
+    proj = s.projection
+    cfg = s.rec.config
+    return (
+        "### This server\n"
+        f"- Checkpoint `{checkpoint}`: text model `{cfg['text'].get('name', cfg['text']['backend'])}` "
+        f"({cfg['text']['dim']}-d), transform `{cfg['transform']}`, T = {s.rec.T}, history window "
+        f"{s.rec.history_len}, defaults w = {s.rec.default_w:g}, ρ = {s.rec.default_rho:g}.\n"
+        f"- UMAP coordinates from `{proj.source}` with {json.dumps(PARAMS)}; new points "
+        "(intention, oracle, path, new items) are placed with `UMAP.transform` once the background "
+        "refit after start-up is done, and by a k-NN average of the catalog's coordinates until then.\n"
+        "- Your new items live in this browser tab's session only.")

@@ -1,0 +1,218 @@
+"""Event handlers: Gradio values in, library calls, tables / figures / notices out.
+
+Every handler turns bad input into a readable notice (never a stack trace): `InputProblem`
+becomes the message it carries, anything unexpected a one-line server error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from idream.sampler import DDIMSampler
+
+from . import figures
+from .projection import SPACES
+from .service import EMPTY_HINT, InputProblem, Service
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["rank", "title", "year", "genres", "score", "sim. to intention"]
+HISTORY_COLUMNS = ["#", "title", "year", "genres"]
+NEW_ITEM_COLUMNS = ["title", "genres", "description"]
+MAX_PATH_POINTS = 20  # x̂0 points drawn per path (UMAP.transform costs grow with points)
+
+
+def _status(notices: list[str], summary: str = "") -> str:
+    lines = [f"⚠️ {n}" for n in notices] + ([summary] if summary else [])
+    return "\n\n".join(lines)
+
+
+def _server_error(e: Exception) -> str:
+    log.exception("request failed")
+    return f"Something went wrong on the server ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
+
+
+def _api(fn):
+    """API endpoints: input problems and failures become gr.Error messages (no traceback)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputProblem as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - the client gets one readable line
+            raise gr.Error(_server_error(e), print_exception=False) from None
+    return wrapper
+
+
+def result_table(rows: list[dict]) -> pd.DataFrame:
+    """The ranked rows as the results table (new items marked)."""
+    data = [[r["rank"], r["title"] + (" [new]" if r.get("new") else ""), r["year"] or "",
+             ", ".join(r["genres"]), r["score"], r.get("intention_similarity", "")] for r in rows]
+    return pd.DataFrame(data, columns=RESULT_COLUMNS)
+
+
+class Callbacks:
+    """The handlers of one app, bound to its Service."""
+
+    def __init__(self, service: Service):
+        self.s = service
+
+    # -- API ---------------------------------------------------------------------------------
+    def recommend_api(self, history: list[str], intention: str = "", rho: float | None = None,
+                      w: float | None = None, steps: int = 1, k: int = 10, seed: int = 0) -> dict:
+        """Rank the catalog for a history (titles, oldest first) and an optional intention.
+
+        Returns {"items": [{"rank", "item_id", "title", "year", "genres", "score",
+        "intention_similarity"?}], "notices": [...]}; ρ and w default to the checkpoint's.
+        """
+        return _api(self._recommend_api)(history, intention, rho, w, steps, k, seed)
+
+    def _recommend_api(self, history, intention, rho, w, steps, k, seed) -> dict:
+        q = self.s.check(history, intention, rho, w, steps, k, seed)
+        return {"items": self.s.recommend(q).items, "notices": q.notices}
+
+    def sweep_api(self, history: list[str], intention: str = "", w: float | None = None,
+                  steps: int = 1, k: int = 10, seed: int = 0) -> dict:
+        """The top-K for ρ = 0, 1, …, 10 in one batched call, from the same noise.
+
+        Returns {"rho": [...], "items": [rows per ρ], "intention_similarity": [...],
+        "history_similarity": [...], "notices": [...]}.
+        """
+        return _api(self._sweep_api)(history, intention, w, steps, k, seed)
+
+    def _sweep_api(self, history, intention, w, steps, k, seed) -> dict:
+        q = self.s.check(history, intention, None, w, steps, k, seed)
+        out = self.s.sweep(q)
+        out.pop("oracles", None)
+        return {**out, "notices": q.notices}
+
+    # -- the Recommend button ----------------------------------------------------------------
+    def explore(self, history, intention, rho, w, steps, k, seed, new_items):
+        """Results table, the two UMAP panels (with the denoising path) and notices."""
+        new_items = new_items or []
+        try:
+            q = self.s.check(history, intention, rho, w, steps, k, seed, n_extra=len(new_items))
+            t0 = time.perf_counter()
+            out = self.s.recommend(q, new_items, return_path=True)
+            ms = (time.perf_counter() - t0) * 1000
+            fig = self.space_figure(q, out, new_items)
+        except InputProblem as e:
+            return result_table([]), figures.message_figure(str(e)), _status([str(e)])
+        except Exception as e:  # noqa: BLE001
+            msg = _server_error(e)
+            return result_table([]), figures.message_figure(msg), _status([msg])
+        for n in q.notices:
+            gr.Warning(n)
+        how = "one-step" if q.steps == 1 else f"{q.steps}-step DDIM"
+        summary = (f"Top-{len(out.items)} of {self.s.n_items + len(new_items) - len(q.history)} items "
+                   f"({how}, ρ={q.rho:g}, w={q.w:g}, seed {q.seed}) in {ms:.0f} ms.")
+        return result_table(out.items), fig, _status(q.notices, summary)
+
+    def space_figure(self, q, out, new_items) -> "figures.go.Figure":
+        """Place intention, oracle, path and new items in both spaces; draw them over the catalog."""
+        proj, s = self.s.projection, self.s
+        path = list(out.path)[:-1]  # the last x̂0 is the oracle itself
+        path_t = [int(t) for t in DDIMSampler(s.rec.diffusion).set_timesteps(q.steps)][:-1]
+        if len(path) > MAX_PATH_POINTS - 1:
+            keep = np.unique(np.linspace(0, len(path) - 1, MAX_PATH_POINTS - 1).round().astype(int))
+            path, path_t = [path[i] for i in keep], [path_t[i] for i in keep]
+        z_points = ([s.intention_vector(q.intention)] if q.intention else []) + [out.oracle] + path
+        Z = np.stack(z_points)  # (P, D) in the model's space
+        placed = {}
+        for space in SPACES:
+            X = Z if space == "whitened" else s.to_raw(Z)
+            if new_items:
+                key = "z" if space == "whitened" else "e"
+                X = np.concatenate([X, np.stack([np.asarray(it[key]) for it in new_items])])
+            placed[space] = proj.place(space, X)
+        n_q = 1 if q.intention else 0
+        P = len(z_points)
+        top = [r for r in out.items if not r.get("new")]
+        new_rank = {r["title"]: r["rank"] for r in out.items if r.get("new")}
+        marks = figures.Marks(
+            history=list(q.history), top=[s.rec.dataset.item_index(r["item_id"]) for r in top],
+            top_ranks=[r["rank"] for r in top],
+            intention={sp: placed[sp][:1] for sp in SPACES} if n_q else None,
+            oracle={sp: placed[sp][n_q:n_q + 1] for sp in SPACES},
+            path={sp: np.concatenate([placed[sp][n_q + 1:P], placed[sp][n_q:n_q + 1]]) for sp in SPACES},
+            path_steps=path_t + [0],
+            new_items={sp: placed[sp][P:] for sp in SPACES} if new_items else None,
+            new_titles=[it["meta"]["title"] for it in new_items],
+            new_ranks=[new_rank.get(it["meta"]["title"]) for it in new_items])
+        return figures.embedding_figure(proj.coords, s.labels, [m["genres"] for m in s.metas], marks,
+                                        subtitle=f"{proj.method}; in the raw panel, the oracle and "
+                                                 "path are mapped back through the inverse transform")
+
+    def sweep_view(self, history, intention, rho, w, steps, k, seed, new_items):
+        """The ρ sweep figure (needs an intention: without one ρ changes nothing)."""
+        new_items = new_items or []
+        if not str(intention or "").strip() or self.s.text_reason:
+            why = self.s.text_reason or "ρ scales the intention: type one to see what it does."
+            return figures.message_figure(why)
+        try:
+            q = self.s.check(history, intention, rho, w, steps, k, seed, n_extra=len(new_items))
+            out = self.s.sweep(q, new_items)
+            how = "one-step" if out["steps"] == 1 else f"{out['steps']}-step DDIM"
+            note = " · ".join([f"{how}, w={q.w:g}, seed {q.seed}"] + q.notices)
+            return figures.sweep_figure(out, q.k, subtitle=note)
+        except InputProblem as e:
+            return figures.message_figure(str(e))
+        except Exception as e:  # noqa: BLE001
+            return figures.message_figure(_server_error(e))
+
+    # -- history builder ---------------------------------------------------------------------
+    def history_table(self, history) -> pd.DataFrame:
+        return pd.DataFrame(self.s.history_rows(history), columns=HISTORY_COLUMNS)
+
+    def load_user(self, user_id):
+        """A real user's recent history from the dataset."""
+        try:
+            labels, note = self.s.user_history(user_id)
+            return labels, note
+        except InputProblem as e:
+            return gr.skip(), _status([str(e)])
+
+    def random_user(self):
+        user = self.s.random_user()
+        labels, note = self.s.user_history(user)
+        return labels, user, note
+
+    def clear(self):
+        return [], "", _status([], "History cleared.")
+
+    # -- new items ---------------------------------------------------------------------------
+    def add_item(self, title, description, genres, year, new_items):
+        """Embed a new item for this browser session only; it is recommendable at once."""
+        new_items = list(new_items or [])
+        try:
+            item = self.s.new_item(title, description, genres, year, existing=new_items)
+        except InputProblem as e:
+            return new_items, self.new_items_table(new_items), _status([str(e)]), gr.skip(), gr.skip()
+        except Exception as e:  # noqa: BLE001
+            return new_items, self.new_items_table(new_items), _status([_server_error(e)]), gr.skip(), gr.skip()
+        new_items.append(item)
+        msg = (f"Added **{item['meta']['title']}**: embedded with the checkpoint's text model and "
+               "transform, no retraining. It can now appear in your recommendations (marked [new]) "
+               "and on the map; other visitors do not see it.")
+        return new_items, self.new_items_table(new_items), msg, "", ""
+
+    def clear_items(self):
+        return [], self.new_items_table([]), "This session's new items are gone."
+
+    @staticmethod
+    def new_items_table(new_items) -> pd.DataFrame:
+        rows = [[it["meta"]["title"], ", ".join(it["meta"]["genres"]), it["meta"]["description"][:120]]
+                for it in new_items or []]
+        return pd.DataFrame(rows, columns=NEW_ITEM_COLUMNS)
+
+
+__all__ = ["Callbacks", "EMPTY_HINT", "result_table"]

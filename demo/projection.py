@@ -1,0 +1,223 @@
+"""UMAP maps of the catalog: raw text embeddings E and the model's whitened item vectors z.
+
+The catalog's 2-D coordinates are fitted once (`python -m demo.precompute`) and saved next to
+the checkpoint as `umap.safetensors` (no pickle). At start-up they are read back, and the UMAP
+objects are refitted with the same parameters in a background thread so that new points
+(intention, oracle, denoising path, new items) can be placed with `UMAP.transform`; until then a
+k-nearest-neighbour average of the saved coordinates places them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FILE = "umap.safetensors"
+FORMAT = "idream-umap-v1"
+SPACES = ("raw", "whitened")
+PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "n_components": 2,
+          "random_state": 42, "init": "spectral"}
+KNN = 10  # neighbours for the fallback placement
+KNN_TEMPERATURE = 0.05  # softmax temperature over cosine similarities
+
+
+def space_vectors(rec) -> dict[str, np.ndarray]:
+    """The two item matrices drawn side by side.  {space: (N, D)}"""
+    return {"raw": np.asarray(rec.embeddings, dtype=np.float32),
+            "whitened": rec.item_vectors().numpy().astype(np.float32)}
+
+
+def fingerprint(vectors: dict[str, np.ndarray]) -> str:
+    """Short hash of the item matrices, so saved coordinates never outlive their checkpoint."""
+    h = hashlib.sha256()
+    for s in SPACES:
+        h.update(np.ascontiguousarray(vectors[s], dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def fit_umap(X: np.ndarray, params: dict = PARAMS):
+    """A fitted umap.UMAP on X (imported here: umap and numba are slow to import)."""
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state" and numba notes
+        return umap.UMAP(**params).fit(X)
+
+
+def cache_path(fp: str) -> Path:
+    """Where coordinates go when the checkpoint folder is read-only."""
+    from idream.text import default_cache_dir
+
+    return default_cache_dir() / "umap" / f"{fp}.safetensors"
+
+
+def save_coords(path: Path, coords: dict[str, np.ndarray], fp: str, params: dict = PARAMS,
+                seconds: float | None = None) -> Path:
+    """Write coordinates and the parameters that made them (atomic rename)."""
+    from idream.checkpoint import atomic_write
+    from safetensors.numpy import save_file
+
+    tensors = {s: np.ascontiguousarray(coords[s], dtype=np.float32) for s in SPACES}
+    meta = {"format": FORMAT, "fingerprint": fp, "params": json.dumps(params, sort_keys=True),
+            "n_items": str(len(tensors["raw"])), "seconds": f"{seconds or 0:.1f}"}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return path
+
+
+def load_coords(path: Path, fp: str, params: dict = PARAMS) -> tuple[dict | None, str]:
+    """Saved coordinates when they match this checkpoint and these parameters, else (None, why)."""
+    from safetensors import safe_open
+
+    if not Path(path).exists():
+        return None, "absent"
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            coords = {s: f.get_tensor(s) for s in SPACES}
+    except Exception as e:  # a truncated or foreign file raises many kinds of errors
+        return None, f"unreadable ({type(e).__name__})"
+    if meta.get("format") != FORMAT or meta.get("fingerprint") != fp:
+        return None, "made for other item vectors"
+    if json.loads(meta.get("params", "{}")) != json.loads(json.dumps(params)):
+        return None, "made with other UMAP parameters"
+    return coords, "ok"
+
+
+def compute_coords(vectors: dict[str, np.ndarray], params: dict = PARAMS) -> tuple[dict, dict]:
+    """Fit both spaces: (coords {space: (N, 2)}, fitted UMAP models {space: UMAP})."""
+    models = {s: fit_umap(vectors[s], params) for s in SPACES}
+    return {s: models[s].embedding_.astype(np.float32) for s in SPACES}, models
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+class Projection:
+    """Catalog coordinates per space, and `place` for new points (UMAP transform or k-NN)."""
+
+    def __init__(self, vectors: dict[str, np.ndarray], coords: dict[str, np.ndarray],
+                 models: dict | None = None, params: dict = PARAMS, source: str = ""):
+        self.coords = {s: np.asarray(coords[s], dtype=np.float32) for s in SPACES}  # (N, 2)
+        self.params = params
+        self.source = source  # where the coordinates came from, for the About tab
+        self._unit = {s: _unit(np.asarray(vectors[s], dtype=np.float32)) for s in SPACES}
+        self._vectors = vectors
+        self._models = models
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.fit_seconds: float | None = None
+        self.fit_error: str | None = None
+
+    # -- building ----------------------------------------------------------------------------
+    @classmethod
+    def for_checkpoint(cls, rec, checkpoint: str | Path, background: bool = True) -> "Projection":
+        """Saved coordinates (refitting UMAP in the background), or fit now and save them."""
+        vectors = space_vectors(rec)
+        fp = fingerprint(vectors)
+        for path in (Path(checkpoint) / FILE, cache_path(fp)):
+            coords, why = load_coords(path, fp)
+            if coords is not None:
+                proj = cls(vectors, coords, source=str(path))
+                if background:
+                    proj.start_fitting()
+                return proj
+            if why != "absent":
+                log.warning("%s is %s; recomputing the UMAP coordinates", path, why)
+        log.warning("no UMAP coordinates for %s yet: fitting them now (once; run "
+                    "`python -m demo.precompute --checkpoint %s` to ship them)", checkpoint, checkpoint)
+        t0 = time.perf_counter()
+        coords, models = compute_coords(vectors)
+        seconds = time.perf_counter() - t0
+        path = write_coords(checkpoint, coords, fp, seconds)
+        proj = cls(vectors, coords, models, source=str(path))
+        proj.fit_seconds = seconds
+        return proj
+
+    def start_fitting(self) -> threading.Thread:
+        """Refit the UMAP objects in a daemon thread; `place` switches to them when done."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._fit, name="umap-fit", daemon=True)
+            self._thread.start()
+        return self._thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background fit is over; True when UMAP transform is available."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.ready
+
+    def _fit(self) -> None:
+        try:
+            t0 = time.perf_counter()
+            coords, models = compute_coords(self._vectors, self.params)
+            for s in SPACES:
+                gap = float(np.abs(coords[s] - self.coords[s]).max())
+                if gap > 1e-3:  # another machine or library version: keep placements consistent
+                    log.warning("refitted UMAP (%s) differs from the saved coordinates by %.3g; "
+                                "using the refitted map", s, gap)
+                    self.coords[s] = coords[s]
+            with self._lock:
+                for s in SPACES:  # compile numba's transform path before the first user waits
+                    models[s].transform(self._vectors[s][:1])
+            self._models = models
+            self.fit_seconds = time.perf_counter() - t0
+            log.info("UMAP refitted in %.1f s", self.fit_seconds)
+        except Exception as e:  # the app keeps working with the k-NN placement
+            self.fit_error = f"{type(e).__name__}: {e}"
+            log.exception("UMAP refit failed; new points stay placed by k-NN")
+
+    # -- placing new points ------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._models is not None
+
+    @property
+    def method(self) -> str:
+        """How new points are placed, for figure subtitles."""
+        if self.ready:
+            return "new points placed with UMAP.transform"
+        return f"new points placed by a {KNN}-NN average (UMAP is still being fitted)"
+
+    def place(self, space: str, points: np.ndarray) -> np.ndarray:
+        """2-D positions of new vectors in one space.  (n, D) -> (n, 2)"""
+        points = np.asarray(points, dtype=np.float32).reshape(-1, self._unit[space].shape[1])
+        if len(points) == 0:
+            return np.zeros((0, 2), dtype=np.float32)
+        models = self._models
+        if models is not None:
+            with self._lock:
+                return np.asarray(models[space].transform(points), dtype=np.float32)
+        return self.knn_place(space, points)
+
+    def knn_place(self, space: str, points: np.ndarray) -> np.ndarray:
+        """Softmax-weighted average of the coordinates of the k most cosine-similar items."""
+        sims = _unit(points) @ self._unit[space].T  # (n, N)
+        k = min(KNN, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (n, k)
+        s = np.take_along_axis(sims, top, axis=1)
+        w = np.exp((s - s.max(axis=1, keepdims=True)) / KNN_TEMPERATURE)
+        w /= w.sum(axis=1, keepdims=True)
+        return np.einsum("nk,nkc->nc", w, self.coords[space][top]).astype(np.float32)
+
+
+def write_coords(checkpoint: str | Path, coords: dict, fp: str, seconds: float | None = None) -> Path:
+    """Save next to the checkpoint, or in the user cache when the folder is read-only."""
+    target = Path(checkpoint) / FILE
+    if os.access(Path(checkpoint), os.W_OK):
+        try:
+            return save_coords(target, coords, fp, seconds=seconds)
+        except OSError as e:
+            log.warning("cannot write %s (%s); using the user cache", target, e)
+    return save_coords(cache_path(fp), coords, fp, seconds=seconds)

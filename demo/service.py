@@ -1,0 +1,296 @@
+"""One loaded recommender per process, and the input checks that turn bad input into notices."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from idream.recommender import MAX_INTENTION_CHARS, Recommender, UnknownItemError, clean_text
+
+from .projection import Projection
+
+log = logging.getLogger(__name__)
+
+RHO_RANGE = W_RANGE = (0.0, 10.0)
+SWEEP_RHOS = tuple(float(r) for r in range(11))
+SWEEP_MAX_STEPS = 25  # the sweep runs 11 guided generations at once: keep it interactive
+MAX_K = 100
+MAX_NEW_ITEMS = 20
+MAX_UNKNOWN_NAMED = 5  # unknown history items listed (with closest titles) in the notices
+EMPTY_HINT = ("Pick a few films for the history, or type what you are in the mood for in the "
+              "intention box (or both), then press Recommend.")
+
+
+class InputProblem(ValueError):
+    """Input the app cannot answer; the message is shown to the user as is."""
+
+
+@dataclass
+class Query:
+    """A checked request: history rows (oldest first) and clipped controls, with notices."""
+
+    history: list[int]
+    intention: str | None
+    rho: float
+    w: float
+    steps: int
+    k: int
+    seed: int
+    notices: list[str] = field(default_factory=list)
+
+
+def set_threads() -> int:
+    """Torch threads, once per process: IDREAM_TORCH_THREADS, else 1 (requests run side by side,
+    the denoiser is small, and OpenMP barriers stall badly on shared cores; see demo/README.md)."""
+    n = int(os.environ.get("IDREAM_TORCH_THREADS") or 1)
+    torch.set_num_threads(max(1, n))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already started
+        pass
+    return torch.get_num_threads()
+
+
+_SERVICES: dict[str, "Service"] = {}
+_LOCK = threading.Lock()
+
+
+def get_service(checkpoint: str | Path, background_umap: bool = True) -> "Service":
+    """The process's Service for a checkpoint folder: loaded on first use, then shared."""
+    key = str(Path(checkpoint).resolve())
+    with _LOCK:
+        if key not in _SERVICES:
+            set_threads()
+            _SERVICES[key] = Service(Recommender.load(checkpoint), checkpoint, background_umap)
+        return _SERVICES[key]
+
+
+def _label(meta: dict) -> str:
+    return f"{meta['title']} ({meta['year']})" if meta["year"] else meta["title"]
+
+
+class Service:
+    """The recommender, its catalog labels, the UMAP projection and the model card."""
+
+    def __init__(self, rec: Recommender, checkpoint: str | Path, background_umap: bool = True):
+        self.rec = rec
+        self.checkpoint = Path(checkpoint)
+        self.metas = rec.dataset.all_item_meta()
+        self.labels = []  # one unique display label per catalog row: "Title (year)"
+        seen = set()
+        for m in self.metas:
+            label = _label(m)
+            if label in seen:
+                label = f"{label} [#{m['item_id']}]"
+            seen.add(label)
+            self.labels.append(label)
+        self.label_index = {label: i for i, label in enumerate(self.labels)}
+        self.genres = sorted({g for m in self.metas for g in m["genres"]})
+        self.text_reason = rec.text_status()  # None when intentions can be embedded here
+        self.projection = Projection.for_checkpoint(rec, checkpoint, background=False)
+        M = rec.transform.matrix
+        self._inverse = np.linalg.inv(M)  # z -> e, to draw z-space points in the raw panel
+        self._mean = rec.transform.mean
+        self._text_lock = threading.Lock()
+        self._encode = lru_cache(maxsize=256)(self._encode_uncached)
+        self.warmup = threading.Thread(target=self._warm_up, args=(background_umap,), name="warm-up",
+                                       daemon=True)
+        self.warmup.start()
+
+    def _warm_up(self, fit_umap: bool) -> None:
+        """After start-up: load the text model, run the network once, then refit UMAP."""
+        try:
+            if self.text_reason is None:
+                self.intention_vector("a warm-up intention")
+            self.rec.recommend([self.metas[0]["item_id"]], k=1)
+        except Exception:  # noqa: BLE001 - a failure here shows up (readably) on the first click
+            log.exception("warm-up failed")
+        if fit_umap and not self.projection.ready:
+            self.projection.start_fitting()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the warm-up and the UMAP refit are over; True when UMAP places points."""
+        self.warmup.join(timeout)
+        return self.projection.wait(timeout)
+
+    # -- inputs ------------------------------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return self.rec.dataset.n_items
+
+    def resolve(self, refs) -> tuple[list[int], list[str]]:
+        """Catalog rows of labels, titles or ids (duplicates dropped), and notices for unknowns."""
+        if refs is None:
+            refs = []
+        elif not isinstance(refs, (list, tuple)):  # one label, id or other JSON value
+            refs = [refs]
+        rows, seen, unknown, n_unknown = [], set(), [], 0
+        for ref in refs:
+            if ref is None or (isinstance(ref, str) and not ref.strip()):
+                continue
+            i = self.label_index.get(ref.strip()) if isinstance(ref, str) else None
+            if i is None:
+                try:  # the fuzzy "closest titles" search only for the first few unknowns
+                    i = self.rec.resolve_item(ref, suggest=n_unknown < MAX_UNKNOWN_NAMED)
+                except UnknownItemError as e:
+                    n_unknown += 1
+                    if n_unknown <= MAX_UNKNOWN_NAMED:
+                        unknown.append(str(e))
+                    continue
+            if i not in seen:
+                seen.add(i)
+                rows.append(i)
+        notices = [f"Not in the catalog, left out: {u.removeprefix('unknown item ')}." for u in unknown]
+        if n_unknown > MAX_UNKNOWN_NAMED:
+            notices.append(f"… and {n_unknown - MAX_UNKNOWN_NAMED:,} more items not in the catalog.")
+        return rows, notices
+
+    def check(self, history, intention, rho, w, steps, k, seed, n_extra: int = 0) -> Query:
+        """Validate and clip one request; raise InputProblem when nothing can be answered."""
+        rows, notices = self.resolve(history)
+        intention = clean_text(intention or "")  # as the library will read it
+        if intention and self.text_reason:
+            notices.append(f"Intentions are off on this server ({self.text_reason}); "
+                           "the intention was ignored.")
+            intention = ""
+        if len(intention) > MAX_INTENTION_CHARS:
+            intention = intention[:MAX_INTENTION_CHARS]
+            notices.append(f"The intention was cut to its first {MAX_INTENTION_CHARS:,} characters.")
+        if not rows and not intention:
+            raise InputProblem(" ".join(notices + [EMPTY_HINT]))
+        rho = self._clip_float("ρ", rho, self.rec.default_rho, RHO_RANGE, notices)
+        w = self._clip_float("w", w, self.rec.default_w, W_RANGE, notices)
+        steps = self._clip_int("steps", steps, 1, 1, self.rec.T, notices)
+        available = self.n_items + n_extra - len(rows)
+        k = self._clip_int("top-K", k, 10, 1, max(1, min(MAX_K, available)), notices)
+        try:
+            seed = 0 if seed is None or seed == "" else int(float(seed)) % 2**31
+        except (TypeError, ValueError, OverflowError):
+            raise InputProblem(f"The seed must be a whole number, got {str(seed)[:50]!r}.") from None
+        if len(rows) > self.rec.history_len:
+            notices.append(f"The model reads the last {self.rec.history_len} history items; the "
+                           f"{len(rows) - self.rec.history_len} older ones are only kept out of the results.")
+        return Query(rows, intention or None, rho, w, steps, k, seed, notices)
+
+    @staticmethod
+    def _number(name, v, default) -> float:
+        if v is None or v == "":
+            return float(default)
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise InputProblem(f"{name} must be a number, got {str(v)[:50]!r}.") from None
+        if not math.isfinite(x):
+            raise InputProblem(f"{name} must be a finite number.")
+        return x
+
+    def _clip_float(self, name, v, default, bounds, notices) -> float:
+        x = self._number(name, v, default)
+        lo, hi = bounds
+        if not lo <= x <= hi:
+            notices.append(f"{name} = {x:g} is outside {lo:g}…{hi:g}; clipped.")
+            x = min(max(x, lo), hi)
+        return x
+
+    def _clip_int(self, name, v, default, lo, hi, notices) -> int:
+        x = int(round(self._number(name, v, default)))
+        if not lo <= x <= hi:
+            clipped = min(max(x, lo), hi)
+            notices.append(f"{name} = {x} is outside {lo}…{hi}; using {clipped}.")
+            x = clipped
+        return x
+
+    # -- answers -----------------------------------------------------------------------------
+    def recommend(self, q: Query, extra_items=None, return_path: bool = False):
+        """rec.recommend on a checked query (history given by dataset ids)."""
+        ids = [self.metas[i]["item_id"] for i in q.history]
+        return self.rec.recommend(ids, q.intention, rho=q.rho, w=q.w, steps=q.steps, k=q.k,
+                                  seed=q.seed, return_path=return_path, extra_items=extra_items or None)
+
+    def sweep(self, q: Query, extra_items=None, rhos=SWEEP_RHOS) -> dict:
+        """One batched generation per ρ value, from the same noise (at most SWEEP_MAX_STEPS steps)."""
+        ids = [self.metas[i]["item_id"] for i in q.history]
+        steps = min(q.steps, SWEEP_MAX_STEPS)
+        if steps < q.steps:
+            q.notices.append(f"The ρ sweep runs at most {SWEEP_MAX_STEPS} DDIM steps (asked: {q.steps}).")
+        out = self.rec.sweep_rho(ids, q.intention, rhos=rhos, w=q.w, steps=steps, k=q.k,
+                                 seed=q.seed, extra_items=extra_items or None)
+        return {**out, "steps": steps}
+
+    def intention_vector(self, intention: str) -> np.ndarray:
+        """z-space vector of an intention (cached per text).  (D,)"""
+        return self._encode(intention)
+
+    def _encode_uncached(self, intention: str) -> np.ndarray:
+        with self._text_lock:  # the first call loads the text model: once, not once per thread
+            return self.rec.encode_intentions([intention])[0].numpy()
+
+    def to_raw(self, z: np.ndarray) -> np.ndarray:
+        """Undo the transform A, so z-space points can be drawn among the raw embeddings."""
+        return (np.asarray(z, dtype=np.float64) @ self._inverse + self._mean).astype(np.float32)
+
+    # -- history helpers ---------------------------------------------------------------------
+    def user_history(self, user_id) -> tuple[list[str], str]:
+        """Labels of a user's last L items before their test item, and a one-line note."""
+        user_id = str(user_id or "").strip()
+        if not user_id:
+            raise InputProblem("Type a user id (e.g. 1), or press Random user.")
+        try:
+            rows = self.rec.user_history(user_id)
+        except UnknownItemError:
+            n = len(self.rec.dataset.sequences)
+            raise InputProblem(f"No user {user_id!r} in {self.rec.dataset.name} ({n} users).") from None
+        L = self.rec.history_len
+        note = f"User {user_id}: the last {min(L, len(rows))} of {len(rows)} items before their held-out test item."
+        return [self.labels[i] for i in rows[-L:]], note
+
+    def random_user(self, rng: random.Random | None = None) -> str:
+        users = [u for u in self.rec.dataset.user_ids() if len(self.rec.dataset.sequences[u]) > 1]
+        return str((rng or random).choice(users))
+
+    def history_rows(self, labels) -> list[list]:
+        """[#, title, year, genres] per history item, for the small history table."""
+        rows, _ = self.resolve(labels)
+        return [[n, self.metas[i]["title"], self.metas[i]["year"] or "", ", ".join(self.metas[i]["genres"])]
+                for n, i in enumerate(rows, 1)]
+
+    # -- new items ---------------------------------------------------------------------------
+    def new_item(self, title, description="", genres=(), year=None, existing=()) -> dict:
+        """Embed a new item with the checkpoint's text model and transform (no retraining)."""
+        if self.text_reason:
+            raise InputProblem(f"New items need the text model, which is off here: {self.text_reason}")
+        title = clean_text(title or "")
+        if not title:
+            raise InputProblem("Give the new item a title (and ideally a short description).")
+        if len(existing) >= MAX_NEW_ITEMS:
+            raise InputProblem(f"This session already holds {MAX_NEW_ITEMS} new items; reload the page to start over.")
+        if any(it["meta"]["title"].lower() == title.lower() for it in existing):
+            raise InputProblem(f"{title!r} is already among this session's new items.")
+        try:
+            year = int(year) if year not in (None, "") and 0 < float(year) < 10_000 else None
+        except (TypeError, ValueError, OverflowError):
+            year = None
+        return self.rec.embed_new_item(title, clean_text(description or "")[:MAX_INTENTION_CHARS], year=year,
+                                       genres=tuple(genres or ()))
+
+    # -- about -------------------------------------------------------------------------------
+    def model_card(self) -> str:
+        path = self.checkpoint / "README.md"
+        return path.read_text(encoding="utf-8") if path.exists() else "_This checkpoint has no model card._"
+
+    def metrics(self) -> dict:
+        path = self.checkpoint / "metrics.json"
+        try:
+            return json.loads(path.read_text()) if path.exists() else {}
+        except json.JSONDecodeError:
+            return {}
