@@ -33,8 +33,10 @@ iDream (after iDreamRec, arXiv 2410.13428) **generates** the embedding of an ide
 *oracle* x̂₀, with a diffusion model conditioned on your history H and, optionally, an intention q
 typed in plain words; it then ranks every catalog item by ⟨x̂₀, zᵢ⟩ (history items are left out).
 
-- **One text space.** Each item's description is embedded by a fixed text model and whitened
-  (ZCA, fitted on the catalog only); intentions go through the same text model and transform.
+- **One text space.** Each item's description is embedded by a fixed text model and passed through
+  a linear transform fitted on the catalog only (none, scale or ZCA whitening, chosen on validation;
+  a learned per-item residual is added for items seen in training); intentions go through the same
+  text model and transform.
 - **Guidance.** With u = f(x_t, ∅, ∅), c_h = f(x_t, H, ∅), c_hq = f(x_t, H, q):
   x̂₀ = u + (1 + w)(c_h − u) + ρ (c_hq − c_h). w strengthens the history; ρ the intention
   (ρ = 0 ignores it, ρ = 1 is the plain conditional model, ρ > 1 pushes harder).
@@ -133,7 +135,7 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                     "**Reading the map.** Each dot is a film (colour: first genre; hover for the title). "
                     "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
                     "line: x̂₀ after each DDIM step, ending at the oracle. Left: raw text embeddings; "
-                    "right: the whitened space the model scores in. Click legend entries to hide them.")
+                    "right: the item vectors the model scores with (transformed text vector + learned residual). Click legend entries to hide them.")
                 sweep_plot = gr.Plot(value=figures.message_figure(
                     "The ρ sweep appears here after Recommend (it needs an intention)."),
                     label="Guidance strength ρ", elem_id="sweep-plot")

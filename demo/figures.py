@@ -13,7 +13,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 SPACES = ("raw", "whitened")
-PANEL_TITLES = {"raw": "raw text embeddings E", "whitened": "whitened item vectors z (the model's space)"}
+PANEL_TITLES = {"raw": "raw text embeddings E", "whitened": "item vectors z (the model's scoring space)"}
 PALETTE = qualitative.Dark24 + qualitative.Light24
 MARK = {  # overlay name -> marker style
     "history": dict(symbol="square", size=11, color="#111111", line=dict(width=1.5, color="white")),
@@ -67,7 +67,7 @@ def embedding_figure(coords: dict, titles: list[str], genres: list, marks: Marks
                 marker=dict(size=5, color=PALETTE[gi % len(PALETTE)], opacity=0.45),
                 meta={"space": space, "role": "catalog"}), row=1, col=col)
         _overlays(fig, marks, xy, titles, space, col)
-    title = "The catalog in UMAP: raw text embeddings vs whitened item vectors"
+    title = "The catalog in UMAP: raw text embeddings vs the model's item vectors"
     fig.update_layout(
         title=dict(text=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title, x=0.01),
         height=height, margin=dict(l=10, r=10, t=80, b=10), legend=dict(itemsizing="constant"),

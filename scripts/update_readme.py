@@ -53,7 +53,8 @@ def main():
     if (ckpt / "metrics.json").exists():
         text = block(text, "results", core_results(ckpt))
     extra = ROOT / "results"
-    for name in ("app-speed", "bench-quality-ml-100k", "bench-speed", "reliability"):
+    for name in ("app-speed", "transform-ablation", "bench-quality-ml-100k", "bench-quality-ml-1m",
+                 "bench-speed", "reliability"):
         f = extra / f"{name}.md"
         if f.exists():
             text = block(text, name, f.read_text())
