@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .baselines import popularity_scorer, textknn_scorer
 from .catalog import item_embeddings
-from .checkpoint import read_config, write_json
+from .checkpoint import atomic_write, read_config, write_json
 from .data import chronological_split, load_dataset
 from .evaluate import dump_rankings, evaluate_recommender, generated_intentions, rank_all
 
@@ -256,6 +256,15 @@ def write_model_card(ckpt: Path) -> Path:
             lines.append(f"| {c['check']} | {c['value']:.4f} | {c['reference']:.4f} | "
                          f"{c['ratio']:.2f}× | ≥ {c['bar']:.2f}× | {'pass' if c['passed'] else 'FAIL'} |")
         lines.append("")
+    hist = tl.get("history", [])
+    if hist:
+        lines += ["## Training curve (validation, one-step, unguided, w = 0)", "",
+                  "| epoch | train MSE | train CE | valid NDCG@10 | valid HR@10 | minutes |",
+                  "|---|---|---|---|---|---|"]
+        for r in hist:
+            lines.append(f"| {r['epoch']} | {r.get('mse', '')} | {r.get('ce', '')} | "
+                         f"{r['valid_NDCG@10']} | {r['valid_HR@10']} | {r['minutes']} |")
+        lines.append("")
     cs = metrics.get("cold_start")
     if cs:
         lines += ["## Cold start", "",
@@ -273,7 +282,8 @@ def write_model_card(ckpt: Path) -> Path:
               "- Data: MovieLens © GroupLens (F. M. Harper and J. A. Konstan, 2015, \"The MovieLens "
               "Datasets: History and Context\", ACM TiiS 5(4)); not redistributed here.", ""]
     path = ckpt / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    text = "\n".join(lines)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
 
