@@ -53,7 +53,7 @@ def main():
     if (ckpt / "metrics.json").exists():
         text = block(text, "results", core_results(ckpt))
     extra = ROOT / "results"
-    for name in ("app-speed", "transform-ablation", "bench-quality-ml-100k", "bench-quality-ml-1m",
+    for name in ("app-speed", "tuning", "bench-quality-ml-100k", "bench-quality-ml-1m",
                  "bench-speed", "reliability"):
         f = extra / f"{name}.md"
         if f.exists():
