@@ -89,7 +89,11 @@ def load_coords(path: Path, fp: str, params: dict = PARAMS) -> tuple[dict | None
         return None, f"unreadable ({type(e).__name__})"
     if meta.get("format") != FORMAT or meta.get("fingerprint") != fp:
         return None, "made for other item vectors"
-    if json.loads(meta.get("params", "{}")) != json.loads(json.dumps(params)):
+    try:
+        saved_params = json.loads(meta.get("params", "{}"))
+    except ValueError:
+        return None, "unreadable (parameters are not JSON)"
+    if saved_params != json.loads(json.dumps(params)):
         return None, "made with other UMAP parameters"
     return coords, "ok"
 

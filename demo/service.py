@@ -26,6 +26,7 @@ SWEEP_RHOS = tuple(float(r) for r in range(11))
 SWEEP_MAX_STEPS = 25  # the sweep runs 11 guided generations at once: keep it interactive
 MAX_K = 100
 MAX_NEW_ITEMS = 20
+MAX_TITLE_CHARS = 200  # a new item's title
 MAX_UNKNOWN_NAMED = 5  # unknown history items listed (with closest titles) in the notices
 EMPTY_HINT = ("Pick a few films for the history, or type what you are in the mood for in the "
               "intention box (or both), then press Recommend.")
@@ -269,7 +270,7 @@ class Service:
         """Embed a new item with the checkpoint's text model and transform (no retraining)."""
         if self.text_reason:
             raise InputProblem(f"New items need the text model, which is off here: {self.text_reason}")
-        title = clean_text(title or "")
+        title = clean_text(title or "")[:MAX_TITLE_CHARS].strip()
         if not title:
             raise InputProblem("Give the new item a title (and ideally a short description).")
         if len(existing) >= MAX_NEW_ITEMS:

@@ -7,8 +7,10 @@ crash never leaves half a checkpoint. Loading checks everything it can and says 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +19,24 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .data import DatasetError, load_dataset
-from .diffusion import Diffusion, DiffusionConfig
+from .diffusion import SCHEDULES, Diffusion, DiffusionConfig
 from .model import Denoiser, ItemTable, ModelConfig
 from .transform import KINDS, Transform
 
 FORMAT = "idream-checkpoint-v1"
 CONFIG_KEYS = {"format", "idream_version", "model", "diffusion", "transform", "text", "data",
                "train", "guidance", "train_log", "cache_dir", "items_fingerprint"}
+MAX_T = 100_000  # sanity bounds for a hand-edited config.json (the schedule is a (T,) array)
+MAX_DEPTH = 1_000
+MAX_GUIDANCE = 100.0  # as in recommender.py
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with a message that says what to do."""
+
+
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -36,6 +45,7 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -104,8 +114,12 @@ def read_config(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{file} is not valid JSON ({e}); restore it from the original "
                               "checkpoint or retrain") from None
+    except OSError as e:
+        raise CheckpointError(f"{file} cannot be read ({e.strerror or e}); restore it from the "
+                              "original checkpoint or retrain") from None
     if not isinstance(cfg, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
+        raise CheckpointError(f"{file} must hold a JSON object; restore it from the original "
+                              "checkpoint or retrain")
     unknown = set(cfg) - CONFIG_KEYS
     if unknown:
         raise CheckpointError(f"{file} has unknown keys {sorted(unknown)}: it was written by another "
@@ -115,7 +129,74 @@ def read_config(path: Path) -> dict:
         raise CheckpointError(f"{file} lacks {sorted(missing)}: the checkpoint is incomplete; retrain it")
     if cfg["format"] != FORMAT:
         raise CheckpointError(f"{file} has format {cfg['format']!r}, expected {FORMAT!r}; retrain it")
+    problem = _config_problem(cfg)
+    if problem:
+        raise CheckpointError(f"{file}: {problem}; restore config.json from the original checkpoint "
+                              "or retrain")
     return cfg
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _config_problem(cfg: dict) -> str | None:
+    """What is wrong with the sections of a config.json read from disk (None: nothing seen)."""
+    for key in ("model", "diffusion", "text", "data"):
+        if not isinstance(cfg[key], dict):
+            return f"{key!r} must be a JSON object, not {type(cfg[key]).__name__}"
+    for key in ("guidance", "train", "train_log"):
+        if key in cfg and not isinstance(cfg[key], dict):
+            return f"{key!r} must be a JSON object, not {type(cfg[key]).__name__}"
+    if not isinstance(cfg["transform"], str):
+        return f"'transform' must be a string, not {type(cfg['transform']).__name__}"
+    t, d = cfg["text"], cfg["data"]
+    if not isinstance(t.get("backend"), str) or not t["backend"].strip():
+        return "text.backend (the text model, e.g. 'minilm') is missing or not a string"
+    if not isinstance(t.get("dim"), int) or isinstance(t.get("dim"), bool) or t["dim"] < 1:
+        return "text.dim (the text vectors' dimension) is missing or not a positive integer"
+    for key in ("name", "descriptions"):
+        if key in t and not isinstance(t[key], str):
+            return f"text.{key} must be a string"
+    if not isinstance(d.get("dataset"), str) or not d["dataset"].strip():
+        return "data.dataset (the catalog the model was trained on) is missing or not a string"
+    for key, v in cfg.get("guidance", {}).items():
+        if key in ("w", "rho") and not (_is_number(v) and abs(v) <= MAX_GUIDANCE):
+            return f"guidance.{key} = {v!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
+    return None
+
+
+def _dataclass_problem(obj) -> str | None:
+    """Fields of a config dataclass read from JSON that have the wrong type or sign."""
+    for f in fields(obj):
+        v, want = getattr(obj, f.name), type(f.default)
+        if want is float:
+            ok = _is_number(v) and v >= 0
+        elif want is int:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        else:
+            ok = isinstance(v, want)
+        if not ok:
+            return f"{f.name} = {v!r} is not a {'non-negative ' if want in (int, float) else ''}{want.__name__}"
+    return None
+
+
+def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
+    for section, obj in (("model", m), ("diffusion", d)):  # a default would silently change it
+        missing = [f.name for f in fields(obj) if f.name not in cfg[section]]
+        if missing:
+            return f"{section} lacks {', '.join(missing)}"
+    problem = _dataclass_problem(m) or _dataclass_problem(d)
+    if problem:
+        return problem
+    if min(m.dim, m.width, m.depth, m.heads, m.history_len) < 1:
+        return "model dim, width, depth, heads and history_len must be at least 1"
+    if m.depth > MAX_DEPTH or m.width % m.heads or not (m.dropout < 1 and m.mlp_ratio > 0):
+        return (f"model depth {m.depth}, width {m.width}, heads {m.heads}, dropout {m.dropout}, "
+                f"mlp_ratio {m.mlp_ratio} do not describe a denoiser")
+    if not 1 <= d.T <= MAX_T or d.schedule not in SCHEDULES or not 0 < d.beta_start <= d.beta_end < 1:
+        return f"diffusion T={d.T}, schedule {d.schedule!r}, β {d.beta_start}…{d.beta_end} is not a schedule"
+    return None
 
 
 def check_text_request(cfg: dict, path, text_model: str | None = None,
@@ -165,8 +246,13 @@ def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
         dcfg = DiffusionConfig.from_dict(cfg["diffusion"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}/config.json: {e}; retrain the checkpoint with this version") from None
+    problem = _model_problem(mcfg, dcfg, cfg)
+    if problem:
+        raise CheckpointError(f"{path}/config.json: {problem}; restore config.json from the original "
+                              "checkpoint or retrain")
     if cfg["transform"] not in KINDS:
-        raise CheckpointError(f"{path}/config.json: unknown transform {cfg['transform']!r}")
+        raise CheckpointError(f"{path}/config.json: unknown transform {cfg['transform']!r} (one of "
+                              f"{', '.join(KINDS)}); restore config.json or retrain")
     text_dim = int(cfg["text"].get("dim", -1))
     if text_dim != mcfg.dim:
         raise CheckpointError(f"{path}/config.json: text dimension {text_dim} does not match the "
@@ -197,8 +283,21 @@ def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
                               f"one this checkpoint was trained on ({E.shape[0]} items); point "
                               "--dataset at the original data or retrain")
 
-    model = Denoiser(mcfg)
     residual = state.pop("items.residual", None)
+    if mcfg.n_items and (mcfg.n_items != E.shape[0] or residual is None
+                         or tuple(residual.shape) != (mcfg.n_items, D)):
+        raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
+                              f"({mcfg.n_items}, {D}); retrain")
+    with torch.device("meta"):  # shapes first: a config that does not fit allocates nothing
+        expected = {k: tuple(v.shape) for k, v in Denoiser(mcfg).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        diff = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+        first = diff[0]
+        raise CheckpointError(f"{path}/model.safetensors does not fit config.json ({first}: "
+                              f"{got.get(first, 'missing')} in the file, {expected.get(first, 'none')} "
+                              "expected); the files come from different checkpoints; retrain")
+    model = Denoiser(mcfg)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -208,8 +307,5 @@ def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     Z = torch.from_numpy(transform(E.numpy()))
     table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
     if mcfg.n_items:
-        if residual is None or tuple(residual.shape) != (mcfg.n_items, D):
-            raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
-                                  f"({mcfg.n_items}, {D}); retrain")
         table.residual.data.copy_(residual)
     return Recommender(model, Diffusion(dcfg), table, transform, dataset, cfg, embeddings=E.numpy())

@@ -280,8 +280,8 @@ def main(argv=None) -> int:
     from .openai_backend import OpenAIServiceError
     try:
         return handler(args)
-    except (CLIError, CheckpointError, DatasetError, ValueError, KeyError, FileNotFoundError,
-            OpenAIServiceError) as e:
+    except (CLIError, CheckpointError, DatasetError, ValueError, KeyError, OSError, RuntimeError,
+            OpenAIServiceError) as e:  # OSError: unreadable files; RuntimeError: text model missing
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {msg.strip(chr(39))}", file=sys.stderr)
         return EXIT_USAGE

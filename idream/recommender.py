@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,33 @@ def clean_text(s) -> str:
 
 class UnknownItemError(ValueError):
     """An item given by id or title that is not in the catalog."""
+
+
+def _whole(name: str, v) -> int:
+    """An int from an int or a finite number (truncated); ValueError naming `name` otherwise."""
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {v!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite whole number, got {v!r}")
+    return int(x)
+
+
+def _guidance(name: str, v) -> float | None:
+    """A guidance weight as a float within ±MAX_GUIDANCE (None: the checkpoint's default)."""
+    if v is None:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not (math.isfinite(x) and abs(x) <= MAX_GUIDANCE):
+        raise ValueError(f"{name} must be a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}, "
+                         f"got {v!r}")
+    return x
 
 
 @dataclass
@@ -112,23 +140,30 @@ class Recommender:
         self._vectors = None
 
     # -- inputs ------------------------------------------------------------------------------
-    def resolve_item(self, ref) -> int:
-        """Catalog row of an item given by dataset id or exact title (case-insensitive)."""
+    def resolve_item(self, ref, suggest: bool = True) -> int:
+        """Catalog row of an item given by dataset id or exact title (case-insensitive).
+
+        suggest: name the closest titles in the error (a fuzzy search, ~10 ms per unknown item).
+        """
         ds = self.dataset
         if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ds.has_item(ref)):
             if ds.has_item(ref):
                 return ds.item_index(ref)
             raise UnknownItemError(f"unknown item id {ref!r}")
         title = str(ref).strip()
-        m = re.search(r"\[#([^\]]+)\]$", title)  # "Title [#id]" names one of several same titles
+        # "Title [#id]" names one of several same titles (searched in the tail only: the pattern
+        # is quadratic on long inputs such as "[#[#[#…")
+        m = re.search(r"\[#([^\]]+)\]$", title[-80:])
         if m and ds.has_item(m.group(1)):
             return ds.item_index(m.group(1))
         index = self._title_index()
         if title.lower() in index:
             return index[title.lower()]
+        if not suggest:
+            raise UnknownItemError(f"unknown item {title[:200]!r}")
         close = difflib.get_close_matches(title, list(self.dataset.items["title"]), n=3, cutoff=0.5)
         hint = f"; closest titles: {', '.join(repr(c) for c in close)}" if close else ""
-        raise UnknownItemError(f"unknown item {title!r}{hint}")
+        raise UnknownItemError(f"unknown item {title[:200]!r}{hint}")
 
     def _title_index(self) -> dict:
         if not hasattr(self, "_titles"):
@@ -189,23 +224,27 @@ class Recommender:
         return oracle @ self.item_vectors().T
 
     def _history_indices(self, history) -> list[int]:
-        idx = []
+        if history is None:
+            return []
+        if isinstance(history, (str, bytes, int, np.integer)):  # one item, not its characters
+            history = [history]
+        idx, seen = [], set()
         for ref in history:
             i = self.resolve_item(ref)
-            if i not in idx:
+            if i not in seen:
+                seen.add(i)
                 idx.append(i)
         return idx
 
-    def _check(self, steps, k, rho, w) -> tuple[int, int]:
-        steps, k = int(steps), int(k)
+    def _check(self, steps, k, rho, w, seed=None) -> tuple:
+        """Checked (steps, k, rho, w, seed); ValueError with a message for anything unusable."""
+        steps, k = _whole("steps", steps), _whole("k", k)
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be between 1 and {self.T}")
         if k < 1:
             raise ValueError("k must be at least 1")
-        for name, v in (("rho", rho), ("w", w)):
-            if v is not None and not (np.isfinite(v) and abs(v) <= MAX_GUIDANCE):
-                raise ValueError(f"{name} must be a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}")
-        return steps, k
+        seed = None if seed is None else _whole("seed", seed)
+        return steps, k, _guidance("rho", rho), _guidance("w", w), seed
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,
                        genres=()) -> dict:
@@ -239,6 +278,9 @@ class Recommender:
 
     def _rank(self, x0: torch.Tensor, idx: list[int], k: int, extra: list | None) -> tuple:
         """Scores over catalog (+ extra items) with the history masked, and the top-k indices."""
+        if not bool(torch.isfinite(x0).all()):  # never rank by NaN or infinite scores
+            raise ValueError("the generated oracle is not finite (guidance too strong for this "
+                             "model): lower rho or w")
         scores = self.scores(x0)  # (B, N)
         if extra:
             Z_new = torch.stack([it["z"] for it in extra])  # (n, D)
@@ -259,7 +301,7 @@ class Recommender:
         intention = clean_text(intention or "")[:MAX_INTENTION_CHARS] or None
         if not idx and intention is None:
             raise ValueError("give a history, an intention, or both")
-        steps, k = self._check(steps, k, rho, w)
+        steps, k, rho, w, seed = self._check(steps, k, rho, w, seed)
         hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
         q = self.encode_intentions([intention]) if intention else None
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
@@ -281,10 +323,14 @@ class Recommender:
         intention = clean_text(intention or "")[:MAX_INTENTION_CHARS] or None
         if not idx and intention is None:
             raise ValueError("give a history, an intention, or both")
-        steps, k = self._check(steps, k, 0.0, w)
-        rhos = [float(r) for r in rhos]
-        if not rhos or not all(np.isfinite(r) and abs(r) <= MAX_GUIDANCE for r in rhos):
-            raise ValueError(f"rhos must be numbers between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}")
+        steps, k, _, w, seed = self._check(steps, k, None, w, seed)
+        try:
+            rhos = [float(r) for r in rhos]
+        except (TypeError, ValueError):
+            rhos = []
+        if not rhos or not all(math.isfinite(r) and abs(r) <= MAX_GUIDANCE for r in rhos):
+            raise ValueError(f"rhos must be a non-empty list of numbers between -{MAX_GUIDANCE:g} "
+                             f"and {MAX_GUIDANCE:g}")
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
         q = self.encode_intentions([intention]) if intention else None

@@ -1,0 +1,581 @@
+"""Hostile inputs, generated: `Recommender.recommend` / `sweep_rho`, the command line and the
+app's /recommend (and /sweep, /explore, /add_item) API. Every call ends in a result with finite
+scores that leaves the history out, or in a clear error: a ValueError with a message in Python,
+exit code 2 with one `error:` line on the command line, a readable notice or gradio error
+message over HTTP. Never a traceback, a NaN score or a hung worker.
+
+The library and CLI cases use a tiny hash:32 checkpoint on the synthetic catalog; the API cases
+the demo's tiny ml-100k checkpoint (IDREAM_TEST_CHECKPOINT overrides it). IDREAM_HYPOTHESIS_SCALE
+multiplies the number of generated cases per test; IDREAM_RELIABILITY_LOG (scripts/reliability.py)
+collects how many ran per target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from idream.recommender import MAX_GUIDANCE, Recommender, UnknownItemError, clean_text
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES: Counter = Counter()  # target -> generated cases run (for the reliability report)
+N_SYNTH = 40  # the synthetic catalog (tests/conftest.py): ids 100..139, "Synthetic Film i"
+SYNTH_IDS = list(range(100, 100 + N_SYNTH))
+T_SYNTH = 100
+
+
+def examples(default: int) -> int:
+    """default × IDREAM_HYPOTHESIS_SCALE (scripts/reliability.py runs more cases than CI)."""
+    return max(1, round(default * float(os.environ.get("IDREAM_HYPOTHESIS_SCALE") or 1)))
+
+
+def hypothesis_settings(default: int):
+    return settings(max_examples=examples(default), deadline=None, derandomize=False,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                           HealthCheck.data_too_large, HealthCheck.large_base_example])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_cases():
+    yield
+    log = os.environ.get("IDREAM_RELIABILITY_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"file": "test_hostile_inputs", "cases": dict(CASES)}) + "\n")
+
+
+@pytest.fixture(scope="session")
+def synth_ckpt(tmp_path_factory, synthetic_dir, cache_dir) -> Path:
+    from test_corrupt_files import synthetic_checkpoint
+
+    return synthetic_checkpoint(tmp_path_factory.getbasetemp() / "hardening-synthetic", synthetic_dir,
+                                cache_dir)
+
+
+@pytest.fixture(scope="session")
+def rec(synth_ckpt) -> Recommender:
+    return Recommender.load(synth_ckpt)
+
+
+# -- strategies ------------------------------------------------------------------------------
+
+SPECIAL_FLOATS = [math.nan, math.inf, -math.inf, 1e308, -1e308, 0.0, -0.0, MAX_GUIDANCE,
+                  -MAX_GUIDANCE, MAX_GUIDANCE + 1e-9, 5e-324]
+WEIRD_TEXT = st.sampled_from([
+    "", " ", "\x00", "\x07\x1b[31mred\x1b[0m", "\u202e\u200b", "😀🎬🍿" * 50, "x" * 100_000,
+    "Synthetic Film 3" * 5000, "\udcff\udcfe invalid utf-8", "[#" * 50_000, "Toy Story [#1]",
+    "\n".join(["line"] * 1000), "'; DROP TABLE items; --", "%s%n%x", "{0}{1}",
+])
+ANY_TEXT = st.one_of(st.text(max_size=60), WEIRD_TEXT,
+                     st.text(st.characters(categories=["Cc", "Cs", "Co", "So"]), max_size=40))
+ANY_NUMBER = st.one_of(st.none(), st.floats(), st.sampled_from(SPECIAL_FLOATS),
+                       st.integers(-10**30, 10**30), st.text(max_size=6), st.booleans())
+KNOWN_REF = st.one_of(st.sampled_from(SYNTH_IDS), st.sampled_from(SYNTH_IDS).map(str),
+                      st.integers(0, N_SYNTH - 1).map(lambda i: f"Synthetic Film {i}"),
+                      st.integers(0, N_SYNTH - 1).map(lambda i: f"  SYNTHETIC film {i} "))
+ANY_REF = st.one_of(KNOWN_REF, ANY_TEXT, st.none(), st.floats(), st.integers(-10**20, 10**20),
+                    st.lists(st.integers(), max_size=2))
+
+
+def check_rows(rows: list[dict], history_ids: set, k: int, n_catalog: int) -> None:
+    """A well-formed ranking: ranks 1..n, finite descending scores, no history item, no repeats."""
+    n = min(k, n_catalog - len(history_ids))
+    assert len(rows) == n
+    assert [r["rank"] for r in rows] == list(range(1, n + 1))
+    scores = [r["score"] for r in rows]
+    assert all(isinstance(s, float) and math.isfinite(s) for s in scores), scores
+    assert scores == sorted(scores, reverse=True)
+    ids = [r["item_id"] for r in rows]
+    assert len(set(ids)) == len(ids) and not set(ids) & history_ids
+    for r in rows:
+        if "intention_similarity" in r:
+            assert math.isfinite(r["intention_similarity"])
+
+
+def clear_error(e: ValueError) -> None:
+    msg = str(e)
+    assert msg.strip() and "Traceback" not in msg and len(msg) < 2000, msg[:300]
+
+
+def call_recommend(rec, **kw):
+    CASES["Recommender.recommend"] += 1
+    try:
+        return rec.recommend(**kw)
+    except ValueError as e:  # UnknownItemError is one
+        clear_error(e)
+        return None
+
+
+# -- the library -----------------------------------------------------------------------------
+
+@hypothesis_settings(150)
+@given(history=st.one_of(st.lists(ANY_REF, max_size=12), st.none(), ANY_TEXT, st.integers()),
+       intention=st.one_of(st.none(), ANY_TEXT), rho=ANY_NUMBER, w=ANY_NUMBER,
+       steps=st.one_of(st.integers(-3, 6), st.sampled_from([0, T_SYNTH + 1, 10**9, -10**9]), ANY_NUMBER),
+       k=st.one_of(st.integers(-3, 50), st.sampled_from([0, -1, N_SYNTH + 1, 10**12]), ANY_NUMBER),
+       seed=st.one_of(st.integers(-2**200, 2**200), ANY_NUMBER))
+@example(history=[100], intention=None, rho=None, w=None, steps=T_SYNTH, k=N_SYNTH, seed=0)
+def test_recommend_any_input(rec, history, intention, rho, w, steps, k, seed):
+    out = call_recommend(rec, history=history, intention=intention, rho=rho, w=w, steps=steps, k=k,
+                         seed=seed)
+    if out is not None:
+        ids = {rec.dataset.item_meta(i)["item_id"] for i in out.history}
+        check_rows(out.items, ids, int(float(k)), N_SYNTH)
+        assert np.isfinite(out.oracle).all()
+
+
+VALID_GUIDANCE = st.one_of(st.none(), st.floats(-MAX_GUIDANCE, MAX_GUIDANCE))
+
+
+@hypothesis_settings(80)
+@given(history=st.lists(KNOWN_REF, max_size=15), intention=st.one_of(st.none(), st.text(max_size=200)),
+       rho=VALID_GUIDANCE, w=VALID_GUIDANCE, steps=st.integers(1, 8), k=st.integers(1, 10**6),
+       seed=st.one_of(st.none(), st.integers(-2**70, 2**70)))
+def test_recommend_valid_input_always_answers(rec, history, intention, rho, w, steps, k, seed):
+    """Inputs within the documented ranges are never refused (except "give something")."""
+    CASES["Recommender.recommend"] += 1
+    has_intention = bool(clean_text(intention or ""))
+    if not history and not has_intention:
+        with pytest.raises(ValueError, match="give a history, an intention, or both"):
+            rec.recommend(history, intention)
+        return
+    out = rec.recommend(history, intention, rho=rho, w=w, steps=steps, k=k, seed=seed)
+    ids = {rec.dataset.item_meta(rec.resolve_item(h))["item_id"] for h in history}
+    check_rows(out.items, ids, k, N_SYNTH)
+    if seed is not None:  # a seed fixes the answer
+        again = rec.recommend(history, intention, rho=rho, w=w, steps=steps, k=k, seed=seed)
+        assert [r["item_id"] for r in again.items] == [r["item_id"] for r in out.items]
+
+
+@hypothesis_settings(60)
+@given(history=st.lists(ANY_REF, max_size=6), intention=st.one_of(st.none(), ANY_TEXT),
+       rhos=st.one_of(st.lists(st.one_of(st.floats(-150, 150), st.sampled_from(SPECIAL_FLOATS)), max_size=12),
+                      st.none(), ANY_TEXT, st.just(range(11))),
+       w=ANY_NUMBER, steps=st.one_of(st.integers(-2, 5), ANY_NUMBER),
+       k=st.one_of(st.integers(-2, 45), ANY_NUMBER),
+       seed=ANY_NUMBER)
+def test_sweep_rho_any_input(rec, history, intention, rhos, w, steps, k, seed):
+    CASES["Recommender.sweep_rho"] += 1
+    try:
+        out = rec.sweep_rho(history, intention, rhos=rhos, w=w, steps=steps, k=k, seed=seed)
+    except ValueError as e:
+        clear_error(e)
+        return
+    hist = {rec.dataset.item_meta(rec.resolve_item(h))["item_id"] for h in history}
+    assert len(out["items"]) == len(out["rho"]) == len(list(rhos)) > 0
+    for rows in out["items"]:
+        check_rows(rows, hist, int(float(k)), N_SYNTH)
+    assert np.isfinite(out["oracles"]).all()
+    for key in ("intention_similarity", "history_similarity"):
+        assert all(v is None or math.isfinite(v) for v in out[key])
+
+
+def test_very_long_histories(rec):
+    """10,000-item histories: duplicates collapse, the answer leaves them all out, and an unknown
+    item is named whatever its length (without quadratic work on it)."""
+    CASES["Recommender.recommend"] += 4
+    long = [SYNTH_IDS[i % 30] for i in range(10_000)]
+    out = rec.recommend(long, "a scary film", k=50)
+    check_rows(out.items, set(SYNTH_IDS[:30]), 50, N_SYNTH)
+    assert len(out.items) == 10 and len(out.history) == 30
+    titles = [f"Synthetic Film {i % 30}" for i in range(10_000)]
+    assert [r["item_id"] for r in rec.recommend(titles, k=5).items] == \
+        [r["item_id"] for r in rec.recommend([SYNTH_IDS[i % 30] for i in range(10_000)], k=5).items]
+    with pytest.raises(UnknownItemError, match="unknown item") as err:
+        rec.recommend(long + ["[#" * 50_000], k=5)
+    assert len(str(err.value)) < 500
+    with pytest.raises(UnknownItemError):
+        rec.recommend([f"no such film {i}" for i in range(10_000)])
+    full = rec.recommend(SYNTH_IDS, k=5)  # the whole catalog seen: nothing left to rank
+    assert full.items == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_oracle_is_an_error_not_a_nan_score(rec, monkeypatch, bad):
+    """Should the network ever overflow, the caller gets a ValueError, never NaN scores."""
+    import idream.recommender as module
+
+    real = module.sample
+    monkeypatch.setattr(module, "sample", lambda *a, **kw: real(*a, **kw) * bad)
+    CASES["Recommender.recommend"] += 2
+    with pytest.raises(ValueError, match="not finite"):
+        rec.recommend([100], k=3)
+    with pytest.raises(ValueError, match="not finite"):
+        rec.sweep_rho([100], "funny", rhos=[0.0, 1.0], k=3)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def cli(argv: list, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m idream recommend ...` with arguments given as bytes (so that strings holding
+    surrogates reach argv as the invalid UTF-8 they stand for)."""
+    args = [sys.executable.encode(), b"-m", b"idream", b"recommend",
+            *(a if isinstance(a, bytes) else os.fsencode(a) for a in argv)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return subprocess.run(args, capture_output=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def check_cli(p: subprocess.CompletedProcess, history_ids: set | None = None) -> dict | None:
+    out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err and "Traceback" not in out, err[-2000:]
+    assert p.returncode in (0, 2), (p.returncode, err[-2000:])
+    if p.returncode == 2:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "error: " in lines[0] and len(lines[0]) < 2000, err[-2000:]
+        return None
+    result = json.loads(out)
+    scores = [r["score"] for r in result["items"]]
+    assert all(math.isfinite(s) for s in scores)
+    if history_ids is not None:
+        assert not {r["item_id"] for r in result["items"]} & history_ids
+    return result
+
+
+CLI_TEXT = st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=40),
+                     st.sampled_from(["\udcff\udcfe", "caf\udce9", "😀🍿", "\x07\x1b[2J", "-x", "--k",
+                                      "x" * 100_000, "[#" * 20_000, " "]))
+CLI_NUMBER = st.one_of(st.sampled_from(["nan", "inf", "-inf", "1e309", "-1e309", "0", "-1", "1.5", "x", "",
+                                        "99999999999999999999999", "1e3", "0x10", "½", "\udcff"]),
+                       st.integers(-10**6, 10**6).map(str), st.floats(-200, 200).map(repr))
+CLI_REF = st.one_of(st.sampled_from(SYNTH_IDS).map(str),
+                    st.integers(0, N_SYNTH - 1).map(lambda i: f"Synthetic Film {i}"), CLI_TEXT)
+
+
+@hypothesis_settings(8)
+@given(history=st.lists(CLI_REF, max_size=5), intention=st.one_of(st.none(), CLI_TEXT),
+       options=st.dictionaries(st.sampled_from(["--rho", "--w", "--steps", "--k", "--seed"]), CLI_NUMBER,
+                               max_size=3))
+@example(history=["100"], intention="caf\udce9 \udcff scary", options={})
+@example(history=["\udcff\udcfe"], intention=None, options={"--k": "0"})
+def test_cli_any_input(synth_ckpt, history, intention, options):
+    CASES["python -m idream recommend"] += 1
+    argv = ["--checkpoint", str(synth_ckpt), "--json"]
+    if history:
+        argv += ["--history", *history]
+    if intention is not None:
+        argv += ["--intention", intention]
+    for flag, value in options.items():
+        argv += [flag, value]
+    known = {int(h) for h in history if h.isdigit() and int(h) in SYNTH_IDS}
+    check_cli(cli(argv), known)
+
+
+CLI_ERRORS = [
+    (["--history", "100", "--k", "0"], "k must be at least 1"),
+    (["--history", "100", "--steps", str(T_SYNTH + 1)], "steps must be between 1 and 100"),
+    (["--history", "100", "--rho", "nan"], "rho must be a number"),
+    (["--history", "100", "--w", "1e309"], "w must be a number"),
+    (["--history", "100", "--seed", "1.5"], "invalid int value"),
+    (["--history", b"\xff\xfe\xfd"], "unknown item"),
+    (["--history", "100", "--intention", b"\xff\xfe intention", "--k", "-3"], "k must be at least 1"),
+    (["--user", b"\xc3\x28"], "unknown user"),
+    (["--history", "100", "--tem", "hash:64"], "--tem hash:32"),
+    ([], "give a history, an intention, or both"),
+]
+
+
+@pytest.fixture(scope="module")
+def cli_errors(synth_ckpt) -> list:
+    """All CLI_ERRORS cases, run side by side (each is a fresh process of a few seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as ex:
+        return list(ex.map(lambda c: cli(["--checkpoint", str(synth_ckpt), *c[0]]), CLI_ERRORS))
+
+
+@pytest.mark.parametrize("case", range(len(CLI_ERRORS)), ids=[w for _, w in CLI_ERRORS])
+def test_cli_errors_are_one_line(cli_errors, case):
+    CASES["python -m idream recommend"] += 1
+    p = cli_errors[case]
+    assert p.returncode == 2 and check_cli(p) is None
+    assert CLI_ERRORS[case][1] in p.stderr.decode("utf-8", "replace")
+
+
+def test_cli_invalid_utf8_intention_answers(synth_ckpt):
+    CASES["python -m idream recommend"] += 1
+    p = cli(["--checkpoint", str(synth_ckpt), "--history", "100", "101", "--intention",
+             b"\xff\xfe scary \xe2\x28\xa1 film \x07", "--json"])
+    assert p.returncode == 0 and check_cli(p, {100, 101})["items"]
+
+
+BAD_PATHS = ["missing", "file", "empty-folder", "garbage-config", "config-is-a-folder"]
+
+
+@pytest.fixture(scope="module")
+def cli_bad_paths(tmp_path_factory) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = tmp_path_factory.mktemp("bad-checkpoints")
+    paths = []
+    for where in BAD_PATHS:
+        path = base / where
+        if where == "file":
+            path.write_text("not a folder")
+        elif where == "empty-folder":
+            path.mkdir()
+        elif where == "garbage-config":
+            path.mkdir()
+            (path / "config.json").write_bytes(b"\xff\x00{")
+        elif where == "config-is-a-folder":
+            (path / "config.json").mkdir(parents=True)
+        paths.append(path)
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as ex:
+        return list(ex.map(lambda path: cli(["--checkpoint", str(path), "--history", "1"]), paths))
+
+
+@pytest.mark.parametrize("case", range(len(BAD_PATHS)), ids=BAD_PATHS)
+def test_cli_bad_checkpoint_paths(cli_bad_paths, case):
+    CASES["python -m idream recommend"] += 1
+    p = cli_bad_paths[case]
+    assert p.returncode == 2 and check_cli(p) is None
+
+
+# -- the app's API over HTTP -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    from demo.testing import tiny_checkpoint
+
+    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
+    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
+
+
+@pytest.fixture(scope="session")
+def served(checkpoint):
+    pytest.importorskip("gradio")
+    from demo.testing import serve
+
+    return serve(checkpoint)
+
+
+@pytest.fixture(scope="session")
+def service(served, checkpoint):
+    from demo.service import get_service
+
+    return get_service(checkpoint)
+
+
+class Api:
+    """A gradio_client Client with a short repr (hypothesis prints the test's arguments)."""
+
+    def __init__(self, url: str):
+        from gradio_client import Client
+
+        self.url = url
+        self.client = Client(url, verbose=False)
+
+    def submit(self, *args, api_name: str):
+        return self.client.submit(*args, api_name=api_name)
+
+    def __repr__(self) -> str:
+        return f"Api({self.url!r})"
+
+
+@pytest.fixture(scope="session")
+def client(served) -> Api:
+    return Api(served[1])
+
+
+def raw_call(url: str, api_name: str, body: str) -> tuple[str, str]:
+    """POST a hand-written JSON body (NaN, Infinity, lone surrogates: what gradio_client cannot
+    send) to /gradio_api/call/<name>; returns the final server-sent event and its data."""
+    import httpx
+
+    base = f"{url.rstrip('/')}/gradio_api/call/{api_name}"
+    r = httpx.post(base, content=body.encode(), headers={"Content-Type": "application/json"},
+                   timeout=API_TIMEOUT)
+    if r.status_code != 200:
+        return "http", f"{r.status_code} {r.text[:500]}"
+    event, data = "", ""
+    with httpx.stream("GET", f"{base}/{r.json()['event_id']}", timeout=API_TIMEOUT) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = line.split(":", 1)[1].strip()
+                if event in ("complete", "error"):
+                    break
+    return event, data
+
+
+API_TIMEOUT = 120  # seconds: no answer by then counts as a hung worker
+
+
+def api(client, api_name: str, *args):
+    """One call; returns (result, None) or (None, error message). A timeout fails the test."""
+    from gradio_client.exceptions import AppError
+
+    job = client.submit(*args, api_name=api_name)
+    try:
+        return job.result(timeout=API_TIMEOUT), None
+    except AppError as e:
+        return None, str(e)
+    except TimeoutError:
+        pytest.fail(f"{api_name} did not answer within {API_TIMEOUT} s: a hung worker")
+
+
+def readable(msg: str) -> None:
+    assert msg and msg.strip() and "Traceback" not in msg and 'File "' not in msg, msg[:500]
+    assert "Something went wrong on the server" not in msg, msg[:500]  # an unexpected exception
+    assert len(msg) < 5000, msg[:300]
+
+
+def sendable(s: str) -> str:
+    """gradio_client sends UTF-8 JSON: lone surrogates cannot travel (see test_api_raw_json_values)."""
+    return s.encode("utf-8", "replace").decode("utf-8")
+
+
+API_TEXT = ANY_TEXT.map(sendable)
+
+
+def api_history(service) -> st.SearchStrategy:
+    labels = service.labels
+    ids = [m["item_id"] for m in service.metas]
+    ref = st.one_of(st.sampled_from(labels), st.sampled_from(ids), st.sampled_from(ids).map(str),
+                    API_TEXT, st.none(), st.floats(allow_nan=False, allow_infinity=False),
+                    st.integers(-10**20, 10**20),
+                    st.lists(st.integers(), max_size=2),
+                    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+    return st.one_of(st.lists(ref, max_size=12), ref)
+
+
+def rows_of(service, history) -> set:
+    rows, _ = service.resolve(history)
+    return {service.metas[i]["item_id"] for i in rows}
+
+
+JSON_NUMBER = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
+                        st.sampled_from([1e308, -1e308, 0, -1, 10**30, -(10**30), 1000, 1001, 101, 5e-324]),
+                        st.integers(-10**6, 10**6), st.text(max_size=6), st.booleans(),
+                        st.lists(st.integers(), max_size=2))
+
+
+@hypothesis_settings(40)
+@given(data=st.data())
+def test_api_recommend_any_input(client, service, data):
+    history = data.draw(api_history(service), label="history")
+    intention = data.draw(st.one_of(st.none(), API_TEXT, JSON_NUMBER), label="intention")
+    rho, w, steps, k, seed = (data.draw(JSON_NUMBER, label=n) for n in ("rho", "w", "steps", "k", "seed"))
+    CASES["/recommend API"] += 1
+    out, err = api(client, "/recommend", history, intention, rho, w, steps, k, seed)
+    if err is not None:
+        readable(err)
+        return
+    assert isinstance(out["notices"], list) and all(isinstance(n, str) for n in out["notices"])
+    for n in out["notices"]:
+        readable(n)
+    hist = rows_of(service, history)
+    assert 0 < len(out["items"]) <= 100
+    check_rows(out["items"], hist, len(out["items"]), service.n_items)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e999", '"\\udcff"', "[[[]]]", "{}"])
+def test_api_raw_json_values(served, bad):
+    """Values gradio_client cannot send (NaN and Infinity tokens, lone surrogates), written into
+    the request body by hand: an answer with finite scores or a readable error, per field."""
+    for i in range(7):
+        CASES["/recommend API"] += 1
+        args = ['["Toy Story (1995)"]', '"something funny"', "1.0", "0.0", "1", "5", "0"]
+        args[i] = bad
+        event, data = raw_call(served[1], "recommend", '{"data": [' + ", ".join(args) + "]}")
+        assert event in ("complete", "error", "http"), (event, data)
+        if event == "complete":
+            out = json.loads(data)[0]
+            assert all(math.isfinite(r["score"]) for r in out["items"])
+        else:
+            assert "Traceback" not in data and 'File "' not in data, data[:500]
+            assert "Something went wrong on the server" not in data, data[:500]
+
+
+def test_api_very_long_inputs(client, service):
+    """A 10,000-item history of labels, 10,000 unknown titles, a 100,000-character intention."""
+    CASES["/recommend API"] += 3
+    rng = np.random.default_rng(0)
+    labels = [service.labels[i] for i in rng.integers(0, service.n_items, 10_000)]
+    out, err = api(client, "/recommend", labels, "x" * 100_000, 1.0, 0.0, 1, 10, 0)
+    assert err is None
+    check_rows(out["items"], rows_of(service, labels), len(out["items"]), service.n_items)
+    assert any("cut to its first" in n for n in out["notices"])
+    unknown = [f"No Such Film {i} " + "[#" * 100 for i in range(10_000)]
+    out, err = api(client, "/recommend", unknown + ["Toy Story (1995)"], "", None, None, 1, 5, 0)
+    assert err is None and len(out["items"]) == 5
+    assert len(out["notices"]) <= 7 and any("more items not in the catalog" in n for n in out["notices"])
+    _, err = api(client, "/recommend", unknown, "", None, None, 1, 5, 0)
+    readable(err)
+
+
+@hypothesis_settings(12)
+@given(data=st.data())
+def test_api_sweep_any_input(client, service, data):
+    history = data.draw(api_history(service), label="history")
+    intention = data.draw(st.one_of(st.none(), API_TEXT, JSON_NUMBER), label="intention")
+    w, steps, k, seed = (data.draw(JSON_NUMBER, label=n) for n in ("w", "steps", "k", "seed"))
+    CASES["/sweep API"] += 1
+    out, err = api(client, "/sweep", history, intention, w, steps, k, seed)
+    if err is not None:
+        readable(err)
+        return
+    hist = rows_of(service, history)
+    assert len(out["items"]) == 11
+    for rows in out["items"]:
+        check_rows(rows, hist, len(rows), service.n_items)
+
+
+@hypothesis_settings(8)
+@given(data=st.data())
+def test_explore_and_add_item_any_ui_value(client, service, data):
+    """The UI events with anything the widgets can send (any text; numbers within the sliders):
+    a table and a readable status, never an error."""
+    history = data.draw(st.lists(st.sampled_from(service.labels), max_size=12), label="history")
+    intention = data.draw(st.one_of(st.none(), API_TEXT), label="intention")
+    rho, w = (data.draw(st.floats(0, 10), label=n) for n in ("rho", "w"))
+    steps = data.draw(st.integers(1, min(service.rec.T, 30)), label="steps")
+    k = data.draw(st.integers(1, 50), label="k")
+    seed = data.draw(st.one_of(st.none(), st.integers(-10**12, 10**12), st.floats(-1e300, 1e300)),
+                     label="seed")
+    CASES["/explore API"] += 1
+    out, err = api(client, "/explore", history, intention, rho, w, steps, k, seed)
+    assert err is None, err
+    table, _plot, status = out
+    readable(status)
+    if history or clean_text(intention or ""):
+        assert 0 < len(table["data"]) <= k and "Top-" in status, status
+    else:
+        from demo.service import EMPTY_HINT
+
+        assert EMPTY_HINT in status
+    CASES["/add_item API"] += 1
+    title = data.draw(API_TEXT, label="title")
+    desc = data.draw(st.one_of(API_TEXT, st.none()), label="description")
+    year = data.draw(st.one_of(st.none(), st.floats(-1e300, 1e300), st.integers(-10**6, 10**6)), label="year")
+    genres = data.draw(st.lists(st.sampled_from(service.genres), max_size=3, unique=True), label="genres")
+    out, err = api(client, "/add_item", title, desc, genres, year)
+    assert err is None, err
+    readable(out[1])
+
+
+@pytest.mark.parametrize("api_name, args", [
+    ("/explore", [["not a label"], "", 1.0, 0.0, 1, 5, 0]),
+    ("/explore", [["Toy Story (1995)"], "", None, None, None, None, None]),
+    ("/explore", [["Toy Story (1995)"], "", 1e308, -1e308, 10**9, -5, 1e308]),
+    ("/explore", [12, 5, "x", "y", [], {}, "z"]),
+    ("/add_item", [None, None, ["Not a genre"], "year"]),
+    ("/add_item", [["list"], {"a": 1}, 5, [1]]),
+])
+def test_ui_events_with_values_no_widget_sends(client, api_name, args):
+    """Out-of-range slider values or unknown dropdown choices sent to a UI event by hand: the
+    widgets' own checks in Gradio refuse them with an error message, not a traceback or a hang."""
+    CASES[f"{api_name} API"] += 1
+    out, err = api(client, api_name, *args)
+    if err is not None:
+        assert "Traceback" not in err and 'File "' not in err, err[:500]
