@@ -10,6 +10,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no model-loading bar per request
 
 from demo.app import build_app, launch_kwargs  # noqa: E402
 from idream.checkpoint import CheckpointError  # noqa: E402
