@@ -17,7 +17,8 @@
 Writes results/reliability.json and results/reliability.md (what the README's Reliability
 section reports). tests/test_load.py runs part 2 on a tiny checkpoint.
 
-`python scripts/reliability.py serve --checkpoint DIR --port N` is the server process itself.
+`python scripts/reliability.py serve --checkpoint DIR --port N` is the server process itself;
+`python scripts/reliability.py render [FOLDER]` rewrites reliability.md from reliability.json.
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ class User:
         self.client = Client(url, verbose=False)
         self.uid, self.cat, self.stats = uid, cat, stats
         self.titles: list[str] = []  # this session's new items, in order
+        self.added = 0
 
     def call(self, endpoint: str, *args):
         t = time.perf_counter()
@@ -255,8 +257,11 @@ class User:
             s.check("same answer as the query alone", all(_same_rows(a, b) for a, b in zip(lists, ref))
                     and len(lists) == len(ref), f"{q.kind} {q.args(cat)[1:]}")
 
-    def add_item(self, j: int) -> None:
-        title = f"LT-u{self.uid}-{j} {random.Random(self.uid * 100 + j).choice(['Heist', 'Voyage', 'Ghost'])}"
+    def add_item(self) -> None:
+        self.added += 1
+        j = self.added
+        word = random.Random(self.uid * 100 + j).choice(["Heist", "Voyage", "Ghost"])
+        title = f"LT-u{self.uid}-{j} {word}"
         out = self.call("add_item", title, f"A film made up for the load test, number {j}.", ["Comedy"], 2024)
         table, status = out[0], out[1]
         if "Added" in status:
@@ -328,7 +333,7 @@ def run_users(url: str, cat: Catalog, users: int, requests: int, pool: list[Quer
                 return
             try:
                 if kind == "add_item":
-                    user.add_item(j)
+                    user.add_item()
                 elif kind == "explore":
                     user.explore(q)
                 else:
@@ -354,6 +359,8 @@ def run_load(checkpoint: str | Path, users: int = 20, requests: int = 25, warmup
              seed: int = 0, deadline_s: float = 900, log=print) -> dict:
     """Start the app, warm it up, drive it with `users` × `requests`, and measure."""
     import psutil  # noqa: F401 - fail early when missing
+
+    from demo.app import MODEL_CONCURRENCY as model_concurrency  # the server reads the same env
 
     cat = Catalog.for_checkpoint(checkpoint)
     pool = query_pool(cat, 48, seed)
@@ -384,17 +391,25 @@ def run_load(checkpoint: str | Path, users: int = 20, requests: int = 25, warmup
             out = ref_client.submit(*q.args(cat), api_name=f"/{q.kind}").result(timeout=REQUEST_TIMEOUT_S)
             references[id(q)] = out
         log(f"warm-up: {users} users × {warmup_requests} requests")
-        warm_stats = Stats()
+        warm_stats, sessions = Stats(), []
         warm = run_users(server.url, cat, users, warmup_requests, pool, references, warm_stats, seed + 1,
-                         deadline_s)
+                         deadline_s, sessions=sessions)
         rss["after_warmup"] = server.rss()
-        log(f"load: {users} users × {requests} requests")
+        log(f"load: the same {users} users × {requests} requests")
         stats = Stats()
         threading.Thread(target=sample, daemon=True).start()
-        load = run_users(server.url, cat, users, requests, pool, references, stats, seed + 2, deadline_s)
+        load = run_users(server.url, cat, users, requests, pool, references, stats, seed + 2, deadline_s,
+                         sessions=sessions)
         rss["end"] = server.rss()
         stop.set()
         rss["max_during_load"] = max(samples + [rss["end"]])
+        # what each further visitor costs: Gradio keeps every session's last inputs and outputs
+        # (the map is ~1 MB of JSON) until its session store is full or an hour after it closes
+        log(f"{users} new sessions × {warmup_requests} requests")
+        fresh_stats = Stats()
+        fresh = run_users(server.url, cat, users, warmup_requests, pool, references, fresh_stats, seed + 3,
+                          deadline_s)
+        rss["after_new_sessions"] = server.rss()
         server_errors = server.errors_logged()
     finally:
         stop.set()
@@ -414,8 +429,12 @@ def run_load(checkpoint: str | Path, users: int = 20, requests: int = 25, warmup
         "errors": len(stats.errors), "error_samples": stats.errors[:20],
         "warmup": {"users": users, "requests_per_user": warmup_requests, "answered": warm["answered"],
                    "errors": len(warm_stats.errors), "error_samples": warm_stats.errors[:5]},
+        "new_sessions": {"users": users, "requests_per_user": warmup_requests, "answered": fresh["answered"],
+                         "errors": len(fresh_stats.errors), "error_samples": fresh_stats.errors[:5],
+                         "rss_mb_per_session": round((rss["after_new_sessions"] - rss["end"]) / users / 2**20,
+                                                     2)},
         "checks": dict(stats.checks), "checks_total": sum(stats.checks.values()),
-        "latency": lat, "app_start_s": round(server.start_s, 1),
+        "latency": lat, "app_start_s": round(server.start_s, 1), "model_concurrency": model_concurrency,
         "rss_mb": {k: round(v / 2**20, 1) for k, v in rss.items()},
         "rss_growth_after_warmup": round(growth, 4), "rss_growth_limit": MAX_RSS_GROWTH,
         "server_log_errors": server_errors[:10],
@@ -447,7 +466,7 @@ def run_properties(scale: float, checkpoint: str | None, log=print) -> dict:
         suite = ET.parse(junit).getroot().find("testsuite") if junit.exists() else None
         keys = ("tests", "failures", "errors", "skipped")
         tests = {k: int(suite.get(k, 0)) for k in keys} if suite is not None else {}
-    return {"command": "pytest " + " ".join(cmd[5:-1]), "scale": scale, "exit_code": p.returncode,
+    return {"command": "pytest " + " ".join(cmd[6:-1]), "scale": scale, "exit_code": p.returncode,
             "tests": tests, "wall_s": round(wall, 1),
             "cases": dict(cases), "cases_total": sum(cases.values()),
             "faults": dict(faults), "faults_total": sum(faults.values()),
@@ -457,14 +476,15 @@ def run_properties(scale: float, checkpoint: str | None, log=print) -> dict:
 # -- the report ---------------------------------------------------------------------------------
 
 def markdown(r: dict) -> str:
+    """The README's Reliability section (a block under its "## Reliability" heading)."""
     v = r["versions"]
-    lines = ["# Reliability", "",
-             f"Measured by `{r['command']}` on {r['date']}; machine: {r['machine']}; Python "
-             f"{v['python']}, torch {v['torch']}, gradio {v['gradio']}.", ""]
+    lines = [f"Measured by `{r['command'].strip()}` on {r['date']}; machine: {r['machine']}; Python "
+             f"{v['python']}, torch {v['torch']}, gradio {v['gradio']}. The load test alone: "
+             "`python -m pytest -m slow tests/test_load.py` (a tiny checkpoint, the same harness).", ""]
     p = r.get("properties")
     if p:
         t = p["tests"]
-        lines += ["## Inputs: generated cases", "",
+        lines += ["### Inputs: generated cases", "",
                   f"Every case ended in a result with finite scores that leaves the history out, or in a "
                   f"clear error (ValueError with a message; exit code 2 and one `error:` line; a readable "
                   f"notice or gradio error message): {t.get('tests', '?')} tests, {t.get('failures', '?')} "
@@ -473,7 +493,7 @@ def markdown(r: dict) -> str:
                   "| target | cases |", "|---|---|"]
         lines += [f"| {k} | {v:,} |" for k, v in sorted(p["cases"].items())]
         lines += [f"| **total** | **{p['cases_total']:,}** |", "",
-                  "## Files: faults injected", "",
+                  "### Files: faults injected", "",
                   "Each broken checkpoint file was refused with a message that names the file and what to "
                   "do; each broken cache was rebuilt; no write left a half file; nothing was unpickled.", "",
                   "| fault | injected |", "|---|---|"]
@@ -484,21 +504,30 @@ def markdown(r: dict) -> str:
     ld = r.get("load")
     if ld:
         lat, rss = ld["latency"], ld["rss_mb"]
-        lines += ["## Load", "",
+        lines += ["### Load", "",
                   f"The app (`{ld['checkpoint']}`) in its own process on 127.0.0.1, {ld['users']} concurrent "
                   f"gradio_client users (one session each) × {ld['requests_per_user']} requests = "
                   f"{ld['planned']} requests after a warm-up round of {ld['warmup']['users']} × "
                   f"{ld['warmup']['requests_per_user']}: answered {ld['answered']}, "
                   f"**errors {ld['errors']}**, "
                   f"in {ld['wall_s']} s ({ld['throughput_rps']} requests/s).", "",
+                  f"Latency is per request as the client sees it, the wait in the app's queue included "
+                  f"({ld.get('model_concurrency', 2)} model calls at a time, as the app is configured; "
+                  f"{ld['users']} users asking at once).", "",
                   "| endpoint | requests | p50 | p95 | max |", "|---|---|---|---|---|"]
         lines += [f"| {k} | {v['n']} | {v['p50_ms']:.0f} ms | {v['p95_ms']:.0f} ms | {v['max_ms']:.0f} ms |"
                   for k, v in lat.items()]
+        ns = ld["new_sessions"]
         lines += ["", f"Server RSS: {rss['after_start']} MB after start, {rss['after_warmup']} MB after "
                   "warm-up, "
                   f"{rss['end']} MB at the end (max {rss['max_during_load']} MB during the load): "
                   f"{ld['rss_growth_after_warmup'] * 100:+.1f}% after warm-up (limit "
-                  f"+{ld['rss_growth_limit'] * 100:.0f}%).", "",
+                  f"+{ld['rss_growth_limit'] * 100:.0f}%). Then {ns['users']} new sessions × "
+                  f"{ns['requests_per_user']} requests ({ns['errors']} errors): "
+                  f"{rss['after_new_sessions']} MB, "
+                  f"about {ns['rss_mb_per_session']} MB per new session (Gradio keeps each session's last "
+                  "inputs and outputs, the map included, until its session store is full or an hour after "
+                  "the session closes).", "",
                   f"Checks on the answers ({ld['checks_total']:,} in all, each against the request's own "
                   f"inputs; /recommend and /sweep compared with the same {ld['queries_asked_alone']} queries "
                   "asked alone):", "", "| check | times |", "|---|---|"]
@@ -508,12 +537,17 @@ def markdown(r: dict) -> str:
             lines += ["Errors:", "", *[f"- {e}" for e in ld["error_samples"]], ""]
     lost = r["lost"]
     nothing = "Nothing: no failed case, no unhandled fault, no error under load."
-    lines += ["## Lost", "", lost or nothing, ""]
+    lines += ["### Lost", "", lost or nothing, ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["render"]:  # results/reliability.md again from results/reliability.json
+        folder = ROOT / (argv[1] if len(argv) > 1 else "results")
+        report = json.loads((folder / "reliability.json").read_text())
+        (folder / "reliability.md").write_text(markdown(report))
+        return 0
     if argv[:1] == ["serve"]:
         sp = argparse.ArgumentParser(prog="reliability.py serve")
         sp.add_argument("--checkpoint", required=True)
@@ -546,7 +580,7 @@ def main(argv=None) -> int:
 
         checkpoint = str(tiny_checkpoint(Path(tempfile.gettempdir()) / "idream-reliability-tiny"))
         log(f"no checkpoints/ml-100k: trained a tiny checkpoint in {checkpoint}")
-    report = {"command": "python scripts/reliability.py " + " ".join(argv),
+    report = {"command": " ".join(["python scripts/reliability.py", *argv]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": machine(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
               "versions": {"python": platform.python_version(), "torch": torch.__version__,
@@ -559,8 +593,11 @@ def main(argv=None) -> int:
     pr, ld = report.get("properties"), report.get("load")
     if pr and (pr["exit_code"] or pr["tests"].get("failures") or pr["tests"].get("errors")):
         lost.append(f"property tests: exit code {pr['exit_code']}, {pr['tests']}")
-    if ld and (ld["errors"] or ld["answered"] < ld["planned"]):
-        lost.append(f"load: {ld['errors']} errors, {ld['planned'] - ld['answered']} requests unanswered")
+    if ld and (ld["errors"] or ld["warmup"]["errors"] or ld["new_sessions"]["errors"]
+               or ld["answered"] < ld["planned"]):
+        lost.append(f"load: {ld['errors']} errors ({ld['warmup']['errors']} in the warm-up, "
+                    f"{ld['new_sessions']['errors']} in the new sessions), "
+                    f"{ld['planned'] - ld['answered']} requests unanswered")
     if ld and ld["rss_growth_after_warmup"] > MAX_RSS_GROWTH:
         lost.append(f"memory grew {ld['rss_growth_after_warmup'] * 100:.1f}% after warm-up")
     report["lost"] = "; ".join(lost)

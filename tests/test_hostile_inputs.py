@@ -241,7 +241,10 @@ def check_cli(p: subprocess.CompletedProcess, history_ids: set | None = None) ->
     return result
 
 
-CLI_TEXT = st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=40),
+# argv holds bytes: no NUL, and surrogates only as surrogateescape's \udc80-\udcff (undecodable bytes)
+ARGV_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
+CLI_TEXT = st.one_of(st.text(ARGV_CHARS, max_size=40),
+                     st.binary(max_size=20).filter(lambda b: b"\x00" not in b).map(os.fsdecode),
                      st.sampled_from(["\udcff\udcfe", "caf\udce9", "😀🍿", "\x07\x1b[2J", "-x", "--k",
                                       "x" * 100_000, "[#" * 20_000, " "]))
 CLI_NUMBER = st.one_of(st.sampled_from(["nan", "inf", "-inf", "1e309", "-1e309", "0", "-1", "1.5", "x", "",
