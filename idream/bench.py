@@ -76,7 +76,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             m, info = train_sasrec(split, ds.n_items, cfg, log_fn=log_fn)
             rows.append({"model": "sasrec", "seed": seed, "metrics": _metrics(evaluate_sasrec(m, split, "test")),
                          "train_s": round(time.time() - t, 1), "params": _params(m),
-                         "valid_NDCG@10": info["best_valid_NDCG@10"]})
+                         "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"]})
         for name in ("dreamrec", "idream"):
             if name not in models:
                 continue
@@ -89,15 +89,17 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             params = _params(rec.model, rec.items)
             g = rec.config["guidance"]
             res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=0.0, seed=seed)
+            epochs = rec.config.get("train_log", {}).get("epochs_run")
             rows.append({"model": name, "seed": seed, "metrics": _metrics(res), "train_s": train_s,
-                         "params": params, "w": g["w"],
+                         "params": params, "w": g["w"], "epochs": epochs,
                          "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))})
             if name == "idream":
                 q = generated_intentions(rec, sp.test, seed=seed)
                 res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=g["rho"], intentions=q,
                                            seed=seed)
                 rows.append({"model": "idream+intention", "seed": seed, "metrics": _metrics(res),
-                             "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"]})
+                             "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
+                             "epochs": epochs})
             log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
     return {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
             "machine": machine(), "commit": git_commit(), "rows": rows}
@@ -110,7 +112,8 @@ def summarize(result: dict) -> list[dict]:
         rs = [r for r in result["rows"] if r["model"] == model]
         s = {"model": model, "runs": len(rs),
              "train_s": round(statistics.mean(r["train_s"] for r in rs), 1),
-             "params": rs[0]["params"]}
+             "params": rs[0]["params"],
+             "epochs": sorted({r["epochs"] for r in rs if r.get("epochs") is not None})}
         for k in METRIC_KEYS:
             v = [r["metrics"][k] for r in rs]
             s[k] = (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
@@ -126,11 +129,14 @@ LABELS = {"popularity": "Popularity", "textknn": "Text-kNN", "sasrec": "SASRec (
 def quality_markdown(result: dict) -> str:
     lines = [f"Dataset **{result['dataset']}**, {result['split']} split, seeds {result['seeds']}, "
              f"commit `{result['commit']}`, machine: {result['machine']}. Mean ± std over seeds.", "",
-             "| model | " + " | ".join(METRIC_KEYS) + " | train s | params |",
-             "|---" * (len(METRIC_KEYS) + 3) + "|"]
+             "| model | " + " | ".join(METRIC_KEYS) + " | train s | epochs | params |",
+             "|---" * (len(METRIC_KEYS) + 4) + "|"]
     for s in summarize(result):
         cells = " | ".join(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in METRIC_KEYS)
-        lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {s['params']:,} |")
+        ep = s["epochs"]
+        ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
+        lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
+                     f"{s['params']:,} |")
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
