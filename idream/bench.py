@@ -53,6 +53,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
     from .train import TrainConfig, train
 
+    commit = git_commit()  # the code that runs, even if the tree moves on during a long run
     ds = load_dataset(dataset)
     split = chronological_split(ds, 10)
     rows = []
@@ -102,7 +103,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                              "epochs": epochs})
             log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
     return {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
-            "machine": machine(), "commit": git_commit(), "rows": rows}
+            "machine": machine(), "commit": commit, "threads": torch.get_num_threads(), "rows": rows}
 
 
 def summarize(result: dict) -> list[dict]:
@@ -128,7 +129,9 @@ LABELS = {"popularity": "Popularity", "textknn": "Text-kNN", "sasrec": "SASRec (
 
 def quality_markdown(result: dict) -> str:
     lines = [f"Dataset **{result['dataset']}**, {result['split']} split, seeds {result['seeds']}, "
-             f"commit `{result['commit']}`, machine: {result['machine']}. Mean ± std over seeds.", "",
+             f"commit `{result['commit']}`, machine: {result['machine']}"
+             f"{', %d torch thread(s)' % result['threads'] if result.get('threads') else ''}. "
+             "Mean ± std over seeds.", "",
              "| model | " + " | ".join(METRIC_KEYS) + " | train s | epochs | params |",
              "|---" * (len(METRIC_KEYS) + 4) + "|"]
     for s in summarize(result):
@@ -250,6 +253,8 @@ def speed_markdown(result: dict) -> str:
 
 
 def main_quality(a) -> dict:
+    if a.threads:
+        torch.set_num_threads(a.threads)
     overrides = json.loads(a.train_overrides) if a.train_overrides else {}
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,

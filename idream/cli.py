@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--train-overrides", default="", help='JSON of TrainConfig fields, e.g. {"epochs": 8}')
     q.add_argument("--sasrec-overrides", default="", help="JSON of SASRecConfig fields")
     q.add_argument("--out", default="results")
+    q.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default; 1 when other work shares the CPU)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k")
     sp.add_argument("--sizes", type=_ints, default=[1682, 100_000, 1_000_000])

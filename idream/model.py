@@ -30,6 +30,11 @@ class ModelConfig:
     dropout: float = 0.1
     n_items: int = 0  # rows of the learned item residual (0: pure text vectors, the paper's form)
     residual_scale: float = 1.0  # the residual is stored divided by this (a per-parameter lr knob)
+    # "incontext": every history item is a token of the denoiser's sequence (the paper's form);
+    # "causal": a causal transformer reads the history (as SASRec) and only its last state is a
+    # denoiser token, so training can denoise every position of a sequence in one pass
+    encoder: str = "incontext"
+    encoder_depth: int = 2
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -98,15 +103,17 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, S, W)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # x (B, S, W); mask (B, 1, S, S) bool, True where a query may attend to a key
         B, S, W = x.shape
         q, k, v = self.qkv(x).view(B, S, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, S, W))
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block (nanoGPT style, bidirectional attention)."""
+    """Pre-norm transformer block (nanoGPT style); bidirectional unless given a mask."""
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float):
         super().__init__()
@@ -116,8 +123,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
                                  nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
         return x + self.mlp(self.ln2(x))
 
 
@@ -135,17 +142,29 @@ class FinalLayer(nn.Module):
 # The denoiser
 # ---------------------------------------------------------------------------------------------
 
+ENCODERS = ("incontext", "causal")
+
+
 class Denoiser(nn.Module):
     """f(x_t, t, H, q) -> x0, with learned nulls for a dropped/empty history and intention."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"unknown history encoder {cfg.encoder!r}: use one of {', '.join(ENCODERS)}")
         W, L = cfg.width, cfg.history_len
+        self.causal = cfg.encoder == "causal"
         self.item_proj = nn.Linear(cfg.dim, W)  # history items and the intention share one space
         self.x_proj = nn.Linear(cfg.dim, W)
         self.t_embed = TimestepEmbedder(W)
-        self.pos = nn.Parameter(torch.zeros(L + 3, W))  # slot/type embedding of every token
+        # slot/type embedding of every denoiser token: [h_1..h_L | q | t | x_t], or [c | q | t | x_t]
+        self.pos = nn.Parameter(torch.zeros((1 if self.causal else L) + 3, W))
+        if self.causal:
+            self.hist_pos = nn.Parameter(torch.zeros(L, W))  # position in the right-aligned history
+            self.encoder = nn.ModuleList(
+                Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.encoder_depth))
+            self.encoder_ln = nn.LayerNorm(W)
         self.pad_token = nn.Parameter(torch.zeros(W))  # a short history's empty slots
         self.null_history = nn.Parameter(torch.zeros(W))  # H = ∅ (dropped or empty)
         self.null_intention = nn.Parameter(torch.zeros(W))  # q = ∅
@@ -162,6 +181,8 @@ class Denoiser(nn.Module):
                 nn.init.zeros_(m.bias)
         for p in (self.pos, self.pad_token, self.null_history, self.null_intention):
             nn.init.normal_(p, std=0.02)
+        if self.causal:
+            nn.init.normal_(self.hist_pos, std=0.02)
         # DiT zero-inits its output layer: the first prediction is x0 = 0, the data mean
         nn.init.zeros_(self.final.linear.weight)
 
@@ -175,16 +196,52 @@ class Denoiser(nn.Module):
         intention: torch.Tensor,  # (B, D)
         has_intention: torch.Tensor,  # (B,) bool: False -> null intention
     ) -> torch.Tensor:  # (B, D) predicted x0
-        B, L, _ = history.shape
+        if self.causal:
+            c = self.encode(history, history_valid)[:, -1]  # the state after the latest item
+            return self.denoise(x_t, t, c[:, None], has_history, intention, has_intention)
         h = self.item_proj(history)  # (B, L, W)
         h = torch.where(history_valid[..., None], h, self.pad_token)
+        return self.denoise(x_t, t, h, has_history, intention, has_intention)
+
+    def encode(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
+        """Causal states of a right-aligned history: state s has read items ≤ s.  (B, S, D) -> (B, S, W)"""
+        S = history.shape[1]
+        h = self.item_proj(history)
+        h = torch.where(history_valid[..., None], h, self.pad_token)
+        x = self.drop(h + self.hist_pos[-S:])
+        eye = torch.eye(S, dtype=torch.bool, device=h.device)
+        # a query attends to earlier real items and itself (so padded rows never see nothing)
+        mask = (torch.tril(torch.ones(S, S, dtype=torch.bool, device=h.device)) & history_valid[:, None, :]) | eye
+        mask = mask[:, None]  # (B, 1, S, S)
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.encoder_ln(x)
+
+    def denoise(self, x_t, t, h, has_history, intention, has_intention) -> torch.Tensor:
+        """The denoiser over [h | q | t | x_t]; h (B, L or 1, W) history tokens.  -> (B, D)"""
         h = torch.where(has_history[:, None, None], h, self.null_history)
         q = torch.where(has_intention[:, None], self.item_proj(intention), self.null_intention)
         tokens = torch.cat([h, q[:, None], self.t_embed(t)[:, None], self.x_proj(x_t)[:, None]], 1)
-        x = self.drop(tokens + self.pos[: L + 3])  # (B, L+3, W)
+        x = self.drop(tokens + self.pos[: tokens.shape[1]])  # (B, L+3 or 4, W)
         for block in self.blocks:
             x = block(x)
         return self.final(x[:, -1])
+
+    def forward_sequence(
+        self,
+        x_t: torch.Tensor,  # (M, D): noisy targets of the M selected positions
+        t: torch.Tensor,  # (M,)
+        seq: torch.Tensor,  # (B, S, D) item vectors of B right-aligned sequences
+        seq_valid: torch.Tensor,  # (B, S)
+        rows: torch.Tensor,  # (M,) and
+        cols: torch.Tensor,  # (M,): the sequence and position whose next item each target is
+        has_history: torch.Tensor,  # (M,)
+        intention: torch.Tensor,  # (M, D)
+        has_intention: torch.Tensor,  # (M,)
+    ) -> torch.Tensor:  # (M, D)
+        """Causal encoder only: one encoder pass, then denoise the next item at every position."""
+        c = self.encode(seq, seq_valid)[rows, cols]  # (M, W)
+        return self.denoise(x_t, t, c[:, None], has_history, intention, has_intention)
 
     def guided(
         self,
