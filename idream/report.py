@@ -228,6 +228,10 @@ def write_model_card(ckpt: Path) -> Path:
         f"- Transform: `{cfg['transform']}`. Item vectors: text vector"
         + (" + learned residual (zero for items unseen in training)" if m.get("n_items") else " only (the paper's form)")
         + ".",
+        ("- History encoder: causal self-attention over the history (as SASRec), depth "
+         f"{m.get('encoder_depth')}; its last state is one token of the denoiser."
+         if m.get("encoder") == "causal" else
+         "- History encoder: none; every history item is a token of the denoiser (in-context)."),
         f"- Denoiser: width {m['width']}, depth {m['depth']}, heads {m['heads']}, history length "
         f"{m['history_len']}, dropout {m['dropout']}; T={cfg['diffusion']['T']} "
         f"({cfg['diffusion']['schedule']} β).",

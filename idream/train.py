@@ -149,6 +149,10 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     causal = cfg.encoder == "causal"
     if causal:  # units of work are sequence windows, each with a target at every position
         seq_in, seq_out = sequence_windows(split.train_sequences, cfg.history_len)
+        if cfg.max_train_samples:  # random windows holding about that many targets
+            keep = rng.permutation(len(seq_in))
+            n = int(np.searchsorted(np.cumsum((seq_out[keep] != PAD).sum(1).numpy()), cfg.max_train_samples)) + 1
+            seq_in, seq_out = seq_in[keep[:n]], seq_out[keep[:n]]
         n_batches = math.ceil(len(seq_in) / cfg.seq_batch_size)
     else:
         n_batches = math.ceil(len(train) / cfg.batch_size)
