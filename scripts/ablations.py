@@ -5,8 +5,9 @@ validation only; test is shown next to it, never used to pick anything).
         steps 1/5/20/50/T, the w grid, the ρ grid with generated intentions, and averaging several
         one-step oracles, all on one trained model -> results/ablation-sampling.{json,md}
     python scripts/ablations.py training --dataset ml-100k --max-minutes 5
-        transform none/scale/whiten and history length 10 vs 50, each trained with the same
-        minute budget and seed -> results/ablation-training.{json,md}
+        transform none/scale/whiten, history length 10 vs 50, and the in-context denoiser (the
+        paper's form) vs the causal encoder, each trained with the same minute budget and seed
+        -> results/ablation-training.{json,md}
 """
 
 from __future__ import annotations
@@ -79,17 +80,19 @@ def sampling(checkpoint: str) -> dict:
             "defaults": {"w": w0, "rho": rho0, "T": rec.T}, "rows": rows}
 
 
-TRAINING_RUNS = (("transform", {"transform": "whiten"}), ("transform", {"transform": "scale"}),
-                 ("transform", {"transform": "none"}), ("history length", {"history_len": 50}))
+TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 50, whiten
+                 ("transform", {"transform": "scale"}), ("transform", {"transform": "none"}),
+                 ("history length", {"history_len": 10}),
+                 ("history encoder", {"encoder": "incontext", "history_len": 10}))  # the paper's form
 
 
-def training(dataset: str, max_minutes: float, seed: int) -> dict:
+def training(dataset: str, max_minutes: float, seed: int, threads: int = 0) -> dict:
     from idream.train import TrainConfig, train
 
     rows = []
     for group, settings in TRAINING_RUNS:
         t = time.time()
-        cfg = TrainConfig(dataset=dataset, seed=seed, max_minutes=max_minutes, **settings)
+        cfg = TrainConfig(dataset=dataset, seed=seed, max_minutes=max_minutes, threads=threads, **settings)
         rec, sp, _ = train(cfg, progress=False, log_fn=lambda s: log(f"{settings} {s}"))
         g = rec.config["guidance"]
         with torch.no_grad():
@@ -98,7 +101,7 @@ def training(dataset: str, max_minutes: float, seed: int) -> dict:
             qi = {s: generated_intentions(rec, getattr(sp, s), seed=0) for s in SPLITS}
             mi = {s: evaluate_recommender(rec, getattr(sp, s), steps=1, w=g["w"], rho=g["rho"],
                                           intentions=qi[s]).metrics for s in SPLITS}
-        rows.append({"group": group, "setting": ", ".join(f"{k}={v}" for k, v in settings.items()),
+        rows.append({"group": group, "setting": ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults",
                      "w": g["w"], "rho": g["rho"], "epochs": rec.config["train_log"]["epochs_run"],
                      **_cells(m), **{f"intention {k}": v for k, v in _cells(mi).items()},
                      "minutes": round((time.time() - t) / 60, 1)})
@@ -145,9 +148,10 @@ def main(argv=None) -> int:
     t.add_argument("--dataset", default="ml-100k")
     t.add_argument("--max-minutes", type=float, default=5.0)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default=str(ROOT / "results"))
     a = p.parse_args(argv)
-    r = sampling(a.checkpoint) if a.kind == "sampling" else training(a.dataset, a.max_minutes, a.seed)
+    r = sampling(a.checkpoint) if a.kind == "sampling" else training(a.dataset, a.max_minutes, a.seed, a.threads)
     r.update(commit=git_commit(), machine=machine(),
              command="python scripts/ablations.py " + " ".join(sys.argv[1:] if argv is None else argv))
     out = Path(a.out)
