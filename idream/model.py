@@ -196,12 +196,16 @@ class Denoiser(nn.Module):
         intention: torch.Tensor,  # (B, D)
         has_intention: torch.Tensor,  # (B,) bool: False -> null intention
     ) -> torch.Tensor:  # (B, D) predicted x0
-        if self.causal:
-            c = self.encode(history, history_valid)[:, -1]  # the state after the latest item
-            return self.denoise(x_t, t, c[:, None], has_history, intention, has_intention)
-        h = self.item_proj(history)  # (B, L, W)
-        h = torch.where(history_valid[..., None], h, self.pad_token)
+        h = self.history_tokens(history, history_valid)
         return self.denoise(x_t, t, h, has_history, intention, has_intention)
+
+    def history_tokens(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
+        """The denoiser's history tokens; they do not depend on x_t or t, so a sampler computes
+        them once per request.  (B, L, D) -> (B, L, W) in-context, (B, 1, W) causal"""
+        if self.causal:
+            return self.encode(history, history_valid)[:, -1:]  # the state after the latest item
+        h = self.item_proj(history)
+        return torch.where(history_valid[..., None], h, self.pad_token)
 
     def encode(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
         """Causal states of a right-aligned history: state s has read items ≤ s.  (B, S, D) -> (B, S, W)"""
@@ -253,6 +257,7 @@ class Denoiser(nn.Module):
         has_intention: torch.Tensor,  # (B,)
         w: torch.Tensor,  # (B,) history guidance weight
         rho: torch.Tensor,  # (B,) intention strength
+        tokens: torch.Tensor | None = None,  # history_tokens(history, history_valid), if at hand
     ) -> torch.Tensor:  # (B, D)
         """Classifier-free guidance, the three passes in one batched forward call:
 
@@ -265,11 +270,11 @@ class Denoiser(nn.Module):
         qi = need_q.nonzero().squeeze(1)
         no = torch.zeros(B, dtype=torch.bool, device=x_t.device)
         yes = torch.ones(B, dtype=torch.bool, device=x_t.device)
-        out = self(
+        h = self.history_tokens(history, history_valid) if tokens is None else tokens
+        out = self.denoise(
             torch.cat([x_t, x_t, x_t[qi]]),
             torch.cat([t, t, t[qi]]),
-            torch.cat([history, history, history[qi]]),
-            torch.cat([history_valid, history_valid, history_valid[qi]]),
+            torch.cat([h, h, h[qi]]),
             torch.cat([no, has_h, has_h[qi]]),
             torch.cat([intention, intention, intention[qi]]),
             torch.cat([no, no, yes[: len(qi)]]),

@@ -76,10 +76,11 @@ def sample(model, diffusion: Diffusion, cond: dict, steps: int, w, rho, seed=Non
     sampler = DDIMSampler(diffusion)
     x = initial_noise(1, D, seed, device).expand(B, D) if shared_noise else initial_noise(B, D, seed, device)
     path = []
+    tokens = model.history_tokens(cond["history"], cond["history_valid"])  # once, not per step
     for t in sampler.set_timesteps(steps):
         tt = torch.full((B,), int(t), dtype=torch.long, device=device)
         x0 = model.guided(x, tt, cond["history"], cond["history_valid"], cond["intention"],
-                          cond["has_intention"], w, rho)
+                          cond["has_intention"], w, rho, tokens)
         path.append(x0)
         x = sampler.step(x0, int(t), x).prev_sample
     return (x, path) if return_path else x
