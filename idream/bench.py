@@ -209,21 +209,31 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
                 r["ratio_to_floor"] = round(r["median_ms"] / floor["median_ms"], 1)
         log_fn(f"catalog {n}: floor {floor['median_ms']} ms")
         del Vn
-    # training throughput: samples/s of the training step at the checkpoint's size
+    # training throughput: denoised targets per second of the training step, in the form the
+    # checkpoint trains (the causal encoder denoises every position of 32 sequences at once)
     from .diffusion import training_loss
+    from .train import TrainConfig
     torch.set_grad_enabled(True)
     model = rec.model.train()
-    B, L = 256, rec.history_len
-    h = torch.randint(0, N, (B, L))
+    L, causal = rec.history_len, rec.model.cfg.encoder == "causal"
+    S = TrainConfig.seq_batch_size if causal else TrainConfig.batch_size
+    h = torch.randint(0, N, (S, L))
+    valid = torch.ones(S, L, dtype=torch.bool)
+    B = S * L if causal else S  # targets per step
+    seq_i, pos_i = torch.arange(S).repeat_interleave(L), torch.arange(L).repeat(S)
+    y = torch.randint(0, N, (B,))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
         t = torch.randint(0, rec.T, (B,))
-        x0 = V[h[:, -1]]
-        pred = model(rec.diffusion.q_sample(x0, t, torch.randn_like(x0)), t, V[h],
-                     torch.ones(B, L, dtype=torch.bool), torch.ones(B, dtype=torch.bool),
-                     torch.zeros(B, D), torch.zeros(B, dtype=torch.bool))
-        loss, _ = training_loss(pred, x0, h[:, -1], V, 1.0)
+        x0 = V[y]
+        x_t = rec.diffusion.q_sample(x0, t, torch.randn_like(x0))
+        yes, no = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+        if causal:
+            pred = model.forward_sequence(x_t, t, V[h], valid, seq_i, pos_i, yes, torch.zeros(B, D), no)
+        else:
+            pred = model(x_t, t, V[h], valid, yes, torch.zeros(B, D), no)
+        loss, _ = training_loss(pred, x0, y, V, 1.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -231,6 +241,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     model.eval()
     return {"checkpoint": str(ckpt), "machine": machine(), "commit": git_commit(),
             "threads": torch.get_num_threads(), "repeats": repeats, "rows": rows,
+            "train_batch": f"{S} sequences × {L} positions" if causal else f"{S} cases",
             "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
 
 
@@ -247,7 +258,8 @@ def speed_markdown(result: dict) -> str:
         lines.append(f"| {r['catalog']:,} | {r['steps']} | {'yes' if r['intention'] else 'no'} | "
                      f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['floor_median_ms']:.2f} | "
                      f"{r['ratio_to_floor']} |")
-    lines += ["", f"Training throughput: {result['train_samples_per_s']:,} samples/s (batch 256).",
+    lines += ["", f"Training throughput: {result['train_samples_per_s']:,} denoised targets/s "
+              f"(batch: {result.get('train_batch', '256 cases')}).",
               "", f"Command: `{result.get('command', 'python -m idream bench speed')}`"]
     return "\n".join(lines) + "\n"
 

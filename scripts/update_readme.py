@@ -54,7 +54,7 @@ def main():
         text = block(text, "results", core_results(ckpt))
     extra = ROOT / "results"
     for name in ("app-speed", "tuning", "bench-quality-ml-100k", "bench-quality-ml-1m",
-                 "recbole-sasrec-ml-100k", "ablation-sampling", "ablation-training", "bench-speed",
+                 "bench-notes", "recbole-sasrec-ml-100k", "ablation-sampling", "ablation-training", "bench-speed",
                  "reliability"):
         f = extra / f"{name}.md"
         if f.exists():
