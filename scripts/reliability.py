@@ -479,7 +479,9 @@ def markdown(r: dict) -> str:
     """The README's Reliability section (a block under its "## Reliability" heading)."""
     v = r["versions"]
     lines = [f"Measured by `{r['command'].strip()}` on {r['date']}; machine: {r['machine']}; Python "
-             f"{v['python']}, torch {v['torch']}, gradio {v['gradio']}. The load test alone: "
+             f"{v['python']}, torch {v['torch']}, gradio {v['gradio']}; load average "
+             f"{r.get('load_average_at_start', ['?'])[0]} at the start (other jobs share the cores when it "
+             "is above 0.5). The load test alone: "
              "`python -m pytest -m slow tests/test_load.py` (a tiny checkpoint, the same harness).", ""]
     p = r.get("properties")
     if p:
