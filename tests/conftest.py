@@ -41,3 +41,22 @@ def synthetic_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The app tests' checkpoint: IDREAM_TEST_CHECKPOINT, or a tiny one trained once per session."""
+    from demo.testing import tiny_checkpoint
+
+    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
+    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
+
+
+def report_to_reliability_log(file: str, key: str, counts: dict) -> None:
+    """Append one test module's counts to IDREAM_RELIABILITY_LOG (set by scripts/reliability.py)."""
+    import json
+
+    log = os.environ.get("IDREAM_RELIABILITY_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"file": file, key: dict(counts)}) + "\n")

@@ -5,8 +5,6 @@ another folder (e.g. checkpoints/ml-100k).
 """
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 
@@ -14,16 +12,10 @@ pytest.importorskip("gradio")
 from gradio_client import Client  # noqa: E402
 
 from demo.service import EMPTY_HINT, Query, Service, get_service  # noqa: E402
-from demo.testing import serve, tiny_checkpoint  # noqa: E402
+from demo.testing import serve  # noqa: E402
 
 HISTORY = ["Toy Story (1995)", "GoldenEye (1995)", "Get Shorty (1995)"]
 INTENTION = "a dark, tense crime thriller"
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
-    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
 
 
 @pytest.fixture(scope="session")

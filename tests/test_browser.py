@@ -4,7 +4,6 @@ Picks two history items, types an intention, presses Recommend, and checks the r
 the plots; the screenshot goes to artifacts/app.png.
 """
 
-import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from demo.testing import serve, tiny_checkpoint  # noqa: E402
+from demo.testing import serve  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -22,12 +21,6 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PICKS = ["Toy Story (1995)", "GoldenEye (1995)"]
 K = 10
 STEPS = 10
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
-    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
 
 
 @pytest.fixture(scope="session")

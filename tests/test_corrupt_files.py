@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from idream import text
 from idream.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from idream.recommender import Recommender
+from tests.conftest import report_to_reliability_log
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS: Counter = Counter()  # kind of fault -> how many were injected (for the reliability report)
@@ -43,10 +44,7 @@ def examples(default: int) -> int:
 @pytest.fixture(scope="module", autouse=True)
 def _report_faults():
     yield
-    log = os.environ.get("IDREAM_RELIABILITY_LOG")
-    if log:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"file": "test_corrupt_files", "faults": dict(FAULTS)}) + "\n")
+    report_to_reliability_log("test_corrupt_files", "faults", FAULTS)
 
 
 def synthetic_checkpoint(folder: Path, dataset: Path, cache_dir: Path) -> Path:

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from idream.recommender import MAX_GUIDANCE, Recommender, UnknownItemError, clean_text
+from tests.conftest import report_to_reliability_log
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES: Counter = Counter()  # target -> generated cases run (for the reliability report)
@@ -48,10 +49,7 @@ def hypothesis_settings(default: int):
 @pytest.fixture(scope="module", autouse=True)
 def _report_cases():
     yield
-    log = os.environ.get("IDREAM_RELIABILITY_LOG")
-    if log:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"file": "test_hostile_inputs", "cases": dict(CASES)}) + "\n")
+    report_to_reliability_log("test_hostile_inputs", "cases", CASES)
 
 
 @pytest.fixture(scope="session")
@@ -344,14 +342,6 @@ def test_cli_bad_checkpoint_paths(cli_bad_paths, case):
 
 
 # -- the app's API over HTTP -----------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    from demo.testing import tiny_checkpoint
-
-    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
-    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
-
 
 @pytest.fixture(scope="session")
 def served(checkpoint):

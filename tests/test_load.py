@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,14 +32,6 @@ def reliability():
     sys.modules["reliability"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    from demo.testing import tiny_checkpoint
-
-    env = os.environ.get("IDREAM_TEST_CHECKPOINT")
-    return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
 
 
 @pytest.mark.slow
