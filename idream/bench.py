@@ -7,6 +7,7 @@ machine and git commit in the header; the README shows those files, never typed-
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -31,8 +32,8 @@ def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git
+        return os.environ.get("IDREAM_GIT_COMMIT", "unknown")
 
 
 def _params(*modules) -> int:
@@ -48,15 +49,29 @@ def _metrics(res) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
-                sasrec_overrides: dict | None = None, log_fn=print) -> dict:
-    """Train and evaluate every model on one split for each seed; returns per-run rows."""
-    from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
+                sasrec_overrides: dict | None = None, log_fn=print, sasrec_dropouts=(0.2, 0.5),
+                device: str = "cpu", on_rows=None) -> dict:
+    """Train and evaluate every model on one split for each seed; returns per-run rows.
+    SASRec's dropout is chosen per seed on validation among sasrec_dropouts. on_rows(result) is
+    called after each model, so a long run that is stopped keeps what it finished."""
+    from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
     from .train import TrainConfig, train
 
     commit = git_commit()  # the code that runs, even if the tree moves on during a long run
     ds = load_dataset(dataset)
     split = chronological_split(ds, 10)
     rows = []
+    result = {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
+              "machine": machine(device), "commit": commit, "threads": torch.get_num_threads(),
+              "device": device, "sasrec_dropouts": list(sasrec_dropouts), "rows": rows}
+    done = 0
+
+    def finished():  # report the rows added since the last call
+        nonlocal done
+        if on_rows and len(rows) > done:
+            done = len(rows)
+            on_rows(result)
+
     E = None
     for seed in seeds:
         if "popularity" in models:
@@ -64,6 +79,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             res = rank_all(lambda r: popularity_scorer(split, ds.n_items)(split.test.histories[r]), split.test)
             rows.append({"model": "popularity", "seed": seed, "metrics": _metrics(res),
                          "train_s": round(time.time() - t, 1), "params": 0})
+            finished()
         if "textknn" in models:
             from . import text
             tm = (train_overrides or {}).get("text_model", "minilm")
@@ -71,18 +87,21 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             res = rank_all(lambda r: textknn_scorer(E)(split.test.histories[r]), split.test)
             rows.append({"model": "textknn", "seed": seed, "metrics": _metrics(res), "train_s": 0.0,
                          "params": 0})
+            finished()
         if "sasrec" in models:
             t = time.time()
-            cfg = SASRecConfig(seed=seed, **(sasrec_overrides or {}))
-            m, info = train_sasrec(split, ds.n_items, cfg, log_fn=log_fn)
+            cfg = SASRecConfig(seed=seed, **{"device": device, **(sasrec_overrides or {})})
+            m, info = tune_sasrec(split, ds.n_items, cfg, sasrec_dropouts, log_fn=log_fn)
             rows.append({"model": "sasrec", "seed": seed, "metrics": _metrics(evaluate_sasrec(m, split, "test")),
                          "train_s": round(time.time() - t, 1), "params": _params(m),
-                         "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"]})
+                         "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
+                         "dropout": m.cfg.dropout, "dropout_grid": info["dropout_grid"]})
+            finished()
         for name in ("dreamrec", "idream"):
             if name not in models:
                 continue
             t = time.time()
-            cfg = TrainConfig(dataset=dataset, seed=seed, **(train_overrides or {}))
+            cfg = TrainConfig(dataset=dataset, seed=seed, **{"device": device, **(train_overrides or {})})
             if name == "dreamrec":
                 cfg = replace(cfg, item_source="id")
             rec, sp, _ = train(cfg, progress=False, log_fn=lambda s, n=name: log_fn(f"{n} {s}"))
@@ -102,8 +121,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                              "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
                              "epochs": epochs})
             log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
-    return {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
-            "machine": machine(), "commit": commit, "threads": torch.get_num_threads(), "rows": rows}
+            finished()
+    return result
 
 
 def summarize(result: dict) -> list[dict]:
@@ -140,6 +159,10 @@ def quality_markdown(result: dict) -> str:
         ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
         lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
                      f"{s['params']:,} |")
+    chosen = [r["dropout"] for r in result["rows"] if r["model"] == "sasrec" and "dropout" in r]
+    if chosen:
+        lines += ["", f"SASRec's dropout is chosen per seed on validation NDCG@10 among "
+                  f"{result.get('sasrec_dropouts')}: chosen {chosen}."]
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
@@ -269,11 +292,21 @@ def main_quality(a) -> dict:
         torch.set_num_threads(a.threads)
     overrides = json.loads(a.train_overrides) if a.train_overrides else {}
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
+    command = "python -m idream " + " ".join(sys.argv[1:])
+
+    def save(result, final=False):  # after every model: a stopped run keeps its finished rows
+        result["command"] = command
+        result["complete"] = final
+        stem = f"bench-quality-{result['dataset']}"
+        md = quality_markdown(result)
+        if not final:
+            md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
+        return write_results(result, a.out, stem, md)
+
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
-                         log_fn=lambda s: print(s, file=sys.stderr, flush=True))
-    result["command"] = "python -m idream " + " ".join(sys.argv[1:])
-    stem = f"bench-quality-{result['dataset']}"
-    print(write_results(result, a.out, stem, quality_markdown(result)).read_text())
+                         log_fn=lambda s: print(s, file=sys.stderr, flush=True),
+                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save)
+    print(save(result, final=True).read_text())
     return result
 
 

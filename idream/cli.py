@@ -25,6 +25,13 @@ def _floats(s: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
 def _ints(s: str) -> list[int]:
     try:
         return [int(x) for x in s.split(",") if x.strip()]
@@ -118,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=["popularity", "textknn", "sasrec", "dreamrec", "idream"])
     q.add_argument("--train-overrides", default="", help='JSON of TrainConfig fields, e.g. {"epochs": 8}')
     q.add_argument("--sasrec-overrides", default="", help="JSON of SASRecConfig fields")
+    q.add_argument("--sasrec-dropouts", type=_floats, default=[0.2, 0.5],
+                   help="SASRec dropout rates; the best on validation is kept (default: 0.2,0.5)")
+    q.add_argument("--device", default="cpu", help="where training runs: cpu or cuda (default: cpu)")
     q.add_argument("--out", default="results")
     q.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")

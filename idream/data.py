@@ -282,3 +282,20 @@ def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1
         train_sequences=train_sequences,
         history_len=L,
     )
+
+
+def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (item, next item) pair of the training sequences, cut into right-aligned windows of
+    L inputs and their L next items, PAD-filled on the left.  -> (W, L), (W, L)"""
+    ins, outs = [], []
+    for seq in sequences:
+        seq = np.asarray(seq)
+        for end in range(len(seq) - 1, 0, -L):  # inputs seq[start:end] predict seq[start+1:end+1]
+            start = max(0, end - L)
+            ins.append(window(seq, end, L))
+            outs.append(window(seq[1:], end, L))
+            if start == 0:
+                break
+    if not ins:
+        raise ValueError("no training sequence has two items")
+    return np.stack(ins), np.stack(outs)

@@ -19,7 +19,8 @@ from .evaluate import dump_rankings, evaluate_recommender, generated_intentions,
 METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
+    """The CPU (and the GPU, where training ran on one) for the header of a results file."""
     import os
     cpu = platform.processor() or platform.machine()
     try:
@@ -29,7 +30,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    out = f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    if str(device).startswith("cuda"):
+        import torch
+        out += f", training on GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return out
 
 
 def _entry_key(e: dict) -> str:

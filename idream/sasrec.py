@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import Split
+from .data import PAD, Split, sequence_windows
 from .evaluate import rank_all
 
 
@@ -35,6 +35,8 @@ class SASRecConfig:
     patience: int = 10
     eval_every: int = 2
     seed: int = 0
+    max_minutes: float = 0.0  # training budget (0: none; early stopping ends it)
+    device: str = "cpu"  # where the training steps run; evaluation runs on CPU
 
 
 class SASRec(nn.Module):
@@ -54,8 +56,8 @@ class SASRec(nn.Module):
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:  # (B, S) item ids, pad on the left
         S = seq.shape[1]
-        x = self.item(seq) * math.sqrt(self.cfg.hidden) + self.pos(torch.arange(S))[None]
-        causal = torch.triu(torch.ones(S, S, dtype=torch.bool), 1)
+        x = self.item(seq) * math.sqrt(self.cfg.hidden) + self.pos(torch.arange(S, device=seq.device))[None]
+        causal = torch.triu(torch.ones(S, S, dtype=torch.bool, device=seq.device), 1)
         h = self.encoder(self.drop(x), mask=causal, src_key_padding_mask=None)
         return self.ln(h)  # (B, S, H)
 
@@ -74,41 +76,64 @@ def _left_pad(seqs, L: int, pad: int) -> np.ndarray:
 
 def train_sasrec(split: Split, n_items: int, cfg: SASRecConfig, progress: bool = True,
                  log_fn=print):
-    """Train on every position of the training sequences; early stop on validation NDCG@10."""
+    """Train on every (item, next item) pair of the training sequences, cut into windows of
+    max_len as the diffusion models are; early stop on validation NDCG@10."""
+    from .train import training_device
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = SASRec(n_items, cfg)
+    dev = training_device(cfg.device)
+    model = SASRec(n_items, cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # inputs seq[:-1] predict targets seq[1:]
-    seqs = [s for s in split.train_sequences if len(s) >= 2]
-    inp = torch.from_numpy(_left_pad([s[:-1] for s in seqs], cfg.max_len, n_items))
-    tgt = torch.from_numpy(_left_pad([s[1:] for s in seqs], cfg.max_len, -100))
+    ins, outs = sequence_windows(split.train_sequences, cfg.max_len)  # (W, L) each, PAD-filled
+    inp = torch.from_numpy(np.where(ins == PAD, n_items, ins)).to(dev)
+    tgt = torch.from_numpy(np.where(outs == PAD, -100, outs)).to(dev)
     best, best_state, bad, t0 = -1.0, None, 0, time.time()
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        perm = torch.from_numpy(rng.permutation(len(seqs)))
-        for b in range(0, len(seqs), cfg.batch_size):
+        model.to(dev).train()
+        perm = torch.from_numpy(rng.permutation(len(inp))).to(dev)
+        for b in range(0, len(inp), cfg.batch_size):
             rows = perm[b:b + cfg.batch_size]
             h = model(inp[rows])
             loss = F.cross_entropy(model.logits(h).flatten(0, 1), tgt[rows].flatten(), ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if epoch % cfg.eval_every:
+        over = cfg.max_minutes and time.time() - t0 > cfg.max_minutes * 60
+        if epoch % cfg.eval_every and not over:
             continue
-        val = evaluate_sasrec(model, split, "valid").metrics["NDCG@10"]
+        val = evaluate_sasrec(model.cpu(), split, "valid").metrics["NDCG@10"]
         if progress:
-            log_fn(f"sasrec epoch={epoch} loss={loss.item():.3f} valid_NDCG@10={val:.5f}")
+            log_fn(f"sasrec dropout={cfg.dropout} epoch={epoch} loss={loss.item():.3f} "
+                   f"valid_NDCG@10={val:.5f}")
         if val > best:
             best, best_state, bad = val, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
             if bad >= cfg.patience:
                 break
-    model.load_state_dict(best_state)
+        if over:
+            log_fn(f"sasrec: stopping at the {cfg.max_minutes}-minute budget")
+            break
+    model.cpu().load_state_dict(best_state)
     model.eval()
     return model, {"best_valid_NDCG@10": best, "epochs_run": epoch,
+                   "targets_per_epoch": int((tgt != -100).sum()),
                    "minutes": round((time.time() - t0) / 60, 2), "config": asdict(cfg)}
+
+
+def tune_sasrec(split: Split, n_items: int, cfg: SASRecConfig, dropouts=(0.2, 0.5),
+                progress: bool = True, log_fn=print):
+    """One SASRec per dropout rate; keep the one with the best validation NDCG@10."""
+    best = None
+    grid = {}
+    for p in dropouts:
+        model, info = train_sasrec(split, n_items, replace(cfg, dropout=float(p)), progress, log_fn)
+        grid[str(p)] = round(info["best_valid_NDCG@10"], 5)
+        if best is None or info["best_valid_NDCG@10"] > best[1]["best_valid_NDCG@10"]:
+            best = (model, info)
+    best[1]["dropout_grid"] = grid
+    return best
 
 
 def sasrec_scorer(model: SASRec, split: Split, split_name: str):

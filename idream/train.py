@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, text
 from .catalog import embed_sentences, item_embeddings
-from .data import PAD, chronological_split, load_dataset, window
+from .data import PAD, chronological_split, load_dataset, sequence_windows
 from .diffusion import Diffusion, DiffusionConfig, training_loss
 from .evaluate import evaluate_recommender, generated_intentions
 from .intentions import intention_pool
@@ -41,6 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     p_uncond: float = 0.1  # condition dropout of the history (classifier-free guidance)
     p_intention: float = 0.5  # probability that a training target comes with an intention
+    p_t_max: float = 0.0  # share of targets trained at t = T-1, the only step one-step sampling uses
     intention_pool: int = 4  # generated intentions per item for training
     ce_weight: float = 50.0  # auxiliary ranking loss (0: the paper's pure x0 regression)
     tau: float = 10.0
@@ -51,6 +52,7 @@ class TrainConfig:
     max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    device: str = "cpu"  # where the training steps run ("cuda" where a GPU is); evaluation runs on CPU
     width: int = 128
     depth: int = 2
     heads: int = 4
@@ -144,15 +146,19 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     train = split.train
     if cfg.max_train_samples and len(train) > cfg.max_train_samples:
         train = train.subset(rng.choice(len(train), cfg.max_train_samples, replace=False))
+    dev = training_device(cfg.device)
+    model.to(dev), table.to(dev)
+    Q = Q.to(dev)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
     if causal:  # units of work are sequence windows, each with a target at every position
-        seq_in, seq_out = sequence_windows(split.train_sequences, cfg.history_len)
+        seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len))
         if cfg.max_train_samples:  # random windows holding about that many targets
             keep = rng.permutation(len(seq_in))
             n = int(np.searchsorted(np.cumsum((seq_out[keep] != PAD).sum(1).numpy()), cfg.max_train_samples)) + 1
             seq_in, seq_out = seq_in[keep[:n]], seq_out[keep[:n]]
+        seq_in, seq_out = seq_in.to(dev), seq_out.to(dev)
         n_batches = math.ceil(len(seq_in) / cfg.seq_batch_size)
     else:
         n_batches = math.ceil(len(train) / cfg.batch_size)
@@ -160,13 +166,13 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s / total_steps, 1.0)))))
     best, best_state, bad, history = -1.0, None, 0, []
-    hist_t = torch.as_tensor(train.histories)
-    tgt_t = torch.as_tensor(train.targets)
+    hist_t = torch.as_tensor(train.histories).to(dev)
+    tgt_t = torch.as_tensor(train.targets).to(dev)
     P = Q.shape[1]
     for epoch in range(1, cfg.epochs + 1):
         epoch_start_elapsed = time.time() - t0
-        model.train()
-        perm = torch.from_numpy(rng.permutation(len(seq_in) if causal else len(train)))
+        model.to(dev).train(), table.to(dev)
+        perm = torch.from_numpy(rng.permutation(len(seq_in) if causal else len(train))).to(dev)
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
         sums = {}
         for b in bar:
@@ -176,18 +182,18 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 h, out = seq_in[rows], seq_out[rows]  # (S, L) each
                 r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
                 y, valid = out[r, c], h != PAD
-                has_h = torch.ones(len(y), dtype=torch.bool)
+                has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
             else:
                 rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 h, y = hist_t[rows], tgt_t[rows]
                 valid = h != PAD
                 has_h = valid.any(1)
             B = len(y)
-            has_h = has_h & (torch.rand(B) >= cfg.p_uncond)
-            has_q = torch.rand(B) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
-            q = Q[y, torch.randint(P, (B,))]
+            has_h = has_h & (torch.rand(B, device=dev) >= cfg.p_uncond)
+            has_q = torch.rand(B, device=dev) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
+            q = Q[y, torch.randint(P, (B,), device=dev)]
             x0 = V[y].detach() if cfg.detach_target else V[y]
-            t = torch.randint(0, diffusion.T, (B,))
+            t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev)
             x_t = diffusion.q_sample(x0, t, torch.randn_like(x0))
             if causal:
                 pred = model.forward_sequence(x_t, t, V[h.clamp(min=0)], valid, r, c, has_h, q, has_q)
@@ -203,7 +209,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 sums[k] = sums.get(k, 0.0) + v
             if b % 20 == 0:
                 bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
-        rec.model.eval()
+        model.cpu().eval(), table.cpu()  # evaluation (and the checkpoint) live on the CPU
         rec.invalidate()
         val = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
         elapsed = time.time() - t0
@@ -236,21 +242,22 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     return rec, split, E
 
 
-def sequence_windows(sequences, L: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (item, next item) pair of the training sequences, cut into right-aligned windows of
-    L inputs and their L next items, PAD-filled on the left.  -> (W, L), (W, L)"""
-    ins, outs = [], []
-    for seq in sequences:
-        seq = np.asarray(seq)
-        for end in range(len(seq) - 1, 0, -L):  # inputs seq[start:end] predict seq[start+1:end+1]
-            start = max(0, end - L)
-            ins.append(window(seq, end, L))
-            outs.append(window(seq[1:], end, L))
-            if start == 0:
-                break
-    if not ins:
-        raise ValueError("no training sequence has two items")
-    return torch.as_tensor(np.stack(ins)), torch.as_tensor(np.stack(outs))
+def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> torch.Tensor:
+    """t ~ U{0..T-1}, with a share p_t_max moved to T-1 (pure noise: what one-step sampling sees).  # (B,)"""
+    t = torch.randint(0, T, (B,), device=device)
+    t[torch.rand(B, device=device) < p_t_max] = T - 1
+    return t
+
+
+def training_device(name: str) -> torch.device:
+    """The device named for training, with a clear error where it is not there."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {name!r}: use cpu or cuda") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no GPU here: use --device cpu")
+    return dev
 
 
 def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:

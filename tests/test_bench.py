@@ -8,8 +8,12 @@ from idream.bench import quality_markdown, run_quality, summarize, write_results
 def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=4, batch_size=64, lr=3e-3,
                 T=100, history_len=5, intention_pool=2, w_grid=(0.0, 1.0), rho_grid=(1.0,))
+    seen = []  # rows reported after each model: a stopped run keeps what it finished
     res = run_quality(str(synthetic_dir), [0, 1], train_overrides=tiny,
-                      sasrec_overrides=dict(epochs=6, eval_every=2, max_len=12), log_fn=lambda s: None)
+                      sasrec_overrides=dict(epochs=6, eval_every=2, max_len=12), log_fn=lambda s: None,
+                      sasrec_dropouts=(0.1, 0.4), on_rows=lambda r: seen.append(len(r["rows"])))
+    assert seen == sorted(set(seen)) and seen[-1] == len(res["rows"]) and len(seen) == 10
+    assert {r["dropout"] for r in res["rows"] if r["model"] == "sasrec"} <= {0.1, 0.4}
     models = [s["model"] for s in summarize(res)]
     assert models == ["popularity", "textknn", "sasrec", "dreamrec", "idream", "idream+intention"]
     for s in summarize(res):
@@ -18,6 +22,6 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     by = {s["model"]: s for s in summarize(res)}
     assert by["sasrec"]["HR@10"][0] > by["popularity"]["HR@10"][0]
     md = quality_markdown(res)
-    assert "SASRec" in md and "± " in md and res["commit"] in md
+    assert "SASRec" in md and "± " in md and res["commit"] in md and "[0.1, 0.4]" in md
     write_results(res, tmp_path, "q", md)
     assert json.loads((tmp_path / "q.json").read_text())["seeds"] == [0, 1]

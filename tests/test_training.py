@@ -170,7 +170,7 @@ def test_dreamrec_id_variant_learns(synthetic_dir, cache_dir):
 # -- the causal history encoder (ModelConfig.encoder = "causal") -------------------------------
 
 def test_sequence_windows_cover_every_pair_once():
-    from idream.train import sequence_windows
+    from idream.data import sequence_windows
     seqs = [np.arange(7), np.array([100, 101, 102]), np.array([5])]
     ins, outs = sequence_windows(seqs, 3)
     pairs = sorted((int(a), int(b)) for i, o in zip(ins, outs) for a, b in zip(i, o) if b >= 0)
@@ -215,3 +215,34 @@ def test_causal_encoder_learns_planted_rule_and_round_trips(synthetic_dir, cache
     a = rec.recommend([101, 102], intention="a scary horror movie", k=5, steps=3, seed=4)
     b = rec2.recommend([101, 102], intention="a scary horror movie", k=5, steps=3, seed=4)
     assert a.items == b.items
+
+
+def test_training_timesteps_move_the_asked_share_to_pure_noise():
+    from idream.train import training_timesteps
+    torch.manual_seed(0)
+    t = training_timesteps(20_000, 100, 0.5)
+    share = (t == 99).float().mean().item()
+    assert 0.49 < share < 0.52  # 0.5 moved + 0.5 · 1/100 already there
+    assert t.min() >= 0 and t.max() <= 99 and (t < 50).float().mean() > 0.2  # the rest stays uniform
+    assert ((training_timesteps(20_000, 100, 0.0) == 99).float().mean() < 0.02)
+
+
+def test_training_device_errors_are_clear():
+    from idream.train import training_device
+    with pytest.raises(ValueError, match="unknown device"):
+        training_device("quantum")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU"):
+            training_device("cuda")
+    assert training_device("cpu").type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_training_on_gpu_gives_a_cpu_checkpoint(synthetic_dir, tmp_path):
+    from idream.train import TrainConfig, train
+    cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
+                      epochs=2, T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,),
+                      device="cuda")
+    rec, split, _ = train(cfg, progress=False, log_fn=lambda s: None)
+    assert all(p.device.type == "cpu" for p in rec.model.parameters())
+    assert rec.config["train_log"]["best_valid_NDCG@10"] > 0
