@@ -72,54 +72,56 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             done = len(rows)
             on_rows(result)
 
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}: use some of {', '.join(MODELS)}")
     E = None
-    for seed in seeds:
-        if "popularity" in models:
-            t = time.time()
+
+    def run_model(name: str, seed: int) -> list[dict]:
+        nonlocal E
+        t = time.time()
+        if name == "popularity":
             res = rank_all(lambda r: popularity_scorer(split, ds.n_items)(split.test.histories[r]), split.test)
-            rows.append({"model": "popularity", "seed": seed, "metrics": _metrics(res),
-                         "train_s": round(time.time() - t, 1), "params": 0})
-            finished()
-        if "textknn" in models:
+            return [{"model": name, "seed": seed, "metrics": _metrics(res),
+                     "train_s": round(time.time() - t, 1), "params": 0}]
+        if name == "textknn":
             from . import text
             tm = (train_overrides or {}).get("text_model", "minilm")
             E = item_embeddings(ds, text.get_backend(tm), progress=False) if E is None else E
             res = rank_all(lambda r: textknn_scorer(E)(split.test.histories[r]), split.test)
-            rows.append({"model": "textknn", "seed": seed, "metrics": _metrics(res), "train_s": 0.0,
-                         "params": 0})
-            finished()
-        if "sasrec" in models:
-            t = time.time()
+            return [{"model": name, "seed": seed, "metrics": _metrics(res), "train_s": 0.0, "params": 0}]
+        if name == "sasrec":
             cfg = SASRecConfig(seed=seed, **{"device": device, **(sasrec_overrides or {})})
             m, info = tune_sasrec(split, ds.n_items, cfg, sasrec_dropouts, log_fn=log_fn)
-            rows.append({"model": "sasrec", "seed": seed, "metrics": _metrics(evaluate_sasrec(m, split, "test")),
-                         "train_s": round(time.time() - t, 1), "params": _params(m),
-                         "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
-                         "dropout": m.cfg.dropout, "dropout_grid": info["dropout_grid"]})
-            finished()
-        for name in ("dreamrec", "idream"):
-            if name not in models:
-                continue
-            t = time.time()
-            cfg = TrainConfig(dataset=dataset, seed=seed, **{"device": device, **(train_overrides or {})})
-            if name == "dreamrec":
-                cfg = replace(cfg, item_source="id")
-            rec, sp, _ = train(cfg, progress=False, log_fn=lambda s, n=name: log_fn(f"{n} {s}"))
-            train_s = round(time.time() - t, 1)
-            params = _params(rec.model, rec.items)
-            g = rec.config["guidance"]
-            res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=0.0, seed=seed)
-            epochs = rec.config.get("train_log", {}).get("epochs_run")
-            rows.append({"model": name, "seed": seed, "metrics": _metrics(res), "train_s": train_s,
-                         "params": params, "w": g["w"], "epochs": epochs,
-                         "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))})
-            if name == "idream":
-                q = generated_intentions(rec, sp.test, seed=seed)
-                res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=g["rho"], intentions=q,
-                                           seed=seed)
-                rows.append({"model": "idream+intention", "seed": seed, "metrics": _metrics(res),
-                             "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
-                             "epochs": epochs})
+            return [{"model": name, "seed": seed, "metrics": _metrics(evaluate_sasrec(m, split, "test")),
+                     "train_s": round(time.time() - t, 1), "params": _params(m),
+                     "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
+                     "dropout": m.cfg.dropout, "dropout_grid": info["dropout_grid"]}]
+        # the diffusion models: DreamRec is iDream's code with ID vectors in place of text
+        cfg = TrainConfig(dataset=dataset, seed=seed, **{"device": device, **(train_overrides or {})})
+        if name == "dreamrec":
+            cfg = replace(cfg, item_source="id")
+        rec, sp, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
+        train_s = round(time.time() - t, 1)
+        params = _params(rec.model, rec.items)
+        g = rec.config["guidance"]
+        res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=0.0, seed=seed)
+        epochs = rec.config.get("train_log", {}).get("epochs_run")
+        out = [{"model": name, "seed": seed, "metrics": _metrics(res), "train_s": train_s,
+                "params": params, "w": g["w"], "epochs": epochs,
+                "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))}]
+        if name == "idream":
+            q = generated_intentions(rec, sp.test, seed=seed)
+            res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=g["rho"], intentions=q,
+                                       seed=seed)
+            out.append({"model": "idream+intention", "seed": seed, "metrics": _metrics(res),
+                        "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
+                        "epochs": epochs})
+        return out
+
+    for seed in seeds:
+        for name in models:  # in the order given: put the one that matters first in a tight budget
+            rows.extend(run_model(name, seed))
             log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
             finished()
     return result
@@ -128,7 +130,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
 def summarize(result: dict) -> list[dict]:
     """Mean ± std over seeds per model."""
     out = []
-    for model in dict.fromkeys(r["model"] for r in result["rows"]):
+    order = [*MODELS, "idream+intention"]  # the same row order whatever order they ran in
+    for model in sorted(dict.fromkeys(r["model"] for r in result["rows"]), key=order.index):
         rs = [r for r in result["rows"] if r["model"] == model]
         s = {"model": model, "runs": len(rs),
              "train_s": round(statistics.mean(r["train_s"] for r in rs), 1),

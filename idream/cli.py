@@ -18,11 +18,31 @@ class CLIError(Exception):
     """A user-facing failure: printed as one line, exit code 2."""
 
 
+def _bool(s: str) -> bool:
+    """true/false, yes/no, 1/0 (argparse's type=bool would read "False" as True)."""
+    v = s.strip().lower()
+    if v in ("true", "yes", "1", "on"):
+        return True
+    if v in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
 def _floats(s: str) -> list[float]:
     try:
         return [float(x) for x in s.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
+def _bool(s: str) -> bool:
+    """true/false, yes/no, 1/0 (argparse's type=bool would read "False" as True)."""
+    v = s.strip().lower()
+    if v in ("true", "yes", "1", "on"):
+        return True
+    if v in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
 def _floats(s: str) -> list[float]:
@@ -60,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         flags = [flag, "--tem"] if f.name == "text_model" else [flag]
         extra = {"choices": DESCRIPTION_SOURCES} if f.name == "descriptions" else {}
-        t.add_argument(*flags, type=type(default), default=default, help=f"(default: {default})",
-                       **extra)
+        kind = _bool if isinstance(default, bool) else type(default)
+        t.add_argument(*flags, type=kind, default=default, help=f"(default: {default})", **extra)
     _add_text_flags(t, model=False, descriptions=False)
     t.add_argument("--dataset", default="ml-100k", help="ml-100k or a dataset folder")
     t.add_argument("--no-residual", dest="item_residual", action="store_false",

@@ -50,6 +50,7 @@ class TrainConfig:
     detach_target: bool = True  # the x0 target does not pull the item vectors (no collapse)
     patience: int = 5  # validation NDCG@10 of 943 users moves ±0.01 epoch to epoch
     max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
+    anneal_to_budget: bool = True  # cosine decay over the epochs that fit the budget, not all epochs
     seed: int = 0
     threads: int = 0  # 0: torch's default
     device: str = "cpu"  # where the training steps run ("cuda" where a GPU is); evaluation runs on CPU
@@ -162,9 +163,9 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
         n_batches = math.ceil(len(seq_in) / cfg.seq_batch_size)
     else:
         n_batches = math.ceil(len(train) / cfg.batch_size)
-    total_steps = cfg.epochs * n_batches
+    horizon = [cfg.epochs * n_batches]  # steps of the cosine decay; shortened to fit the budget
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s / total_steps, 1.0)))))
+        opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s / horizon[0], 1.0)))))
     best, best_state, bad, history = -1.0, None, 0, []
     hist_t = torch.as_tensor(train.histories).to(dev)
     tgt_t = torch.as_tensor(train.targets).to(dev)
@@ -228,6 +229,11 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 break
         # the next epoch is assumed as slow as the slowest so far (a busy machine slows down)
         per_epoch = max(elapsed / epoch, elapsed - epoch_start_elapsed)
+        if epoch == 1 and cfg.anneal_to_budget:  # decay the learning rate over the epochs that fit
+            fit = max(2, int((cfg.max_minutes * 60 - elapsed) / per_epoch) + 1)
+            if fit < cfg.epochs:
+                horizon[0] = fit * n_batches
+                log_fn(f"learning rate decays over the {fit} epochs that fit the {cfg.max_minutes}-minute budget")
         if elapsed + per_epoch > cfg.max_minutes * 60:
             log_fn(f"stopping: the next epoch would pass the {cfg.max_minutes}-minute budget")
             break
@@ -237,6 +243,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     rec.invalidate()
     choose_guidance(rec, split, cfg, log_fn)
     rec.config["train_log"] = {"epochs_run": len(history), "best_epoch": best_state[2],
+                               "lr_decay_epochs": round(horizon[0] / n_batches, 2),
                                "best_valid_NDCG@10": round(best, 5), "history": history,
                                "minutes": round((time.time() - t0) / 60, 2)}
     return rec, split, E

@@ -119,3 +119,13 @@ def test_recommend_errors(ckpt):
     assert p.returncode == 2 and "no checkpoint folder" in p.stderr
     p = run("recommend", "--checkpoint", str(ckpt), "--user", "nobody", ok=False)
     assert p.returncode == 2 and "unknown user" in p.stderr
+
+
+def test_boolean_train_flags_read_false_as_false():
+    from idream.cli import build_parser
+    p = build_parser()
+    a = p.parse_args(["train", "--out", "x", "--anneal-to-budget", "false", "--detach-target", "no"])
+    assert a.anneal_to_budget is False and a.detach_target is False
+    assert p.parse_args(["train", "--out", "x"]).anneal_to_budget is True
+    with pytest.raises(SystemExit):
+        p.parse_args(["train", "--out", "x", "--anneal-to-budget", "maybe"])

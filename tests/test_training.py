@@ -237,6 +237,19 @@ def test_training_device_errors_are_clear():
     assert training_device("cpu").type == "cpu"
 
 
+@pytest.mark.parametrize("anneal", [True, False])
+def test_learning_rate_decays_within_a_binding_budget(synthetic_dir, anneal):
+    """A budget that stops training early also ends the cosine decay there (a tiny budget fits
+    the minimum of 2 epochs); without it the decay spans all epochs."""
+    cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=16, depth=1, heads=2,
+                      epochs=6, T=50, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,),
+                      max_minutes=1e-4, anneal_to_budget=anneal)
+    rec, _, _ = train(cfg, progress=False, log_fn=lambda s: None)
+    log = rec.config["train_log"]
+    assert log["epochs_run"] == 1  # the budget stopped it
+    assert log["lr_decay_epochs"] == (2 if anneal else 6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_training_on_gpu_gives_a_cpu_checkpoint(synthetic_dir, tmp_path):
     from idream.train import TrainConfig, train
