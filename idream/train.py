@@ -41,7 +41,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     p_uncond: float = 0.1  # condition dropout of the history (classifier-free guidance)
     p_intention: float = 0.5  # probability that a training target comes with an intention
-    p_t_max: float = 0.0  # share of targets trained at t = T-1, the only step one-step sampling uses
+    p_t_max: float = 0.8  # share of targets trained at t = T-1, the only step one-step sampling
+    # uses (validation NDCG@10 0.093 -> 0.107 at 0.5; 0.8 learns faster still: results/tuning-runs.md)
     intention_pool: int = 4  # generated intentions per item for training
     ce_weight: float = 50.0  # auxiliary ranking loss (0: the paper's pure x0 regression)
     tau: float = 10.0
