@@ -29,11 +29,14 @@ MODELS = ("popularity", "textknn", "sasrec", "dreamrec", "idream")
 
 
 def git_commit() -> str:
+    """The checked-out commit; IDREAM_GIT_COMMIT names it where the tree is a copy (a GPU machine)."""
+    if os.environ.get("IDREAM_GIT_COMMIT"):
+        return os.environ["IDREAM_GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git
-        return os.environ.get("IDREAM_GIT_COMMIT", "unknown")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _params(*modules) -> int:

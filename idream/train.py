@@ -230,9 +230,11 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 break
         # the next epoch is assumed as slow as the slowest so far (a busy machine slows down)
         per_epoch = max(elapsed / epoch, elapsed - epoch_start_elapsed)
-        if epoch == 1 and cfg.anneal_to_budget:  # decay the learning rate over the epochs that fit
-            fit = max(2, int((cfg.max_minutes * 60 - elapsed) / per_epoch) + 1)
-            if fit < cfg.epochs:
+        if cfg.anneal_to_budget:  # decay the learning rate over the epochs that fit, re-estimated
+            # from the last epoch alone (the first carries the set-up and a GPU's warm-up)
+            fit = min(cfg.epochs, max(2, epoch + int((cfg.max_minutes * 60 - elapsed)
+                                                     / max(elapsed - epoch_start_elapsed, 1e-9))))
+            if fit * n_batches != horizon[0]:
                 horizon[0] = fit * n_batches
                 log_fn(f"learning rate decays over the {fit} epochs that fit the {cfg.max_minutes}-minute budget")
         if elapsed + per_epoch > cfg.max_minutes * 60:
