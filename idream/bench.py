@@ -169,6 +169,7 @@ def quality_markdown(result: dict) -> str:
     if chosen:
         lines += ["", f"SASRec's dropout is chosen per seed on validation NDCG@10 among "
                   f"{result.get('sasrec_dropouts')}: chosen {chosen}."]
+    lines += [f"\nNote: {result[k]}." for k in sorted(result) if k.endswith("_note")]
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"

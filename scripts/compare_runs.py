@@ -30,7 +30,7 @@ def run_row(folder: Path, note: str) -> dict:
     defaults = asdict(TrainConfig())
     changed = {k: v for k, v in train.items()
                if k not in IGNORED and k in defaults and json.dumps(v) != json.dumps(defaults[k])}
-    changed.update({k: "(older code, none)" for k in defaults if k not in train and k not in IGNORED})
+    changed.update({k: "(not in that code: off)" for k in defaults if k not in train and k not in IGNORED})
     curve = [h["valid_NDCG@10"] for h in log["history"]]
     return {"run": Path(folder).name, "command": train.get("command", ""), "changed": changed,
             "dataset": cfg["data"]["dataset"], "seed": train["seed"], "threads": train.get("threads"),
