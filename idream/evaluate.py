@@ -15,6 +15,7 @@ from .catalog import embed_sentences
 from .data import Samples
 from .intentions import generate_intention
 from .metrics import KS, mask_seen, metrics_from_ranks, target_ranks, top_k
+from .text import text_fingerprint
 
 DUMP_TOP = 50
 
@@ -60,8 +61,9 @@ def generated_intentions(rec, samples: Samples, seed: int = 0, progress: bool = 
     ds = rec.dataset
     sentences = [generate_intention(ds.item_meta(t), intention_seed(seed, u))
                  for u, t in zip(samples.users, samples.targets)]
-    E = embed_sentences(sentences, rec.backend, rec.config.get("cache_dir"),
-                        tag=f"{ds.name}-eval-intentions-{len(sentences)}-s{seed}", progress=progress)
+    # the texts' hash in the name: valid and test sets of equal size must not evict each other
+    tag = f"{ds.name}-eval-intentions-{len(sentences)}-s{seed}-{text_fingerprint(sentences)[:8]}"
+    E = embed_sentences(sentences, rec.backend, rec.config.get("cache_dir"), tag=tag, progress=progress)
     return torch.from_numpy(rec.transform(E))
 
 

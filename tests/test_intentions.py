@@ -175,3 +175,26 @@ def test_intention_pool_shape_distinct_and_deterministic():
     assert intention_pool([], per_item=3, seed=0) == []
     with pytest.raises(ValueError):
         intention_pool(items, per_item=-1, seed=0)
+
+
+def test_eval_intention_caches_of_equal_size_do_not_collide(synthetic_dir, monkeypatch):
+    """Valid and test sets have one case per user; their generated intentions differ, so their
+    cache files must too (one name for both made every benchmark seed re-embed both)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import idream.evaluate as ev
+    from idream.data import chronological_split, load_dataset
+
+    tags = []
+    monkeypatch.setattr(ev, "embed_sentences", lambda s, b, c, tag, progress: (
+        tags.append(tag), np.zeros((len(s), 4), np.float32))[1])
+    ds = load_dataset(str(synthetic_dir))
+    split = chronological_split(ds, 5)
+    rec = SimpleNamespace(dataset=ds, backend=None, config={}, transform=lambda e: e)
+    assert len(split.valid) == len(split.test)
+    ev.generated_intentions(rec, split.valid, seed=1)
+    ev.generated_intentions(rec, split.test, seed=1)
+    ev.generated_intentions(rec, split.test, seed=1)
+    assert tags[0] != tags[1] and tags[1] == tags[2]
