@@ -156,7 +156,8 @@ def quality_markdown(result: dict) -> str:
     lines = [f"Dataset **{result['dataset']}**, {result['split']} split, seeds {result['seeds']}, "
              f"commit `{result['commit']}`, machine: {result['machine']}"
              f"{', %d torch thread(s)' % result['threads'] if result.get('threads') else ''}. "
-             "Mean ± std over seeds.", "",
+             "Mean ± std over seeds."
+             f"{' Whole run: %.0f minutes.' % result['wall_minutes'] if result.get('wall_minutes') else ''}", "",
              "| model | " + " | ".join(METRIC_KEYS) + " | train s | epochs | params |",
              "|---" * (len(METRIC_KEYS) + 4) + "|"]
     for s in summarize(result):
@@ -310,10 +311,16 @@ def main_quality(a) -> dict:
             md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
         return write_results(result, a.out, stem, md)
 
+    start = time.time()
+
+    def save_timed(result, final=False):
+        result["wall_minutes"] = round((time.time() - start) / 60, 1)
+        return save(result, final)
+
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
-                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save)
-    print(save(result, final=True).read_text())
+                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save_timed)
+    print(save_timed(result, final=True).read_text())
     return result
 
 
