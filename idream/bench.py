@@ -58,8 +58,9 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     SASRec's dropout is chosen per seed on validation among sasrec_dropouts. on_rows(result) is
     called after each model, so a long run that is stopped keeps what it finished."""
     from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
-    from .train import TrainConfig, train
+    from .train import TrainConfig, train, training_device
 
+    training_device(device)  # a clear error now, not after the first models have run
     commit = git_commit()  # the code that runs, even if the tree moves on during a long run
     ds = load_dataset(dataset)
     split = chronological_split(ds, 10)

@@ -25,3 +25,12 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     assert "SASRec" in md and "± " in md and res["commit"] in md and "[0.1, 0.4]" in md
     write_results(res, tmp_path, "q", md)
     assert json.loads((tmp_path / "q.json").read_text())["seeds"] == [0, 1]
+
+
+def test_quality_bench_refuses_a_missing_gpu_before_training(synthetic_dir):
+    import pytest
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    with pytest.raises(ValueError, match="no GPU"):
+        run_quality(str(synthetic_dir), [0], models=("popularity",), device="cuda", log_fn=lambda s: None)
