@@ -83,7 +83,8 @@ def sampling(checkpoint: str) -> dict:
 TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 50, whiten
                  ("transform", {"transform": "scale"}), ("transform", {"transform": "none"}),
                  ("history length", {"history_len": 10}),
-                 ("history encoder", {"encoder": "incontext", "history_len": 10}))  # the paper's form
+                 ("history encoder", {"encoder": "incontext", "history_len": 10}),  # the paper's form
+                 ("training t", {"p_t_max": 0.0}))  # uniform t, as the paper
 
 
 def training(dataset: str, max_minutes: float, seed: int, threads: int = 0) -> dict:
