@@ -60,6 +60,9 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
     from .train import TrainConfig, train, training_device
 
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}: use some of {', '.join(MODELS)}")
     training_device(device)  # a clear error now, not after the first models have run
     commit = git_commit()  # the code that runs, even if the tree moves on during a long run
     ds = load_dataset(dataset)
@@ -68,17 +71,6 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     result = {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
               "machine": machine(device), "commit": commit, "threads": torch.get_num_threads(),
               "device": device, "sasrec_dropouts": list(sasrec_dropouts), "rows": rows}
-    done = 0
-
-    def finished():  # report the rows added since the last call
-        nonlocal done
-        if on_rows and len(rows) > done:
-            done = len(rows)
-            on_rows(result)
-
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise ValueError(f"unknown models {unknown}: use some of {', '.join(MODELS)}")
     E = None
 
     def run_model(name: str, seed: int) -> list[dict]:
@@ -127,7 +119,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         for name in models:  # in the order given: put the one that matters first in a tight budget
             rows.extend(run_model(name, seed))
             log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
-            finished()
+            if on_rows:
+                on_rows(result)
     return result
 
 
@@ -302,26 +295,22 @@ def main_quality(a) -> dict:
     overrides = json.loads(a.train_overrides) if a.train_overrides else {}
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
     command = "python -m idream " + " ".join(sys.argv[1:])
+    start = time.time()
 
     def save(result, final=False):  # after every model: a stopped run keeps its finished rows
         result["command"] = command
         result["complete"] = final
+        result["wall_minutes"] = round((time.time() - start) / 60, 1)
         stem = f"bench-quality-{result['dataset']}"
         md = quality_markdown(result)
         if not final:
             md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
         return write_results(result, a.out, stem, md)
 
-    start = time.time()
-
-    def save_timed(result, final=False):
-        result["wall_minutes"] = round((time.time() - start) / 60, 1)
-        return save(result, final)
-
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
-                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save_timed)
-    print(save_timed(result, final=True).read_text())
+                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save)
+    print(save(result, final=True).read_text())
     return result
 
 

@@ -19,11 +19,6 @@ from .evaluate import dump_rankings, evaluate_recommender, generated_intentions,
 METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
 
-def torch_cuda_available() -> bool:
-    import torch
-    return torch.cuda.is_available()
-
-
 def machine(device: str = "cpu") -> str:
     """The CPU (and the GPU, where training ran on one) for the header of a results file."""
     import os
@@ -36,9 +31,10 @@ def machine(device: str = "cpu") -> str:
     except OSError:
         pass
     out = f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-    if str(device).startswith("cuda") and torch_cuda_available():
+    if str(device).startswith("cuda"):
         import torch
-        out += f", training on GPU {torch.cuda.get_device_name(torch.device(device))}"
+        if torch.cuda.is_available():
+            out += f", training on GPU {torch.cuda.get_device_name(torch.device(device))}"
     return out
 
 

@@ -148,8 +148,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     train = split.train
     if cfg.max_train_samples and len(train) > cfg.max_train_samples:
         train = train.subset(rng.choice(len(train), cfg.max_train_samples, replace=False))
-    dev = training_device(cfg.device)
-    model.to(dev), table.to(dev)
+    dev = training_device(cfg.device)  # the model moves there at the start of each epoch
     Q = Q.to(dev)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

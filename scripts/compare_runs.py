@@ -37,8 +37,7 @@ def run_row(folder: Path, note: str) -> dict:
             "best_valid_NDCG@10": log["best_valid_NDCG@10"], "best_epoch": log["best_epoch"],
             "epochs_run": log["epochs_run"], "minutes": log["minutes"], "curve": curve,
             "guidance": {k: cfg["guidance"].get(k) for k in ("w", "rho")},
-            "valid_intention_NDCG@10": max(cfg["guidance"].get("rho_grid", {"-": None}).values(),
-                                          key=lambda v: -1 if v is None else v),
+            "valid_intention_NDCG@10": max(cfg["guidance"].get("rho_grid", {}).values(), default=None),
             "note": note}
 
 

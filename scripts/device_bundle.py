@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from idream.text import _default_model_path, default_cache_dir  # noqa: E402
 
 RESTORE = '''"""On the GPU machine: sentence caches carried as float16 -> float32 files, provenance kept."""
-import glob, os, sys
+import glob, os, shutil, sys
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
@@ -45,7 +45,7 @@ for f in glob.glob(here + "/cache16/sentences/*"):
         meta, e = g.metadata(), g.get_tensor("embeddings")
     save_file({"embeddings": e.astype(np.float32)}, out + "/sentences/" + os.path.basename(f), metadata=meta)
 for f in glob.glob(here + "/cache/embeddings/*"):
-    os.system(f"cp '{f}' '{out}/embeddings/'")
+    shutil.copy(f, out + "/embeddings/")
 print("restored", len(glob.glob(out + "/sentences/*")), "sentence caches")
 '''
 
