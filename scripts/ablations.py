@@ -80,9 +80,9 @@ def sampling(checkpoint: str) -> dict:
             "defaults": {"w": w0, "rho": rho0, "T": rec.T}, "rows": rows}
 
 
-TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 50, whiten
+TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 10, whiten
                  ("transform", {"transform": "scale"}), ("transform", {"transform": "none"}),
-                 ("history length", {"history_len": 10}),
+                 ("history length", {"history_len": 50}),
                  ("history encoder", {"encoder": "incontext", "history_len": 10}),  # the paper's form
                  ("training t", {"p_t_max": 0.0}))  # uniform t, as the paper
 
