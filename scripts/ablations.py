@@ -71,7 +71,7 @@ def sampling(checkpoint: str) -> dict:
     for w in (0.0, 1.0, 2.0, 3.0, 5.0, 8.0):
         add("history guidance w (1 step)", w, lambda smp, s, w=w: evaluate_recommender(
             rec, smp, steps=1, w=w, rho=0.0))
-    for rho in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0):
+    for rho in (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0):
         add("intention strength ρ (1 step, generated intentions, w=%g)" % w0, rho,
             lambda smp, s, r=rho: evaluate_recommender(rec, smp, steps=1, w=w0, rho=r, intentions=q[s]))
     for n in (1, 4, 16):

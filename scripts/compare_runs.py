@@ -42,7 +42,8 @@ def run_row(folder: Path, note: str) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["Full training runs (`python -m idream train --no-eval`, the command in each row), "
+    lines = ["Training runs (`python -m idream train --no-eval`, the command in each row; runs "
+             "cut by a minute budget say so in their note), "
              "compared on the **validation** split: one-step, unguided NDCG@10 per epoch, the best "
              "epoch (kept by early stopping), and the best validation NDCG@10 with generated "
              "intentions over the ρ grid. Settings: what differs from the defaults at the time of "
