@@ -135,10 +135,16 @@ def summarize(result: dict) -> list[dict]:
              "params": rs[0]["params"],
              "epochs": sorted({r["epochs"] for r in rs if r.get("epochs") is not None})}
         for k in METRIC_KEYS:
-            v = [r["metrics"][k] for r in rs]
-            s[k] = (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+            s[k] = _mean_std([r["metrics"][k] for r in rs])
+        # validation NDCG@10 of the kept epoch / dropout: what every choice was made on
+        v = [r["valid_NDCG@10"] for r in rs if r.get("valid_NDCG@10") is not None]
+        s["valid_NDCG@10"] = _mean_std(v) if len(v) == len(rs) else None
         out.append(s)
     return out
+
+
+def _mean_std(v: list) -> tuple:
+    return statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0
 
 
 LABELS = {"popularity": "Popularity", "textknn": "Text-kNN", "sasrec": "SASRec (ours)",
@@ -152,10 +158,13 @@ def quality_markdown(result: dict) -> str:
              f"{', %d torch thread(s)' % result['threads'] if result.get('threads') else ''}. "
              "Mean ± std over seeds."
              f"{' Whole run: %.0f minutes.' % result['wall_minutes'] if result.get('wall_minutes') else ''}", "",
-             "| model | " + " | ".join(METRIC_KEYS) + " | train s | epochs | params |",
-             "|---" * (len(METRIC_KEYS) + 4) + "|"]
+             "| model | " + " | ".join(METRIC_KEYS) + " | valid NDCG@10 | train s | epochs | params |",
+             "|---" * (len(METRIC_KEYS) + 5) + "|"]
     for s in summarize(result):
-        cells = " | ".join(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in METRIC_KEYS)
+        cells = " | ".join(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in [*METRIC_KEYS, "valid_NDCG@10"]
+                           if s[k] is not None)
+        if s["valid_NDCG@10"] is None:
+            cells += " | –"
         ep = s["epochs"]
         ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
         lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
@@ -312,6 +321,24 @@ def main_quality(a) -> dict:
                          sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save)
     print(save(result, final=True).read_text())
     return result
+
+
+def main_table(a) -> Path:
+    """Rewrite a quality table from its JSON (the rows are what the run measured; no retraining)."""
+    path = Path(a.json)
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot read {path}: {e}") from None
+    if not isinstance(result, dict) or not result.get("rows"):
+        raise SystemExit(f"{path} is not a quality benchmark result (no rows)")
+    md = quality_markdown(result)
+    if not result.get("complete", True):
+        md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
+    out = path.with_suffix(".md")
+    out.write_text(md)
+    print(md)
+    return out
 
 
 def main_speed(a) -> dict:

@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="results")
     q.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")
+    tb = bs.add_parser("table", help="rewrite a quality table (.md) from its .json, no retraining")
+    tb.add_argument("json", help="a bench-quality-*.json written by `bench quality`")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k")
     sp.add_argument("--sizes", type=_ints, default=[1682, 100_000, 1_000_000])
@@ -273,6 +275,9 @@ def cmd_bench(a) -> int:
     elif a.what == "quality":
         from .bench import main_quality
         main_quality(a)  # it refuses unknown model names before any work
+    elif a.what == "table":
+        from .bench import main_table
+        main_table(a)
     else:
         from .bench import main_speed
         main_speed(a)

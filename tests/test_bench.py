@@ -34,3 +34,36 @@ def test_quality_bench_refuses_a_missing_gpu_before_training(synthetic_dir):
         pytest.skip("a GPU is here")
     with pytest.raises(ValueError, match="no GPU"):
         run_quality(str(synthetic_dir), [0], models=("popularity",), device="cuda", log_fn=lambda s: None)
+
+
+def _row(model, seed, ndcg, valid=None):
+    m = {k: ndcg for k in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")}
+    r = {"model": model, "seed": seed, "metrics": m, "train_s": 1.0, "params": 3}
+    if valid is not None:
+        r["valid_NDCG@10"] = valid
+    return r
+
+
+def test_bench_table_rewrites_the_markdown_from_the_json_with_validation(tmp_path):
+    import pytest
+
+    from idream.cli import main
+    res = {"dataset": "ml-100k", "split": "test", "seeds": [0, 1], "machine": "m", "commit": "abc",
+           "complete": True,
+           "rows": [_row("popularity", 0, 0.04), _row("popularity", 1, 0.04),
+                    _row("sasrec", 0, 0.10, 0.12), _row("sasrec", 1, 0.12, 0.14)]}
+    path = tmp_path / "bench-quality-ml-100k.json"
+    path.write_text(json.dumps(res))
+    assert main(["bench", "table", str(path)]) == 0
+    md = (tmp_path / "bench-quality-ml-100k.md").read_text()
+    header = next(x for x in md.splitlines() if x.startswith("| model"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    rows = {x.split("|")[1].strip(): [c.strip() for c in x.strip("|").split("|")]
+            for x in md.splitlines() if x.startswith("| ") and not x.startswith("| model")}
+    v = cols.index("valid NDCG@10")
+    assert rows["SASRec (ours)"][v] == "0.1300 ± 0.0141"  # mean and std of 0.12, 0.14
+    assert rows["Popularity"][v] == "–" and len(rows["Popularity"]) == len(cols)
+    assert "Partial" not in md
+    path.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["bench", "table", str(path)])
