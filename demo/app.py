@@ -109,7 +109,7 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                                     visible=text_on)
                         gr.Markdown("### 3 · Controls")
                         with gr.Row():
-                            rho = gr.Slider(*RHO_RANGE, value=rec.default_rho, step=0.1,
+                            rho = gr.Slider(*RHO_RANGE, value=rec.default_rho, step=0.05,
                                             label="ρ · intention strength", elem_id="rho")
                             w = gr.Slider(*W_RANGE, value=rec.default_w, step=0.1,
                                           label="w · history guidance", elem_id="w")
