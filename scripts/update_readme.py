@@ -53,7 +53,8 @@ def main():
     if (ckpt / "metrics.json").exists():
         text = block(text, "results", core_results(ckpt))
     extra = ROOT / "results"
-    for name in ("app-speed", "tuning", "tuning-runs", "bench-quality-ml-100k", "bench-quality-ml-1m",
+    for name in ("app-speed", "tuning", "tuning-runs", "bench-quality-ml-100k",
+                 "bench-quality-ml-100k-minus2", "bench-quality-ml-1m",
                  "bench-quality-ml-1m-gpu", "bench-quality-ml-1m-gpu-idream-3min",
                  "bench-notes", "recbole-sasrec-ml-100k", "ablation-sampling", "ablation-training", "bench-speed",
                  "reliability"):

@@ -88,3 +88,23 @@ def test_ml1m_folder():
     sp = chronological_split(ds)
     assert len(sp.test) == 6040
     assert np.all(sp.test.targets == np.array([ds.sequences[u][-1] for u in sp.test.users]))
+
+
+def test_drop_last_writes_a_dataset_whose_users_lose_their_last_items(synthetic_dir, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "drop_last", Path(__file__).resolve().parents[1] / "scripts" / "drop_last.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from idream.data import load_dataset
+    before = load_dataset(str(synthetic_dir))
+    mod.drop_last(str(synthetic_dir), 2, tmp_path / "minus2")
+    after = load_dataset(str(tmp_path / "minus2"))
+    ids_b, ids_a = before.items["item_id"].tolist(), after.items["item_id"].tolist()
+    assert ids_a == ids_b and after.items["title"].tolist() == before.items["title"].tolist()
+    for u, s in before.sequences.items():
+        kept = [ids_b[i] for i in s][:-2]
+        got = [ids_a[i] for i in after.sequences[u]] if u in after.sequences else []
+        assert got == kept
