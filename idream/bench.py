@@ -161,10 +161,8 @@ def quality_markdown(result: dict) -> str:
              "| model | " + " | ".join(METRIC_KEYS) + " | valid NDCG@10 | train s | epochs | params |",
              "|---" * (len(METRIC_KEYS) + 5) + "|"]
     for s in summarize(result):
-        cells = " | ".join(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in [*METRIC_KEYS, "valid_NDCG@10"]
-                           if s[k] is not None)
-        if s["valid_NDCG@10"] is None:
-            cells += " | –"
+        cells = " | ".join("–" if s[k] is None else f"{s[k][0]:.4f} ± {s[k][1]:.4f}"
+                           for k in [*METRIC_KEYS, "valid_NDCG@10"])
         ep = s["epochs"]
         ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
         lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
@@ -176,7 +174,10 @@ def quality_markdown(result: dict) -> str:
     lines += [f"\nNote: {result[k]}." for k in sorted(result) if k.endswith("_note")]
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]
-    return "\n".join(lines) + "\n"
+    md = "\n".join(lines) + "\n"
+    if not result.get("complete", True):  # saved after each model: say a stopped run is partial
+        md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
+    return md
 
 
 def write_results(result: dict, out_dir: Path, stem: str, markdown: str) -> Path:
@@ -311,10 +312,7 @@ def main_quality(a) -> dict:
         result["complete"] = final
         result["wall_minutes"] = round((time.time() - start) / 60, 1)
         stem = f"bench-quality-{result['dataset']}"
-        md = quality_markdown(result)
-        if not final:
-            md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
-        return write_results(result, a.out, stem, md)
+        return write_results(result, a.out, stem, quality_markdown(result))
 
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
@@ -333,8 +331,6 @@ def main_table(a) -> Path:
     if not isinstance(result, dict) or not result.get("rows"):
         raise SystemExit(f"{path} is not a quality benchmark result (no rows)")
     md = quality_markdown(result)
-    if not result.get("complete", True):
-        md = "**Partial: the run has not finished (or was stopped); these rows are done.**\n\n" + md
     out = path.with_suffix(".md")
     out.write_text(md)
     print(md)
