@@ -53,9 +53,10 @@ def _metrics(res) -> dict:
 
 def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
                 sasrec_overrides: dict | None = None, log_fn=print, sasrec_dropouts=(0.2, 0.5),
-                device: str = "cpu", on_rows=None) -> dict:
+                device: str = "cpu", on_rows=None, dreamrec_overrides: dict | None = None) -> dict:
     """Train and evaluate every model on one split for each seed; returns per-run rows.
-    SASRec's dropout is chosen per seed on validation among sasrec_dropouts. on_rows(result) is
+    SASRec's dropout is chosen per seed on validation among sasrec_dropouts; dreamrec_overrides
+    go over train_overrides for DreamRec alone (e.g. a budget of its own). on_rows(result) is
     called after each model, so a long run that is stopped keeps what it finished."""
     from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
     from .train import TrainConfig, train, training_device
@@ -96,7 +97,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         # the diffusion models: DreamRec is iDream's code with ID vectors in place of text
         cfg = TrainConfig(dataset=dataset, seed=seed, **{"device": device, **(train_overrides or {})})
         if name == "dreamrec":
-            cfg = replace(cfg, item_source="id")
+            cfg = replace(cfg, item_source="id", **(dreamrec_overrides or {}))
         rec, sp, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
         train_s = round(time.time() - t, 1)
         params = _params(rec.model, rec.items)
@@ -304,6 +305,7 @@ def main_quality(a) -> dict:
         torch.set_num_threads(a.threads)
     overrides = json.loads(a.train_overrides) if a.train_overrides else {}
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
+    dream = json.loads(a.dreamrec_overrides) if a.dreamrec_overrides else {}
     command = "python -m idream " + " ".join(sys.argv[1:])
     start = time.time()
 
@@ -316,7 +318,8 @@ def main_quality(a) -> dict:
 
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
-                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save)
+                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save,
+                         dreamrec_overrides=dream)
     print(save(result, final=True).read_text())
     return result
 

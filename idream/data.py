@@ -284,13 +284,17 @@ def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1
     )
 
 
-def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+def sequence_windows(sequences, L: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Every (item, next item) pair of the training sequences, cut into right-aligned windows of
-    L inputs and their L next items, PAD-filled on the left.  -> (W, L), (W, L)"""
+    L inputs and their L next items, PAD-filled on the left; a stride below L overlaps windows,
+    so a pair is also read with a longer context.  -> (W, L), (W, L)"""
+    stride = stride or L
+    if not 0 < stride <= L:
+        raise ValueError(f"window stride {stride} must lie in 1..{L}")
     ins, outs = [], []
     for seq in sequences:
         seq = np.asarray(seq)
-        for end in range(len(seq) - 1, 0, -L):  # inputs seq[start:end] predict seq[start+1:end+1]
+        for end in range(len(seq) - 1, 0, -stride):  # inputs seq[start:end] predict seq[start+1:end+1]
             start = max(0, end - L)
             ins.append(window(seq, end, L))
             outs.append(window(seq[1:], end, L))

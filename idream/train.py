@@ -50,6 +50,7 @@ class TrainConfig:
     item_residual: bool = True
     residual_scale: float = 1.0
     detach_target: bool = True  # the x0 target does not pull the item vectors (no collapse)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept (0: off)
     patience: int = 5  # validation NDCG@10 of 943 users moves ±0.01 epoch to epoch
     max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
     anneal_to_budget: bool = True  # cosine decay over the epochs that fit the budget, not all epochs
@@ -70,6 +71,7 @@ class TrainConfig:
     encoder: str = "causal"  # SASRec-style history encoder, every position trained at once;
     # "incontext": every history item a token of the denoiser (the paper's form; results/ablation-training.md)
     encoder_depth: int = 2
+    window_stride: int = 0  # causal encoder: windows start every this many items (0: history_len, no overlap)
     seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
 
     @classmethod
@@ -155,7 +157,8 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
     if causal:  # units of work are sequence windows, each with a target at every position
-        seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len))
+        seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len,
+                                                                     cfg.window_stride))
         if cfg.max_train_samples:  # random windows holding about that many targets
             keep = rng.permutation(len(seq_in))
             n = int(np.searchsorted(np.cumsum((seq_out[keep] != PAD).sum(1).numpy()), cfg.max_train_samples)) + 1
@@ -167,6 +170,8 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     horizon = [cfg.epochs * n_batches]  # steps of the cosine decay; shortened to fit the budget
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s / horizon[0], 1.0)))))
+    ema = [p.detach().clone() for p in params] if cfg.ema else None  # moves to dev with the model
+    ema_steps = 0
     best, best_state, bad, history = -1.0, None, 0, []
     hist_t = torch.as_tensor(train.histories).to(dev)
     tgt_t = torch.as_tensor(train.targets).to(dev)
@@ -207,11 +212,17 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                if ema[0].device != params[0].device:
+                    ema = [e.to(params[0].device) for e in ema]
+                ema_update(ema, params, cfg.ema, ema_steps)
+                ema_steps += 1
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             if b % 20 == 0:
                 bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
         model.cpu().eval(), table.cpu()  # evaluation (and the checkpoint) live on the CPU
+        live = swap_weights(params, ema)  # the averaged weights are the ones judged and kept
         rec.invalidate()
         val = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
         elapsed = time.time() - t0
@@ -225,9 +236,10 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(table.state_dict()), epoch)
         else:
             bad += 1
-            if bad >= cfg.patience:
-                log_fn(f"early stop: no validation gain for {cfg.patience} epochs")
-                break
+        swap_weights(params, live)  # training goes on from the live weights
+        if bad >= cfg.patience:
+            log_fn(f"early stop: no validation gain for {cfg.patience} epochs")
+            break
         # the next epoch is assumed as slow as the slowest so far (a busy machine slows down)
         per_epoch = max(elapsed / epoch, elapsed - epoch_start_elapsed)
         if cfg.anneal_to_budget:  # decay the learning rate over the epochs that fit, re-estimated
@@ -250,6 +262,25 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                                "best_valid_NDCG@10": round(best, 5), "history": history,
                                "minutes": round((time.time() - t0) / 60, 2)}
     return rec, split, E
+
+
+@torch.no_grad()
+def ema_update(ema: list, params: list, decay: float, step: int) -> None:
+    """ema ← d·ema + (1−d)·params in place, d = min(decay, (1+step)/(10+step)): the average warms
+    up, so it is not anchored to the random initial weights (as TensorFlow's moving average)."""
+    d = min(decay, (1 + step) / (10 + step))
+    torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - d)
+
+
+def swap_weights(params: list, other: list | None) -> list | None:
+    """Put `other` into params in place and return what they held (None: nothing to swap)."""
+    if other is None:
+        return None
+    with torch.no_grad():
+        held = [p.detach().clone() for p in params]
+        for p, o in zip(params, other):
+            p.copy_(o.to(p.device))
+    return held
 
 
 def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> torch.Tensor:

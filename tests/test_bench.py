@@ -11,9 +11,13 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     seen = []  # rows reported after each model: a stopped run keeps what it finished
     res = run_quality(str(synthetic_dir), [0, 1], train_overrides=tiny,
                       sasrec_overrides=dict(epochs=6, eval_every=2, max_len=12), log_fn=lambda s: None,
-                      sasrec_dropouts=(0.1, 0.4), on_rows=lambda r: seen.append(len(r["rows"])))
+                      sasrec_dropouts=(0.1, 0.4), on_rows=lambda r: seen.append(len(r["rows"])),
+                      dreamrec_overrides=dict(epochs=2))
     assert seen == sorted(set(seen)) and seen[-1] == len(res["rows"]) and len(seen) == 10
     assert {r["dropout"] for r in res["rows"] if r["model"] == "sasrec"} <= {0.1, 0.4}
+    # DreamRec's own overrides go over the shared ones, for it alone
+    assert {r["epochs"] for r in res["rows"] if r["model"] == "dreamrec"} == {2}
+    assert {r["epochs"] for r in res["rows"] if r["model"] == "idream"} == {4}
     models = [s["model"] for s in summarize(res)]
     assert models == ["popularity", "textknn", "sasrec", "dreamrec", "idream", "idream+intention"]
     for s in summarize(res):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -176,6 +177,46 @@ def test_sequence_windows_cover_every_pair_once():
     pairs = sorted((int(a), int(b)) for i, o in zip(ins, outs) for a, b in zip(i, o) if b >= 0)
     assert pairs == [(k, k + 1) for k in range(6)] + [(100, 101), (101, 102)]
     assert ((ins < 0) == (outs < 0)).all()  # an input wherever there is a next item, and only there
+
+
+def test_overlapping_windows_cover_every_pair_with_longer_contexts():
+    from idream.data import sequence_windows
+    seq = np.arange(9)
+    ins, outs = sequence_windows([seq], 4, stride=2)
+    pairs = {(int(a), int(b)) for i, o in zip(ins, outs) for a, b in zip(i, o) if b >= 0}
+    assert pairs == {(k, k + 1) for k in range(8)}
+    # windows of inputs 4..7, 2..5 and 0..3 (it starts at 0: the last): 12 targets for 8 pairs
+    assert len(ins) == 3 and int((outs >= 0).sum()) == 12
+    # pair (4, 5) is read with no earlier item (window 4..7) and after 2 and 3 (window 2..5)
+    ctx = sorted(int((i[:list(o).index(5)] >= 0).sum()) for i, o in zip(ins, outs) if 5 in o)
+    assert ctx == [0, 2]
+    with pytest.raises(ValueError, match="stride"):
+        sequence_windows([seq], 4, stride=5)
+
+
+def test_ema_update_warms_up_then_keeps_the_asked_decay():
+    from idream.train import ema_update, swap_weights
+    ema, p = [torch.zeros(2)], [torch.ones(2)]
+    ema_update(ema, p, 0.5, step=0)  # warm-up: d = min(0.5, 1/10) = 0.1
+    assert torch.allclose(ema[0], torch.full((2,), 0.9))
+    ema_update(ema, [torch.full((2,), 3.0)], 0.5, step=100)  # d = 0.5
+    assert torch.allclose(ema[0], torch.full((2,), 1.95))
+    live = [torch.tensor([7.0, 8.0])]
+    held = swap_weights(live, ema)
+    assert torch.allclose(live[0], ema[0]) and torch.equal(held[0], torch.tensor([7.0, 8.0]))
+    assert swap_weights(live, None) is None
+
+
+def test_averaged_weights_are_the_ones_judged_and_kept(synthetic_dir, cache_dir):
+    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=3,
+                      ema=0.9)
+    rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+    log = rec.config["train_log"]
+    again = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
+    assert again["NDCG@10"] == pytest.approx(log["best_valid_NDCG@10"], abs=1e-5)
+    plain, _, _ = train(replace(cfg, ema=0.0), cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+    curve = [h["valid_NDCG@10"] for h in log["history"]]
+    assert curve != [h["valid_NDCG@10"] for h in plain.config["train_log"]["history"]]  # it was used
 
 
 def test_causal_all_positions_pass_matches_one_history_pass():
