@@ -55,7 +55,7 @@ def main():
     extra = ROOT / "results"
     for name in ("app-speed", "tuning", "tuning-runs", "bench-quality-ml-100k",
                  "bench-quality-ml-100k-minus2", "bench-quality-ml-1m",
-                 "bench-quality-ml-1m-gpu", "bench-quality-ml-1m-gpu-idream-3min",
+                 "bench-quality-ml-1m-gpu", "bench-quality-ml-1m-gpu-idream-batch128",
                  "bench-notes", "recbole-sasrec-ml-100k", "ablation-sampling", "ablation-training", "bench-speed",
                  "reliability"):
         f = extra / f"{name}.md"
