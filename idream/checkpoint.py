@@ -81,8 +81,9 @@ def save_checkpoint(rec, path: str | Path, E: np.ndarray) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
-    if rec.items.residual is not None:
-        state["items.residual"] = rec.items.residual.detach().contiguous()
+    residual = rec.items.residual_matrix()  # a low-rank residual is saved as its product
+    if residual is not None:
+        state["items.residual"] = residual.detach().contiguous()
     atomic_write(path / "model.safetensors", lambda tmp: save_file(state, tmp))
     atomic_write(path / "transform.safetensors",
                  lambda tmp: save_file(rec.transform.tensors(), tmp, metadata={"kind": rec.transform.kind}))

@@ -44,6 +44,8 @@ def _ints(s: str) -> list[int]:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse prints usage first; keep it short)
+        # an argument quoted back may hold newlines or control characters: show them escaped
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

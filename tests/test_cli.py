@@ -129,3 +129,13 @@ def test_boolean_train_flags_read_false_as_false():
     assert p.parse_args(["train", "--out", "x"]).anneal_to_budget is True
     with pytest.raises(SystemExit):
         p.parse_args(["train", "--out", "x", "--anneal-to-budget", "maybe"])
+
+
+def test_usage_error_quoting_a_control_character_stays_one_line(capsys):
+    """argparse quotes unknown arguments back; a newline or \\x01 in one must not break the line."""
+    from idream.cli import build_parser
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["recommend", "--checkpoint", "c", "--history", "-x", "\n\x01"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "error: " in err
+    assert "\\n\\x01" in err  # shown escaped, not dropped

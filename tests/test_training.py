@@ -219,6 +219,24 @@ def test_averaged_weights_are_the_ones_judged_and_kept(synthetic_dir, cache_dir)
     assert curve != [h["valid_NDCG@10"] for h in plain.config["train_log"]["history"]]  # it was used
 
 
+def test_low_rank_residual_trains_and_loads_as_its_product(synthetic_dir, cache_dir, tmp_path):
+    from idream.model import ItemTable
+    z = torch.randn(5, 8)
+    t = ItemTable(z, 5, residual_scale=2.0, rank=3)
+    assert t.residual is None and t.factors.shape == (5, 3) and torch.equal(t.vectors(), z)  # r = 0 at start
+    torch.nn.init.normal_(t.basis)
+    assert torch.allclose(t.vectors(), z + 2.0 * t.factors @ t.basis)
+    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=2,
+                      residual_rank=4)
+    rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+    assert rec.items.residual_matrix().abs().sum() > 0  # it learned something
+    save_checkpoint(rec, tmp_path / "ck", E)
+    rec2 = load_checkpoint(tmp_path / "ck")
+    assert torch.allclose(rec.item_vectors(), rec2.item_vectors(), atol=1e-5)
+    a = rec.recommend([101, 102], k=5, steps=1, seed=1)
+    assert a.items == rec2.recommend([101, 102], k=5, steps=1, seed=1).items
+
+
 def test_causal_all_positions_pass_matches_one_history_pass():
     """Training denoises every position at once; the state at a position must be the one a
     single request with that prefix would get (nothing leaks from later items)."""
