@@ -59,7 +59,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     go over train_overrides for DreamRec alone (e.g. a budget of its own). on_rows(result) is
     called after each model, so a long run that is stopped keeps what it finished."""
     from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
-    from .train import TrainConfig, train, training_device
+    from .device import training_device
+    from .train import TrainConfig, train
 
     unknown = [m for m in models if m not in MODELS]
     if unknown:

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import PAD, Split, sequence_windows
+from .device import training_device
 from .evaluate import rank_all
 
 
@@ -77,8 +78,6 @@ def train_sasrec(split: Split, n_items: int, cfg: SASRecConfig, progress: bool =
                  log_fn=print):
     """Train on every (item, next item) pair of the training sequences, cut into windows of
     max_len as the diffusion models are; early stop on validation NDCG@10."""
-    from .train import training_device
-
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dev = training_device(cfg.device)

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, text
+from .device import training_device  # noqa: F401  (also imported from here)
 from .catalog import embed_sentences, item_embeddings
 from .data import PAD, chronological_split, load_dataset, sequence_windows
 from .diffusion import Diffusion, DiffusionConfig, training_loss
@@ -289,17 +290,6 @@ def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> to
     t = torch.randint(0, T, (B,), device=device)
     t[torch.rand(B, device=device) < p_t_max] = T - 1
     return t
-
-
-def training_device(name: str) -> torch.device:
-    """The device named for training, with a clear error where it is not there."""
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {name!r}: use cpu or cuda") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but torch sees no GPU here: use --device cpu")
-    return dev
 
 
 def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
