@@ -21,6 +21,7 @@ import torch
 from .baselines import popularity_scorer, textknn_scorer
 from .catalog import item_embeddings
 from .data import chronological_split, load_dataset
+from .device import training_device
 from .evaluate import evaluate_recommender, generated_intentions, rank_all
 from .metrics import mask_seen, top_k
 from .report import METRIC_KEYS, machine
@@ -59,7 +60,6 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     go over train_overrides for DreamRec alone (e.g. a budget of its own). on_rows(result) is
     called after each model, so a long run that is stopped keeps what it finished."""
     from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
-    from .device import training_device
     from .train import TrainConfig, train
 
     unknown = [m for m in models if m not in MODELS]

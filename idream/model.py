@@ -78,7 +78,7 @@ class ItemTable(nn.Module):
         super().__init__()
         self.register_buffer("z", z.float(), persistent=False)  # (N, D), from the text cache
         self.residual_scale = residual_scale
-        self.residual = None
+        self.residual = self.factors = self.basis = None
         if n_residual and rank:  # r_i = u_i B: a rank-`rank` ID vector per item, mapped into the text space
             self.factors = nn.Parameter(torch.randn(n_residual, rank) / rank ** 0.5)  # (N, rank)
             self.basis = nn.Parameter(torch.zeros(rank, z.shape[1]))  # (rank, D), zero: r = 0 at start
@@ -89,7 +89,7 @@ class ItemTable(nn.Module):
         """The learned residual r as one (n_residual, D) matrix (None: pure text vectors)."""
         if self.residual is not None:
             return self.residual
-        if hasattr(self, "basis"):
+        if self.basis is not None:
             return self.factors @ self.basis
         return None
 

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, text
-from .device import training_device  # noqa: F401  (also imported from here)
+from .device import training_device
 from .catalog import embed_sentences, item_embeddings
 from .data import PAD, chronological_split, load_dataset, sequence_windows
 from .diffusion import Diffusion, DiffusionConfig, training_loss
@@ -172,7 +172,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     horizon = [cfg.epochs * n_batches]  # steps of the cosine decay; shortened to fit the budget
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s / horizon[0], 1.0)))))
-    ema = [p.detach().clone() for p in params] if cfg.ema else None  # moves to dev with the model
+    ema = [p.detach().clone() for p in params] if cfg.ema else None  # follows the model to dev
     ema_steps = 0
     best, best_state, bad, history = -1.0, None, 0, []
     hist_t = torch.as_tensor(train.histories).to(dev)
@@ -181,6 +181,8 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     for epoch in range(1, cfg.epochs + 1):
         epoch_start_elapsed = time.time() - t0
         model.to(dev).train(), table.to(dev)
+        if ema is not None:
+            ema = [e.to(dev) for e in ema]
         perm = torch.from_numpy(rng.permutation(len(seq_in) if causal else len(train))).to(dev)
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
         sums = {}
@@ -215,8 +217,6 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             opt.step()
             sched.step()
             if ema is not None:
-                if ema[0].device != params[0].device:
-                    ema = [e.to(params[0].device) for e in ema]
                 ema_update(ema, params, cfg.ema, ema_steps)
                 ema_steps += 1
             for k, v in parts.items():
