@@ -59,21 +59,27 @@ class Diffusion:
 def training_loss(
     x0_pred: torch.Tensor,  # (B, D)
     x0: torch.Tensor,  # (B, D)
-    targets: torch.Tensor | None = None,  # (B,) item indices, for the ranking term
+    targets: torch.Tensor | None = None,  # (B,) item indices, or (B, k) with target_weights
     items: torch.Tensor | None = None,  # (N, D) item vectors
     ce_weight: float = 0.0,
     tau: float = 10.0,
+    target_weights: torch.Tensor | None = None,  # (B, k), rows summing to 1
 ) -> tuple[torch.Tensor, dict]:
     """‖x̂0 − x0‖² (the paper's loss), plus optionally λ·CE(softmax(⟨x̂0, z_i⟩/τ), target).
 
     The ranking term is a documented extension (DESIGN.md, "Beyond the paper"): it teaches the
     oracle to sit closer to the target than to every other item, which is what ranking needs.
+    With several weighted targets per row it is the cross-entropy against that distribution.
     """
     mse = ((x0_pred - x0) ** 2).sum(dim=1).mean()
     parts = {"mse": mse.item()}
     loss = mse
     if ce_weight > 0 and items is not None:
-        ce = F.cross_entropy(x0_pred @ items.T / tau, targets)
+        logits = x0_pred @ items.T / tau  # (B, N)
+        if target_weights is None:
+            ce = F.cross_entropy(logits, targets)
+        else:
+            ce = -(logits.log_softmax(1).gather(1, targets) * target_weights).sum(1).mean()
         parts["ce"] = ce.item()
         loss = loss + ce_weight * ce
     return loss, parts

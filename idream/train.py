@@ -75,6 +75,8 @@ class TrainConfig:
     encoder_depth: int = 2
     window_stride: int = 0  # causal encoder: windows start every this many items (0: history_len, no overlap)
     seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
+    future_k: int = 1  # causal encoder: the ranking loss targets the next k items of the window,
+    future_decay: float = 0.5  # weighted future_decay**j (1: the next item alone, as SASRec)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -158,6 +160,9 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
+    if cfg.future_k < 1 or (cfg.future_k > 1 and not causal) or not cfg.future_decay > 0:
+        raise ValueError(f"future_k {cfg.future_k} / future_decay {cfg.future_decay}: k must be at least 1 "
+                         "(above 1 only with the causal encoder) and the decay above 0")
     if causal:  # units of work are sequence windows, each with a target at every position
         seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len,
                                                                      cfg.window_stride))
@@ -194,6 +199,8 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
                 y, valid = out[r, c], h != PAD
                 has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
+                if cfg.future_k > 1:
+                    y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay)  # (M, k) each
             else:
                 rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 h, y = hist_t[rows], tgt_t[rows]
@@ -210,7 +217,10 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 pred = model.forward_sequence(x_t, t, V[h.clamp(min=0)], valid, r, c, has_h, q, has_q)
             else:
                 pred = model(x_t, t, V[h.clamp(min=0)], valid, has_h, q, has_q)
-            loss, parts = training_loss(pred, x0, y, V, cfg.ce_weight, cfg.tau)
+            if causal and cfg.future_k > 1:
+                loss, parts = training_loss(pred, x0, y_rank, V, cfg.ce_weight, cfg.tau, y_w)
+            else:
+                loss, parts = training_loss(pred, x0, y, V, cfg.ce_weight, cfg.tau)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -290,6 +300,18 @@ def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> to
     t = torch.randint(0, T, (B,), device=device)
     t[torch.rand(B, device=device) < p_t_max] = T - 1
     return t
+
+
+def future_targets(out: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, decay: float):
+    """The next k items after each selected window position, weighted decay**j and normalised:
+    the targets of the multi-item ranking loss (k = 1: the next item alone).
+    out (S, L) next items, PAD-filled; r, c (M,) positions -> (M, k) items, (M, k) weights"""
+    L = out.shape[1]
+    cols = c[:, None] + torch.arange(k, device=out.device)  # (M, k)
+    items = out[r[:, None], cols.clamp(max=L - 1)]
+    ok = (cols < L) & (items != PAD)  # past the window's end, or padding: no target
+    w = decay ** torch.arange(k, device=out.device, dtype=torch.float32) * ok
+    return items.clamp(min=0), w / w.sum(1, keepdim=True)
 
 
 def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:

@@ -194,6 +194,46 @@ def test_overlapping_windows_cover_every_pair_with_longer_contexts():
         sequence_windows([seq], 4, stride=5)
 
 
+def test_future_targets_take_the_next_items_of_the_window():
+    from idream.train import future_targets
+    P = -1  # PAD
+    out = torch.tensor([[P, 11, 12, 13], [21, 22, 23, 24]])
+    r, c = torch.tensor([0, 0, 1]), torch.tensor([1, 3, 0])
+    items, w = future_targets(out, r, c, k=3, decay=0.5)
+    assert items[0].tolist() == [11, 12, 13] and items[2].tolist() == [21, 22, 23]
+    assert torch.allclose(w[0], torch.tensor([4, 2, 1]) / 7.0)
+    assert w[1].tolist() == [1.0, 0.0, 0.0] and items[1, 0] == 13  # the window ends after 13
+    one, w1 = future_targets(out, r, c, k=1, decay=0.5)
+    assert one[:, 0].tolist() == [11, 13, 21] and (w1 == 1).all()
+
+
+def test_weighted_targets_are_cross_entropy_against_that_distribution():
+    from idream.diffusion import training_loss
+    torch.manual_seed(0)
+    pred, items = torch.randn(3, 4), torch.randn(6, 4)
+    y = torch.tensor([[1, 2], [5, 0], [3, 3]])
+    w = torch.tensor([[0.75, 0.25], [1.0, 0.0], [0.5, 0.5]])
+    dense = torch.zeros(3, 6).scatter_add_(1, y, w)  # the same distribution as a (B, N) matrix
+    want = torch.nn.functional.cross_entropy(pred @ items.T / 2.0, dense)
+    loss, parts = training_loss(pred, torch.zeros(3, 4), y, items, ce_weight=1.0, tau=2.0, target_weights=w)
+    assert abs(parts["ce"] - want.item()) < 1e-5
+    single, p1 = training_loss(pred, torch.zeros(3, 4), y[:, 0], items, 1.0, 2.0)
+    _, pk = training_loss(pred, torch.zeros(3, 4), y, items, 1.0, 2.0, torch.tensor([[1.0, 0.0]] * 3))
+    assert abs(p1["ce"] - pk["ce"]) < 1e-5  # one-hot weights: the next-item loss
+
+
+def test_multi_item_targets_train_and_bad_settings_fail_clearly(synthetic_dir, cache_dir):
+    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=10,
+                      max_minutes=5.0, future_k=3)
+    rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+    m = evaluate_recommender(rec, split.test, steps=1, w=0.0, rho=0.0).metrics
+    assert m["HR@10"] > 0.9, m
+    for bad in (dict(future_k=0), dict(future_k=2, encoder="incontext"), dict(future_k=2, future_decay=0.0)):
+        with pytest.raises(ValueError, match="future_k"):
+            train(tiny_config(synthetic_dir, **{"encoder": "causal", **bad}), cache_dir=cache_dir,
+                  progress=False, log_fn=lambda s: None)
+
+
 def test_ema_update_warms_up_then_keeps_the_asked_decay():
     from idream.train import ema_update, swap_weights
     ema, p = [torch.zeros(2)], [torch.ones(2)]
