@@ -75,8 +75,10 @@ class TrainConfig:
     encoder_depth: int = 2
     window_stride: int = 0  # causal encoder: windows start every this many items (0: history_len, no overlap)
     seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
-    future_k: int = 1  # causal encoder: the ranking loss targets the next k items of the window,
-    future_decay: float = 0.5  # weighted future_decay**j (1: the next item alone, as SASRec)
+    future_k: int = 5  # causal encoder: the ranking loss targets the next k items of the window,
+    future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
+    # ml-100k rates many items at one timestamp, so the exact next item is partly chance: k = 5
+    # lifted validation NDCG@10 on 3 of 3 seeds, 0.1143 -> 0.1179 (results/bench-notes.md)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -160,9 +162,9 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
-    if cfg.future_k < 1 or (cfg.future_k > 1 and not causal) or not cfg.future_decay > 0:
-        raise ValueError(f"future_k {cfg.future_k} / future_decay {cfg.future_decay}: k must be at least 1 "
-                         "(above 1 only with the causal encoder) and the decay above 0")
+    if cfg.future_k < 1 or not cfg.future_decay > 0:  # (the in-context form trains on one target each)
+        raise ValueError(f"future_k {cfg.future_k} / future_decay {cfg.future_decay}: "
+                         "k must be at least 1 and the decay above 0")
     if causal:  # units of work are sequence windows, each with a target at every position
         seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len,
                                                                      cfg.window_stride))
