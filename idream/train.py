@@ -78,7 +78,8 @@ class TrainConfig:
     future_k: int = 5  # causal encoder: the ranking loss targets the next k items of the window,
     future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
     # ml-100k rates many items at one timestamp, so the exact next item is partly chance: k = 5
-    # lifted validation NDCG@10 on 3 of 3 seeds, 0.1143 -> 0.1179 (results/bench-notes.md)
+    # lifted validation NDCG@10 on 3 of 3 seeds, 0.1143 -> 0.1179 (results/bench-notes.md).
+    # Targets that come with an intention (written from the next item) rank that item alone.
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -201,8 +202,6 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
                 y, valid = out[r, c], h != PAD
                 has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
-                if cfg.future_k > 1:
-                    y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay)  # (M, k) each
             else:
                 rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 h, y = hist_t[rows], tgt_t[rows]
@@ -212,6 +211,8 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             has_h = has_h & (torch.rand(B, device=dev) >= cfg.p_uncond)
             has_q = torch.rand(B, device=dev) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
             q = Q[y, torch.randint(P, (B,), device=dev)]
+            if causal and cfg.future_k > 1:  # an intention describes the next item: those rows rank it alone
+                y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
             x0 = V[y].detach() if cfg.detach_target else V[y]
             t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev)
             x_t = diffusion.q_sample(x0, t, torch.randn_like(x0))
@@ -304,14 +305,17 @@ def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> to
     return t
 
 
-def future_targets(out: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, decay: float):
+def future_targets(out: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, decay: float,
+                   alone: torch.Tensor | None = None):
     """The next k items after each selected window position, weighted decay**j and normalised:
-    the targets of the multi-item ranking loss (k = 1: the next item alone).
-    out (S, L) next items, PAD-filled; r, c (M,) positions -> (M, k) items, (M, k) weights"""
+    the targets of the multi-item ranking loss (k = 1: the next item alone; so too rows where
+    `alone` (M,) is True).  out (S, L) next items, PAD-filled; r, c (M,) -> (M, k), (M, k)"""
     L = out.shape[1]
     cols = c[:, None] + torch.arange(k, device=out.device)  # (M, k)
     items = out[r[:, None], cols.clamp(max=L - 1)]
     ok = (cols < L) & (items != PAD)  # past the window's end, or padding: no target
+    if alone is not None:
+        ok &= ~alone[:, None] | (cols == c[:, None])
     w = decay ** torch.arange(k, device=out.device, dtype=torch.float32) * ok
     return items.clamp(min=0), w / w.sum(1, keepdim=True)
 

@@ -203,6 +203,8 @@ def test_future_targets_take_the_next_items_of_the_window():
     assert items[0].tolist() == [11, 12, 13] and items[2].tolist() == [21, 22, 23]
     assert torch.allclose(w[0], torch.tensor([4, 2, 1]) / 7.0)
     assert w[1].tolist() == [1.0, 0.0, 0.0] and items[1, 0] == 13  # the window ends after 13
+    _, wa = future_targets(out, r, c, k=3, decay=0.5, alone=torch.tensor([True, False, False]))
+    assert wa[0].tolist() == [1.0, 0.0, 0.0] and torch.equal(wa[2], w[2])  # an intention's row: its item only
     one, w1 = future_targets(out, r, c, k=1, decay=0.5)
     assert one[:, 0].tolist() == [11, 13, 21] and (w1 == 1).all()
 
