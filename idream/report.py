@@ -243,8 +243,9 @@ def write_model_card(ckpt: Path) -> Path:
         f"({cfg['diffusion']['schedule']} β).",
         f"- Training: lr {tr.get('lr')}, batch {tr.get('batch_size')}, condition dropout "
         f"{tr.get('p_uncond')}, intention probability {tr.get('p_intention')}, ranking-loss weight "
-        f"{tr.get('ce_weight')} (τ={tr.get('tau')}), share of targets at t=T−1 {tr.get('p_t_max', 0.0)}, "
-        f"seed {tr.get('seed')}; "
+        f"{tr.get('ce_weight')} (τ={tr.get('tau')}), ranking targets the next {tr.get('future_k', 1)} "
+        f"item(s) (weights {tr.get('future_decay', 0.5)}^j; the next alone with an intention), "
+        f"share of targets at t=T−1 {tr.get('p_t_max', 0.0)}, seed {tr.get('seed')}; "
         f"{tl.get('epochs_run', '?')} epochs run, best epoch {tl.get('best_epoch', '?')} "
         f"(validation NDCG@10 {tl.get('best_valid_NDCG@10', '?')}), {tl.get('minutes', '?')} minutes.",
         f"- Guidance defaults chosen on validation: w = {g.get('w')}, ρ = {g.get('rho')} "
