@@ -218,6 +218,9 @@ def write_model_card(ckpt: Path) -> Path:
     tr = cfg.get("train", {})
     tl = cfg.get("train_log", {})
     m = cfg["model"]
+    k = tr.get("future_k", 1) if m.get("encoder") == "causal" else 1  # the in-context form ranks one target
+    targets = (f"the next {k} items (weights {tr.get('future_decay')}^j; the next alone with an intention)"
+               if k > 1 else "the next item")
     size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors"))
     lines = [
         f"# iDream checkpoint: {cfg['data']['name']}",
@@ -243,8 +246,7 @@ def write_model_card(ckpt: Path) -> Path:
         f"({cfg['diffusion']['schedule']} β).",
         f"- Training: lr {tr.get('lr')}, batch {tr.get('batch_size')}, condition dropout "
         f"{tr.get('p_uncond')}, intention probability {tr.get('p_intention')}, ranking-loss weight "
-        f"{tr.get('ce_weight')} (τ={tr.get('tau')}), ranking targets the next {tr.get('future_k', 1)} "
-        f"item(s) (weights {tr.get('future_decay', 0.5)}^j; the next alone with an intention), "
+        f"{tr.get('ce_weight')} (τ={tr.get('tau')}), ranking targets: {targets}, "
         f"share of targets at t=T−1 {tr.get('p_t_max', 0.0)}, seed {tr.get('seed')}; "
         f"{tl.get('epochs_run', '?')} epochs run, best epoch {tl.get('best_epoch', '?')} "
         f"(validation NDCG@10 {tl.get('best_valid_NDCG@10', '?')}), {tl.get('minutes', '?')} minutes.",

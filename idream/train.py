@@ -151,6 +151,9 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     t0 = time.time()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.future_k < 1 or not cfg.future_decay > 0:  # (the in-context form trains on one target each)
+        raise ValueError(f"future_k {cfg.future_k} / future_decay {cfg.future_decay}: "
+                         "k must be at least 1 and the decay above 0")
     rec, split, E, Q = build(cfg, cache_dir, progress)
     model, table, diffusion = rec.model, rec.items, rec.diffusion
     rng = np.random.default_rng(cfg.seed)
@@ -163,9 +166,6 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
-    if cfg.future_k < 1 or not cfg.future_decay > 0:  # (the in-context form trains on one target each)
-        raise ValueError(f"future_k {cfg.future_k} / future_decay {cfg.future_decay}: "
-                         "k must be at least 1 and the decay above 0")
     if causal:  # units of work are sequence windows, each with a target at every position
         seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len,
                                                                      cfg.window_stride))
@@ -211,7 +211,8 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             has_h = has_h & (torch.rand(B, device=dev) >= cfg.p_uncond)
             has_q = torch.rand(B, device=dev) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
             q = Q[y, torch.randint(P, (B,), device=dev)]
-            if causal and cfg.future_k > 1:  # an intention describes the next item: those rows rank it alone
+            y_rank, y_w = y, None  # the ranking targets: the next item alone, or
+            if causal and cfg.future_k > 1:  # the next k (an intention describes the next item: its rows rank it alone)
                 y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
             x0 = V[y].detach() if cfg.detach_target else V[y]
             t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev)
@@ -220,10 +221,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 pred = model.forward_sequence(x_t, t, V[h.clamp(min=0)], valid, r, c, has_h, q, has_q)
             else:
                 pred = model(x_t, t, V[h.clamp(min=0)], valid, has_h, q, has_q)
-            if causal and cfg.future_k > 1:
-                loss, parts = training_loss(pred, x0, y_rank, V, cfg.ce_weight, cfg.tau, y_w)
-            else:
-                loss, parts = training_loss(pred, x0, y, V, cfg.ce_weight, cfg.tau)
+            loss, parts = training_loss(pred, x0, y_rank, V, cfg.ce_weight, cfg.tau, y_w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
