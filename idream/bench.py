@@ -45,6 +45,8 @@ def _params(*modules) -> int:
 
 
 def _metrics(res) -> dict:
+    """The reported metrics of a result whose scores were all finite (else NonFiniteScores)."""
+    res.require_finite()
     return {k: res.metrics[k] for k in METRIC_KEYS}
 
 

@@ -14,41 +14,63 @@ import torch
 from .catalog import embed_sentences
 from .data import Samples
 from .intentions import generate_intention
-from .metrics import KS, mask_seen, metrics_from_ranks, target_ranks, top_k
+from .metrics import (KS, MASKED, expected_ranks, mask_seen, metrics_from_counts, rank_counts,
+                      top_k_random_ties)
 from .text import text_fingerprint
 
 DUMP_TOP = 50
 
 
+class NonFiniteScores(ValueError):
+    """A model gave NaN or infinite scores: its metrics would count those cases as misses."""
+
+
 @dataclass
 class EvalResult:
     metrics: dict
-    ranks: np.ndarray  # (M,) 0-based rank of each target
+    ranks: np.ndarray  # (M,) 0-based rank of each target, in expectation over random tie-breaking
     top: list | None = None  # per case, up to DUMP_TOP item indices, best first
     extra: dict = field(default_factory=dict)
+    nonfinite_rows: int = 0  # cases where an unmasked item got a NaN or infinite score
+
+    def require_finite(self, what: str = "the model") -> "EvalResult":
+        """Raise NonFiniteScores when any case had a non-finite score; else return self."""
+        if self.nonfinite_rows:
+            raise NonFiniteScores(
+                f"{what} gave NaN or infinite scores in {self.nonfinite_rows} of {len(self.ranks)} "
+                "cases (counted as misses): the weights or the inputs are broken")
+        return self
 
 
 def rank_all(score_fn, samples: Samples, batch_size: int = 512, dump_top: int = 0,
-             ks=KS) -> EvalResult:
-    """Score every item for every case, mask earlier items, rank the target.
+             ks=KS, seed: int = 0) -> EvalResult:
+    """Score every item for every case, mask earlier items, rank the target (metrics.py says how
+    ties and non-finite scores count). Dumped top-K lists break ties with a random order drawn
+    from `seed`, so they agree with the metrics.
 
     score_fn(rows: np.ndarray of case indices) -> (B, N) scores.
     """
-    ranks, tops = [], []
+    ahead, ties, tops, nonfinite = [], [], [], 0
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for s in range(0, len(samples), batch_size):
             rows = np.arange(s, min(s + batch_size, len(samples)))
             scores = score_fn(rows).float().clone()
+            nonfinite += int((~torch.isfinite(scores)).any(1).sum())  # before the -inf mask
             if samples.seen is not None:
                 mask_seen(scores, [samples.seen[i] for i in rows])
-            targets = torch.as_tensor(samples.targets[rows])
-            ranks.append(target_ranks(scores, targets).numpy())
+            a, e = rank_counts(scores, torch.as_tensor(samples.targets[rows]))
+            ahead.append(a.numpy())
+            ties.append(e.numpy())
             if dump_top:
-                top = top_k(scores, dump_top)
-                finite = torch.isfinite(scores.gather(1, top))  # masked items are never listed
+                scores = torch.nan_to_num(scores, nan=MASKED, posinf=MASKED, neginf=MASKED)
+                top = top_k_random_ties(scores, dump_top, gen)
+                finite = torch.isfinite(scores.gather(1, top))  # masked or broken items are never listed
                 tops.extend(t[f].numpy() for t, f in zip(top, finite))
-    ranks = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
-    return EvalResult(metrics_from_ranks(ranks, ks), ranks, tops if dump_top else None)
+    ahead = np.concatenate(ahead) if ahead else np.zeros(0, dtype=np.int64)
+    ties = np.concatenate(ties) if ties else np.zeros(0, dtype=np.int64)
+    return EvalResult(metrics_from_counts(ahead, ties, ks), expected_ranks(ahead, ties),
+                      tops if dump_top else None, nonfinite_rows=nonfinite)
 
 
 def intention_seed(seed: int, user) -> int:
@@ -78,7 +100,7 @@ def evaluate_recommender(rec, samples: Samples, steps: int = 1, w=None, rho=None
                         seed=seed + int(rows[0]))
         return rec.scores(x0)
 
-    return rank_all(score, samples, batch_size, dump_top)
+    return rank_all(score, samples, batch_size, dump_top, seed=seed)
 
 
 def dump_rankings(path: Path, ds, samples: Samples, result: EvalResult) -> None:

@@ -1,4 +1,12 @@
-"""Full-ranking metrics: the target's rank among all items, HR@K and NDCG@K."""
+"""Full-ranking metrics: the target's place among all items, HR@K and NDCG@K.
+
+Two conventions make the numbers impossible to flatter:
+- a non-finite score (NaN, ±inf) is never ahead of anything, and a target whose own score is
+  non-finite is a miss (ranked behind the whole catalog);
+- ties are broken uniformly at random, and the metrics are their exact expectation over that
+  draw: a target tied with e other items, behind a items, sits at each place a..a+e with
+  probability 1/(e+1). A constant scorer therefore scores exactly what chance gives.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import torch
 
 KS = (5, 10, 20)
 MASKED = float("-inf")
+MISS = 2**40  # `ahead` of a target without a finite score: behind every place any K reaches
 
 
 def mask_seen(scores: torch.Tensor, seen: list) -> torch.Tensor:
@@ -18,23 +27,58 @@ def mask_seen(scores: torch.Tensor, seen: list) -> torch.Tensor:
     return scores
 
 
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0-based rank of each target: items scoring higher, plus ties with a lower index.
+def rank_counts(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: how many items score strictly above the target, and how many others tie with it.
 
-    Ties are broken by item index, exactly as a stable sort of −score would list them, so the
-    ranks agree with the dumped top-K lists.  scores: (B, N), targets: (B,) -> (B,)
+    Non-finite scores never count as ahead or tied; a non-finite target is put behind every item
+    (ahead = MISS, ties = 0), so it is a miss at every K.  scores: (B, N), targets: (B,) -> (B,), (B,)
     """
     s_t = scores.gather(1, targets[:, None])  # (B, 1)
-    idx = torch.arange(scores.shape[1], device=scores.device)[None]
-    ahead = (scores > s_t) | ((scores == s_t) & (idx < targets[:, None]))
-    return ahead.sum(dim=1)
+    finite = torch.isfinite(scores)
+    ahead = ((scores > s_t) & finite).sum(1)
+    ties = ((scores == s_t) & finite).sum(1) - 1  # the target ties with itself
+    lost = ~torch.isfinite(s_t[:, 0])
+    ahead[lost], ties[lost] = MISS, 0
+    return ahead, ties
+
+
+def expected_ranks(ahead, ties) -> np.ndarray:
+    """0-based rank in expectation over random tie-breaking: a + e/2."""
+    return np.asarray(ahead, dtype=np.float64) + np.asarray(ties, dtype=np.float64) / 2
+
+
+def metrics_from_counts(ahead, ties, ks=KS) -> dict:
+    """HR@K and NDCG@K (one relevant item) in expectation over random tie-breaking.
+
+    With the target at place p uniform on a..a+e: HR@K = #{p < K}/(e+1) and
+    NDCG@K = Σ_{p<K} 1/log2(p+2) / (e+1).
+    """
+    a = np.asarray(ahead, dtype=np.int64)
+    e = np.asarray(ties, dtype=np.int64)
+    out = {}
+    for k in ks:
+        # disc[n] = Σ_{p<n} 1/log2(p+2): the discount of the places 0..n-1, n ≤ k
+        disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2))])
+        lo, hi = np.minimum(a, k), np.minimum(a + e + 1, k)  # places a..a+e cut at k
+        hr = (hi - lo) / (e + 1)
+        ndcg = (disc[hi] - disc[lo]) / (e + 1)
+        out[f"HR@{k}"] = float(hr.mean()) if len(a) else 0.0
+        out[f"NDCG@{k}"] = float(ndcg.mean()) if len(a) else 0.0
+    return out
+
+
+def metrics_from_ranks(ranks, ks=KS) -> dict:
+    """HR@K and NDCG@K of untied 0-based ranks."""
+    r = np.asarray(ranks, dtype=np.int64)
+    return metrics_from_counts(r, np.zeros_like(r), ks)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k best items per row, best first, ties by lower index.  (B, N) -> (B, k)
 
     Uses a partial selection (no full sort of the catalog) except in the rare rows where a tie
-    straddles the k-th place, which fall back to a stable sort.
+    straddles the k-th place, which fall back to a stable sort. NaN scores must be replaced
+    before (torch.topk puts NaN first).
     """
     k = min(int(k), scores.shape[1])
     vals, idx = torch.topk(scores, k, dim=1)  # (B, k), vals descending
@@ -49,12 +93,8 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def metrics_from_ranks(ranks, ks=KS) -> dict:
-    """HR@K = P(rank < K); NDCG@K = mean of 1/log2(rank + 2) over hits (one relevant item)."""
-    r = np.asarray(ranks, dtype=np.float64)
-    out = {}
-    for k in ks:
-        hit = r < k
-        out[f"HR@{k}"] = float(hit.mean()) if len(r) else 0.0
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 2), 0.0).mean()) if len(r) else 0.0
-    return out
+def top_k_random_ties(scores: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """top_k with ties broken by a random order of the items: one draw of the tie-breaking the
+    metrics average over, so a dumped list is a list the metrics could have scored.  (B, N) -> (B, k)"""
+    perm = torch.randperm(scores.shape[1], generator=generator)
+    return perm[top_k(scores[:, perm], k)]

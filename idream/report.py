@@ -66,7 +66,7 @@ def evaluate_checkpoint(rec, split_name: str, steps_list, w, rho, intention: str
     out = []
     for i, steps in enumerate(steps_list):
         res = evaluate_recommender(rec, samples, steps=steps, w=w, rho=rho, intentions=q, seed=seed,
-                                   dump_top=50 if dump else 0)
+                                   dump_top=50 if dump else 0).require_finite(f"the checkpoint ({steps}-step)")
         if dump:
             p = Path(dump)
             if len(steps_list) > 1:
@@ -83,7 +83,8 @@ def evaluate_checkpoint(rec, split_name: str, steps_list, w, rho, intention: str
 def baseline_entry(name: str, ds, split, split_name: str, E, seed: int = 0, dump=None) -> dict:
     samples = getattr(split, split_name)
     scorer = popularity_scorer(split, ds.n_items) if name == "popularity" else textknn_scorer(E)
-    res = rank_all(lambda rows: scorer(samples.histories[rows]), samples, dump_top=50 if dump else 0)
+    res = rank_all(lambda rows: scorer(samples.histories[rows]), samples, dump_top=50 if dump else 0,
+                   seed=seed).require_finite(name)
     if dump:
         dump_rankings(Path(dump), ds, samples, res)
     e = {"model": name, "split": split_name, "seed": seed, "cases": len(samples),
