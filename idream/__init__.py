@@ -1,3 +1,44 @@
-"""iDream: text-guided diffusion for sequential recommendation (iDreamRec, arXiv 2410.13428)."""
+"""iDream: text-guided diffusion for sequential recommendation (iDreamRec, arXiv 2410.13428).
+
+The public API, imported on first use so that `import idream` (and the CLI) stays light:
+
+    from idream import Recommender
+    rec = Recommender.load("checkpoints/ml-100k")
+    out = rec.recommend(["Toy Story (1995)"], intention="something light and funny")
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# public name -> the module (relative to this package) that defines it
+_EXPORTS = {
+    "Recommender": "recommender",
+    "Recommendation": "recommender",
+    "UnknownItemError": "recommender",
+    "load_checkpoint": "checkpoint",
+    "load_dataset": "data",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # for type checkers and editors only; at run time the names load lazily
+    from .checkpoint import load_checkpoint
+    from .data import load_dataset
+    from .recommender import Recommendation, Recommender, UnknownItemError
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'idream' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
