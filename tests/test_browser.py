@@ -2,17 +2,21 @@
 
 Picks two history items, types an intention, presses Recommend, and checks the result rows and
 the plots; the screenshot goes to artifacts/app.png.
+
+Without Chromium or Playwright the test skips on a developer's machine, but fails under CI=true:
+CI must not pass without having driven the page.
 """
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
+from demo.testing import serve
 
-from demo.testing import serve  # noqa: E402
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,21 +27,69 @@ K = 10
 STEPS = 10
 
 
-@pytest.fixture(scope="session")
-def url(checkpoint) -> str:
-    return serve(checkpoint)[1]
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-@pytest.fixture()
-def page(url):
+def require_browser():
+    """Playwright's sync API, once Chromium and Playwright are both there. Missing either: a
+    failure under CI=true (with what to install), a skip elsewhere."""
+    missing = []
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+        missing.append("the playwright package (pip install -r requirements-dev.txt)")
     if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if missing:
+        msg = f"the browser test cannot run: missing {' and '.join(missing)}"
+        if in_ci():
+            pytest.fail(f"{msg}; CI=true, so this is a failure, not a skip", pytrace=False)
+        pytest.skip(msg)
+    return sync_api
+
+
+@contextlib.contextmanager
+def open_page(sync_api, url: str):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url, wait_until="load", timeout=60_000)
-        yield page
-        browser.close()
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="load", timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("ci", ["true", "", None])
+@pytest.mark.parametrize("lacks", ["chromium", "playwright"])
+def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, lacks):
+    import builtins
+    import sys
+
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    if lacks == "chromium":
+        monkeypatch.setattr(shutil, "which", lambda name, *a, **kw: None)
+    else:
+        real_import = builtins.__import__
+
+        def no_playwright(name, *args, **kwargs):
+            if name == "playwright" or name.startswith("playwright."):
+                raise ImportError(f"No module named {name!r}")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.delitem(sys.modules, "playwright", raising=False)
+        monkeypatch.delitem(sys.modules, "playwright.sync_api", raising=False)
+        monkeypatch.setattr(builtins, "__import__", no_playwright)
+    expected = pytest.fail.Exception if ci == "true" else pytest.skip.Exception
+    with pytest.raises(expected) as outcome:
+        require_browser()
+    assert "the browser test cannot run: missing" in str(outcome.value)
+    assert (CHROMIUM if lacks == "chromium" else "playwright") in str(outcome.value)
 
 
 def plot_traces(page, elem_id: str) -> list:
@@ -46,7 +98,14 @@ def plot_traces(page, elem_id: str) -> list:
             return d && d.data ? d.data.map(t => [t.type || 'scatter', t.name || '']) : []; }})()""")
 
 
-def test_recommend_from_the_page(page):
+def test_recommend_from_the_page(request):
+    sync_api = require_browser()  # before the app is built: a missing browser is told at once
+    url = serve(request.getfixturevalue("checkpoint"))[1]
+    with open_page(sync_api, url) as page:
+        check_recommend_from_the_page(page)
+
+
+def check_recommend_from_the_page(page):
     box = page.locator("#history input")
     box.wait_for(timeout=30_000)
     for title in PICKS:  # the order picked is the history order
