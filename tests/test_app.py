@@ -41,7 +41,7 @@ def _label(row) -> str:
     return f"{row['title']} ({row['year']})" if row["year"] else row["title"]
 
 
-def test_recommend_returns_k_rows_none_in_history(client):
+def test_recommend_returns_k_rows_none_in_history(client, service):
     out = recommend(client, intention=INTENTION, k=7)
     rows = out["items"]
     assert [r["rank"] for r in rows] == list(range(1, 8))
@@ -49,6 +49,12 @@ def test_recommend_returns_k_rows_none_in_history(client):
     assert all({"title", "year", "genres", "score", "intention_similarity"} <= set(r) for r in rows)
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert out["notices"] == []
+    # catalog items, distinct, described as the catalog describes them; similarities are cosines
+    catalog = {m["item_id"]: m for m in service.metas}
+    assert len({r["item_id"] for r in rows}) == 7
+    assert all(r["title"] == catalog[r["item_id"]]["title"] for r in rows)
+    assert all(-1 <= r["intention_similarity"] <= 1 for r in rows)
+    assert len({r["intention_similarity"] for r in rows}) > 1  # per item, not one number for all
 
 
 def test_rho_zero_with_intention_equals_no_intention(client):
@@ -87,30 +93,45 @@ def test_bad_inputs_give_readable_notices(client):
     assert "No Such Film 1234" in notes and "Not in the catalog" in notes
     assert "cut to its first 2,000 characters" in notes
     assert "top-K" in notes and "steps" in notes and "ρ" in notes
-    assert 0 < len(out["items"]) <= 100
+    assert len(out["items"]) == 100  # k = 100,000 clipped to the most the API gives
 
     with pytest.raises(Exception) as err:
         recommend(client, history=["No Such Film 1234"], intention="")
     assert "No Such Film 1234" in str(err.value)
 
 
-def test_explore_endpoint_returns_table_plot_and_status(client):
+def test_explore_endpoint_returns_table_plot_and_status(client, service):
     table, plot, status = client.predict(HISTORY, INTENTION, 1.0, 0.0, 4, 6, 0, api_name="/explore")
     assert len(table["data"]) == 6 and table["headers"][:2] == ["rank", "title"]
+    assert [row[0] for row in table["data"]] == [1, 2, 3, 4, 5, 6]
     assert plot["type"] == "plotly" and '"oracle"' in plot["plot"] and "denoising path" in plot["plot"]
-    assert "Top-6" in status
+    assert f"Top-6 of {service.n_items - len(HISTORY)} items (4-step DDIM" in status, status
+    # the table is the /recommend answer to the same request
+    same = recommend(client, intention=INTENTION, rho=1.0, w=0.0, steps=4, k=6, seed=0)["items"]
+    assert [row[1] for row in table["data"]] == [r["title"] for r in same]
     table, plot, status = client.predict([], "", 1.0, 0.0, 1, 6, 0, api_name="/explore")
     assert not any(any(row) for row in table["data"])
     assert EMPTY_HINT in status and "Traceback" not in status
 
 
+def user_labels(service, user) -> list[str]:
+    """A user's last history_len items before their held-out (last) one, read off the dataset."""
+    seq = [int(i) for i in service.rec.dataset.user_sequence(user)]
+    return [service.labels[i] for i in seq[:-1][-service.rec.history_len:]]
+
+
 def test_history_helpers(client, service):
     labels, note = client.predict("1", api_name="/load_user")
     assert 0 < len(labels) <= service.rec.history_len and "User 1" in note
+    assert labels == user_labels(service, "1")
     table = client.predict(labels, api_name="/history_table")
     assert len(table["data"]) == len(labels)
-    labels, user, _ = client.predict(api_name="/random_user")
-    assert labels and user
+    assert [row[0] for row in table["data"]] == list(range(1, len(labels) + 1))
+    by_label = {label: m for label, m in zip(service.labels, service.metas)}
+    assert [row[1] for row in table["data"]] == [by_label[label]["title"] for label in labels]
+    labels, user, note = client.predict(api_name="/random_user")
+    assert isinstance(user, str) and service.rec.dataset.has_user(user)
+    assert labels == user_labels(service, user) and labels and f"User {user}" in note
     _, note = client.predict("no-such-user", api_name="/load_user")
     assert "No user" in note
 
