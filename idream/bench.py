@@ -20,7 +20,7 @@ import torch
 
 from .baselines import popularity_scorer, textknn_scorer
 from .catalog import item_embeddings
-from .data import chronological_split, load_dataset
+from .data import chronological_split, load_dataset, test_cases
 from .device import training_device
 from .evaluate import evaluate_recommender, generated_intentions, rank_all
 from .metrics import mask_seen, top_k
@@ -55,13 +55,14 @@ def _metrics(res) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
-                sasrec_overrides: dict | None = None, log_fn=print, sasrec_dropouts=(0.2, 0.5),
+                sasrec_overrides: dict | None = None, log_fn=print,
                 device: str = "cpu", on_rows=None, dreamrec_overrides: dict | None = None) -> dict:
     """Train and evaluate every model on one split for each seed; returns per-run rows.
-    SASRec's dropout is chosen per seed on validation among sasrec_dropouts; dreamrec_overrides
-    go over train_overrides for DreamRec alone (e.g. a budget of its own). on_rows(result) is
-    called after each model, so a long run that is stopped keeps what it finished."""
-    from .sasrec import SASRecConfig, evaluate_sasrec, tune_sasrec
+    SASRec runs with its settings tuned on validation (SASRecConfig's defaults) and iDream's time
+    budget unless sasrec_overrides say otherwise; dreamrec_overrides go over train_overrides for
+    DreamRec alone. on_rows(result) is called after each model, so a long run that is stopped
+    keeps what it finished."""
+    from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
     from .train import TrainConfig, train
 
     unknown = [m for m in models if m not in MODELS]
@@ -70,49 +71,53 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     training_device(device)  # a clear error now, not after the first models have run
     commit = git_commit()  # the code that runs, even if the tree moves on during a long run
     ds = load_dataset(dataset)
-    split = chronological_split(ds, 10)
+    split = chronological_split(ds, 10)  # what training and every choice may read
+    test = test_cases(ds, 10)  # read once per model, after its training, to report
+    tests = {10: test}  # the diffusion models' cases, by their history window
     rows = []
     result = {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
               "machine": machine(device), "commit": commit, "threads": torch.get_num_threads(),
-              "device": device, "sasrec_dropouts": list(sasrec_dropouts), "rows": rows}
+              "device": device, "rows": rows}
     E = None
 
     def run_model(name: str, seed: int) -> list[dict]:
         nonlocal E
         t = time.time()
         if name == "popularity":
-            res = rank_all(lambda r: popularity_scorer(split, ds.n_items)(split.test.histories[r]), split.test)
+            res = rank_all(lambda r: popularity_scorer(split, ds.n_items)(test.histories[r]), test)
             return [{"model": name, "seed": seed, "metrics": _metrics(res),
                      "train_s": round(time.time() - t, 1), "params": 0}]
         if name == "textknn":
             from . import text
             tm = (train_overrides or {}).get("text_model", "minilm")
             E = item_embeddings(ds, text.get_backend(tm), progress=False) if E is None else E
-            res = rank_all(lambda r: textknn_scorer(E)(split.test.histories[r]), split.test)
+            res = rank_all(lambda r: textknn_scorer(E)(test.histories[r]), test)
             return [{"model": name, "seed": seed, "metrics": _metrics(res), "train_s": 0.0, "params": 0}]
-        if name == "sasrec":
-            cfg = SASRecConfig(seed=seed, **{"device": device, **(sasrec_overrides or {})})
-            m, info = tune_sasrec(split, ds.n_items, cfg, sasrec_dropouts, log_fn=log_fn)
-            return [{"model": name, "seed": seed, "metrics": _metrics(evaluate_sasrec(m, split, "test")),
+        if name == "sasrec":  # the same minutes as iDream, the same fitted learning-rate decay
+            budget = (train_overrides or {}).get("max_minutes", TrainConfig.max_minutes)
+            cfg = SASRecConfig(seed=seed, **{"device": device, "max_minutes": budget, **(sasrec_overrides or {})})
+            m, info = train_sasrec(split, ds.n_items, cfg, progress=True, log_fn=log_fn)
+            return [{"model": name, "seed": seed, "metrics": _metrics(evaluate_sasrec(m, test)),
                      "train_s": round(time.time() - t, 1), "params": _params(m),
                      "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
-                     "dropout": m.cfg.dropout, "dropout_grid": info["dropout_grid"]}]
+                     "config": info["config"]}]
         # the diffusion models: DreamRec is iDream's code with ID vectors in place of text
         cfg = TrainConfig(dataset=dataset, seed=seed, **{"device": device, **(train_overrides or {})})
         if name == "dreamrec":
             cfg = replace(cfg, item_source="id", **(dreamrec_overrides or {}))
-        rec, sp, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
+        rec, _, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
+        cases = tests.setdefault(rec.history_len, test_cases(ds, rec.history_len))
         train_s = round(time.time() - t, 1)
         params = _params(rec.model, rec.items)
         g = rec.config["guidance"]
-        res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=0.0, seed=seed)
+        res = evaluate_recommender(rec, cases, steps=1, w=g["w"], rho=0.0, seed=seed)
         epochs = rec.config.get("train_log", {}).get("epochs_run")
         out = [{"model": name, "seed": seed, "metrics": _metrics(res), "train_s": train_s,
                 "params": params, "w": g["w"], "epochs": epochs,
                 "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))}]
         if name == "idream":
-            q = generated_intentions(rec, sp.test, seed=seed)
-            res = evaluate_recommender(rec, sp.test, steps=1, w=g["w"], rho=g["rho"], intentions=q,
+            q = generated_intentions(rec, cases, seed=seed)
+            res = evaluate_recommender(rec, cases, steps=1, w=g["w"], rho=g["rho"], intentions=q,
                                        seed=seed)
             out.append({"model": "idream+intention", "seed": seed, "metrics": _metrics(res),
                         "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
@@ -171,10 +176,12 @@ def quality_markdown(result: dict) -> str:
         ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
         lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
                      f"{s['params']:,} |")
-    chosen = [r["dropout"] for r in result["rows"] if r["model"] == "sasrec" and "dropout" in r]
-    if chosen:
-        lines += ["", f"SASRec's dropout is chosen per seed on validation NDCG@10 among "
-                  f"{result.get('sasrec_dropouts')}: chosen {chosen}."]
+    sas = [r["config"] for r in result["rows"] if r["model"] == "sasrec" and "config" in r]
+    if sas:
+        c = sas[0]
+        lines += ["", f"SASRec: {c['train_on']}, max_len {c['max_len']}, hidden {c['hidden']}, dropout "
+                  f"{c['dropout']}, lr {c['lr']} (tuned on validation: results/tuning-sasrec.md), "
+                  f"{c['max_minutes']:g}-minute budget with the learning-rate decay fitted to it."]
     lines += [f"\nNote: {result[k]}." for k in sorted(result) if k.endswith("_note")]
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]
@@ -321,7 +328,7 @@ def main_quality(a) -> dict:
 
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
-                         sasrec_dropouts=tuple(a.sasrec_dropouts), device=a.device, on_rows=save,
+                         device=a.device, on_rows=save,
                          dreamrec_overrides=dream)
     print(save(result, final=True).read_text())
     return result

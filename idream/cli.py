@@ -129,11 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--models", type=lambda s: [m for m in s.split(",") if m],
                    default=["popularity", "textknn", "sasrec", "dreamrec", "idream"])
     q.add_argument("--train-overrides", default="", help='JSON of TrainConfig fields, e.g. {"epochs": 8}')
-    q.add_argument("--sasrec-overrides", default="", help="JSON of SASRecConfig fields")
+    q.add_argument("--sasrec-overrides", default="",
+                   help="JSON of SASRecConfig fields (default: the settings tuned on validation, "
+                        "iDream's time budget)")
     q.add_argument("--dreamrec-overrides", default="",
                    help="JSON of TrainConfig fields for DreamRec alone, over --train-overrides")
-    q.add_argument("--sasrec-dropouts", type=_floats, default=[0.2, 0.5],
-                   help="SASRec dropout rates; the best on validation is kept (default: 0.2,0.5)")
     q.add_argument("--device", default="cpu", help="where training runs: cpu or cuda (default: cpu)")
     q.add_argument("--out", default="results")
     q.add_argument("--threads", type=int, default=0,

@@ -227,11 +227,12 @@ class Samples:
 
 @dataclass
 class Split:
-    """Chronological leave-one-out: last item = test, second-last = validation, earlier = train."""
+    """Chronological leave-one-out, the part training and selection may read: every position but
+    each user's last two trains, the second-last validates. The last (test) position is not
+    here: only the reporting path builds it, with test_cases()."""
 
     train: Samples
     valid: Samples
-    test: Samples
     train_sequences: list  # per user, the items usable for training (all but the last two)
     history_len: int
 
@@ -245,15 +246,29 @@ def window(seq: np.ndarray, end: int, L: int) -> np.ndarray:
     return out
 
 
-def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1) -> Split:
-    """Per user: last item test, second-last validation; every earlier position a training target.
+def _cases(ds: Dataset, history_len: int, back: int) -> Samples:
+    """One case per user with at least 3 interactions: the item `back` places from the end as
+    target, the L items before it as history and every earlier item as seen."""
+    us, hs, ts, ss = [], [], [], []
+    for u, seq in ds.sequences.items():
+        if len(seq) >= 3:
+            j = len(seq) - back
+            us.append(u)
+            hs.append(window(seq, j, history_len))
+            ts.append(seq[j])
+            ss.append(seq[:j].copy())
+    return Samples(np.asarray(us), np.asarray(hs, dtype=np.int64).reshape(-1, history_len),
+                   np.asarray(ts, dtype=np.int64), ss)
 
-    Users with fewer than 3 interactions have no validation/test case; their items still train.
+
+def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1) -> Split:
+    """Per user: every position before the last two a training target, the second-last validation.
+
+    Users with fewer than 3 interactions have no validation case; their items still train.
     `min_history` is the least number of earlier items a training target needs.
     """
     L = history_len
     tr_u, tr_h, tr_t = [], [], []
-    ev = {"valid": ([], [], [], []), "test": ([], [], [], [])}
     train_sequences = []
     for u, seq in ds.sequences.items():
         n = len(seq)
@@ -263,25 +278,27 @@ def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1
             tr_u.append(u)
             tr_h.append(window(seq, j, L))
             tr_t.append(seq[j])
-        if n >= 3:
-            for name, j in (("valid", n - 2), ("test", n - 1)):
-                us, hs, ts, ss = ev[name]
-                us.append(u)
-                hs.append(window(seq, j, L))
-                ts.append(seq[j])
-                ss.append(seq[:j].copy())
+    train = Samples(np.asarray(tr_u), np.asarray(tr_h, dtype=np.int64).reshape(-1, L),
+                    np.asarray(tr_t, dtype=np.int64))
+    return Split(train=train, valid=_cases(ds, L, 2), train_sequences=train_sequences, history_len=L)
 
-    def samples(us, hs, ts, ss=None):
-        return Samples(np.asarray(us), np.asarray(hs, dtype=np.int64).reshape(-1, L),
-                       np.asarray(ts, dtype=np.int64), ss)
 
-    return Split(
-        train=samples(tr_u, tr_h, tr_t),
-        valid=samples(*ev["valid"]),
-        test=samples(*ev["test"]),
-        train_sequences=train_sequences,
-        history_len=L,
-    )
+def test_cases(ds: Dataset, history_len: int = 10) -> Samples:
+    """The held-out test cases (each user's last item). For reporting only: training, early
+    stopping and every choice of settings use chronological_split, which never holds them."""
+    return _cases(ds, history_len, 1)
+
+
+test_cases.__test__ = False  # a library function, not a pytest test
+
+
+def evaluation_cases(ds: Dataset, split: Split, name: str) -> Samples:
+    """The cases of the named split: "valid" from the split, "test" built for the report."""
+    if name == "valid":
+        return split.valid
+    if name == "test":
+        return test_cases(ds, split.history_len)
+    raise ValueError(f"unknown split {name!r}: use valid or test")
 
 
 def sequence_windows(sequences, L: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .baselines import popularity_scorer, textknn_scorer
 from .catalog import item_embeddings
 from .checkpoint import atomic_write, read_config, write_json
-from .data import chronological_split, load_dataset
+from .data import chronological_split, evaluation_cases, load_dataset
 from .evaluate import dump_rankings, evaluate_recommender, generated_intentions, rank_all
 
 METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
@@ -56,7 +56,7 @@ def evaluate_checkpoint(rec, split_name: str, steps_list, w, rho, intention: str
                         dump: str | None = None, split=None) -> list[dict]:
     """Entries for each steps value (the same noise seed for each)."""
     split = split or chronological_split(rec.dataset, rec.history_len)
-    samples = getattr(split, split_name)
+    samples = evaluation_cases(rec.dataset, split, split_name)
     w = rec.default_w if w is None else float(w)
     if intention == "generated":
         rho = rec.default_rho if rho is None else float(rho)
@@ -81,7 +81,7 @@ def evaluate_checkpoint(rec, split_name: str, steps_list, w, rho, intention: str
 
 
 def baseline_entry(name: str, ds, split, split_name: str, E, seed: int = 0, dump=None) -> dict:
-    samples = getattr(split, split_name)
+    samples = evaluation_cases(ds, split, split_name)
     scorer = popularity_scorer(split, ds.n_items) if name == "popularity" else textknn_scorer(E)
     res = rank_all(lambda rows: scorer(samples.histories[rows]), samples, dump_top=50 if dump else 0,
                    seed=seed).require_finite(name)

@@ -22,6 +22,7 @@ from .evaluate import evaluate_recommender, generated_intentions
 from .intentions import intention_pool
 from .model import Denoiser, ItemTable, ModelConfig
 from .recommender import Recommender
+from .schedule import BudgetSchedule
 from .transform import fit_transform
 
 log = logging.getLogger(__name__)
@@ -177,9 +178,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
         n_batches = math.ceil(len(seq_in) / cfg.seq_batch_size)
     else:
         n_batches = math.ceil(len(train) / cfg.batch_size)
-    horizon = [cfg.epochs * n_batches]  # steps of the cosine decay; shortened to fit the budget
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s / horizon[0], 1.0)))))
+    schedule = BudgetSchedule(opt, n_batches, cfg.epochs, cfg.max_minutes, fit_to_budget=cfg.anneal_to_budget)
     ema = [p.detach().clone() for p in params] if cfg.ema else None  # follows the model to dev
     ema_steps = 0
     best, best_state, bad, history = -1.0, None, 0, []
@@ -226,7 +225,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            sched.step()
+            schedule.step()
             if ema is not None:
                 ema_update(ema, params, cfg.ema, ema_steps)
                 ema_steps += 1
@@ -253,17 +252,11 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
         if bad >= cfg.patience:
             log_fn(f"early stop: no validation gain for {cfg.patience} epochs")
             break
-        # the next epoch is assumed as slow as the slowest so far (a busy machine slows down)
-        per_epoch = max(elapsed / epoch, elapsed - epoch_start_elapsed)
-        if cfg.anneal_to_budget:  # decay the learning rate over the epochs that fit, re-estimated
-            # from the last epoch alone (the first carries the set-up and a GPU's warm-up)
-            fit = min(cfg.epochs, max(2, epoch + int((cfg.max_minutes * 60 - elapsed)
-                                                     / max(elapsed - epoch_start_elapsed, 1e-9))))
-            if fit * n_batches != horizon[0]:
-                horizon[0] = fit * n_batches
-                log_fn(f"learning rate decays over the {fit} epochs that fit the {cfg.max_minutes}-minute budget")
-        if elapsed + per_epoch > cfg.max_minutes * 60:
-            log_fn(f"stopping: the next epoch would pass the {cfg.max_minutes}-minute budget")
+        note, stop = schedule.end_epoch(epoch, elapsed, elapsed - epoch_start_elapsed)
+        if note:
+            log_fn(note)
+        if stop:
+            log_fn(stop)
             break
     model.load_state_dict(best_state[0])
     table.load_state_dict(best_state[1])
@@ -271,7 +264,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     rec.invalidate()
     choose_guidance(rec, split, cfg, log_fn)
     rec.config["train_log"] = {"epochs_run": len(history), "best_epoch": best_state[2],
-                               "lr_decay_epochs": round(horizon[0] / n_batches, 2),
+                               "lr_decay_epochs": round(schedule.decay_epochs, 2),
                                "best_valid_NDCG@10": round(best, 5), "history": history,
                                "minutes": round((time.time() - t0) / 60, 2)}
     return rec, split, E

@@ -50,18 +50,19 @@ def averaged(rec, samples, n: int, w, seed: int = 0):
 
 def sampling(checkpoint: str) -> dict:
     from idream.recommender import Recommender
-    from idream.data import chronological_split
+    from idream.data import chronological_split, evaluation_cases
 
     torch.set_grad_enabled(False)
     rec = Recommender.load(checkpoint)
     sp = chronological_split(rec.dataset, rec.history_len)
+    cases = {s: evaluation_cases(rec.dataset, sp, s) for s in SPLITS}  # validation decides, test reports
     w0, rho0 = rec.default_w, rec.default_rho
-    q = {s: generated_intentions(rec, getattr(sp, s), seed=0) for s in SPLITS}
+    q = {s: generated_intentions(rec, cases[s], seed=0) for s in SPLITS}
     rows = []
 
     def add(group, setting, fn):
         t = time.time()
-        m = {s: fn(getattr(sp, s), s).metrics for s in SPLITS}
+        m = {s: fn(cases[s], s).metrics for s in SPLITS}
         rows.append({"group": group, "setting": setting, **_cells(m), "seconds": round(time.time() - t, 1)})
         log(f"{group} {setting}: {rows[-1]}")
 
@@ -88,6 +89,7 @@ TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 10, whiten
 
 
 def training(dataset: str, max_minutes: float, seed: int, threads: int = 0) -> dict:
+    from idream.data import evaluation_cases
     from idream.train import TrainConfig, train
 
     rows = []
@@ -96,11 +98,12 @@ def training(dataset: str, max_minutes: float, seed: int, threads: int = 0) -> d
         cfg = TrainConfig(dataset=dataset, seed=seed, max_minutes=max_minutes, threads=threads, **settings)
         rec, sp, _ = train(cfg, progress=False, log_fn=lambda s: log(f"{settings} {s}"))
         g = rec.config["guidance"]
+        cases = {s: evaluation_cases(rec.dataset, sp, s) for s in SPLITS}
         with torch.no_grad():
-            m = {s: evaluate_recommender(rec, getattr(sp, s), steps=1, w=g["w"], rho=0.0).metrics
+            m = {s: evaluate_recommender(rec, cases[s], steps=1, w=g["w"], rho=0.0).metrics
                  for s in SPLITS}
-            qi = {s: generated_intentions(rec, getattr(sp, s), seed=0) for s in SPLITS}
-            mi = {s: evaluate_recommender(rec, getattr(sp, s), steps=1, w=g["w"], rho=g["rho"],
+            qi = {s: generated_intentions(rec, cases[s], seed=0) for s in SPLITS}
+            mi = {s: evaluate_recommender(rec, cases[s], steps=1, w=g["w"], rho=g["rho"],
                                           intentions=qi[s]).metrics for s in SPLITS}
         rows.append({"group": group, "setting": ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults",
                      "w": g["w"], "rho": g["rho"], "epochs": rec.config["train_log"]["epochs_run"],

@@ -116,7 +116,7 @@ RECBOLE_CONFIG = {
 def export_atomic(folder: Path) -> dict:
     """Write our ml-100k sequences as folder/idream-ml-100k/idream-ml-100k.inter; our counts."""
     sys.path.insert(0, str(ROOT))
-    from idream.data import chronological_split, load_dataset
+    from idream.data import chronological_split, load_dataset, test_cases
 
     ds = load_dataset(DATASET)
     split = chronological_split(ds, 10)
@@ -137,7 +137,7 @@ def export_atomic(folder: Path) -> dict:
         "items_with_interactions": len(interacted),
         "interactions": n,
         "valid_cases": len(split.valid),
-        "test_cases": len(split.test),
+        "test_cases": len(test_cases(ds, 10)),
         "source": ds.source,
     }
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idream.data import PAD, DatasetError, chronological_split, load_dataset
+from idream.data import PAD, DatasetError, chronological_split, load_dataset, test_cases
 from tests.conftest import ML1M
 
 
@@ -36,18 +36,22 @@ def test_ml100k_sequences_are_chronological(ml100k):
 
 def test_split_targets_and_histories(ml100k):
     sp = chronological_split(ml100k, history_len=10)
-    assert len(sp.valid) == len(sp.test) == 943
+    test = test_cases(ml100k, history_len=10)
+    assert not hasattr(sp, "test")  # what training and selection read holds no test case
+    assert len(sp.valid) == len(test) == 943
     assert len(sp.train) == 100_000 - 2 * 943 - 943  # first item of each user has no history
-    for s in (sp.train, sp.valid, sp.test):
+    for s in (sp.train, sp.valid, test):
         for h, t in zip(s.histories[:5000], s.targets[:5000]):
             assert t not in h[h != PAD]
-    for k, u in enumerate(sp.test.users):
+    for k, u in enumerate(test.users):
         seq = ml100k.sequences[u]
-        assert sp.test.targets[k] == seq[-1] and sp.valid.targets[k] == seq[-2]
-        assert list(sp.test.histories[k][sp.test.histories[k] != PAD]) == list(seq[-11:-1])
-        assert set(sp.test.seen[k]) == set(seq[:-1]) and sp.test.targets[k] not in sp.test.seen[k]
-    # training never sees a validation or test target at its position
-    held = {(u, t) for u, t in zip(sp.test.users, sp.test.targets)}
+        assert test.targets[k] == seq[-1] and sp.valid.targets[k] == seq[-2]
+        assert list(test.histories[k][test.histories[k] != PAD]) == list(seq[-11:-1])
+        assert set(test.seen[k]) == set(seq[:-1]) and test.targets[k] not in test.seen[k]
+        assert set(sp.valid.seen[k]) == set(seq[:-2])
+    # no training sequence holds a user's last item; training never sees a held-out target
+    assert all(len(s) == len(ml100k.sequences[u]) - 2 for s, u in zip(sp.train_sequences, ml100k.sequences))
+    held = {(u, t) for u, t in zip(test.users, test.targets)}
     held |= {(u, t) for u, t in zip(sp.valid.users, sp.valid.targets)}
     assert not held & set(zip(sp.train.users, sp.train.targets))
 
@@ -85,9 +89,9 @@ def test_ml1m_folder():
     ds = load_dataset(str(ML1M))
     assert ds.n_items == 3883 and len(ds.sequences) == 6040
     assert sum(len(s) for s in ds.sequences.values()) == 1_000_209
-    sp = chronological_split(ds)
-    assert len(sp.test) == 6040
-    assert np.all(sp.test.targets == np.array([ds.sequences[u][-1] for u in sp.test.users]))
+    test = test_cases(ds)
+    assert len(test) == 6040
+    assert np.all(test.targets == np.array([ds.sequences[u][-1] for u in test.users]))
 
 
 def test_drop_last_writes_a_dataset_whose_users_lose_their_last_items(synthetic_dir, tmp_path):

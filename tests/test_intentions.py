@@ -185,7 +185,7 @@ def test_eval_intention_caches_of_equal_size_do_not_collide(synthetic_dir, monke
     import numpy as np
 
     import idream.evaluate as ev
-    from idream.data import chronological_split, load_dataset
+    from idream.data import chronological_split, load_dataset, test_cases
 
     tags = []
     monkeypatch.setattr(ev, "embed_sentences", lambda s, b, c, tag, progress: (
@@ -193,8 +193,9 @@ def test_eval_intention_caches_of_equal_size_do_not_collide(synthetic_dir, monke
     ds = load_dataset(str(synthetic_dir))
     split = chronological_split(ds, 5)
     rec = SimpleNamespace(dataset=ds, backend=None, config={}, transform=lambda e: e)
-    assert len(split.valid) == len(split.test)
+    test = test_cases(ds, 5)
+    assert len(split.valid) == len(test)
     ev.generated_intentions(rec, split.valid, seed=1)
-    ev.generated_intentions(rec, split.test, seed=1)
-    ev.generated_intentions(rec, split.test, seed=1)
+    ev.generated_intentions(rec, test, seed=1)
+    ev.generated_intentions(rec, test, seed=1)
     assert tags[0] != tags[1] and tags[1] == tags[2]

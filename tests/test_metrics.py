@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from idream.data import chronological_split, load_dataset
+from idream.data import load_dataset, test_cases
 from idream.evaluate import NonFiniteScores, rank_all
 from idream.metrics import (MISS, mask_seen, metrics_from_counts, metrics_from_ranks, rank_counts, top_k,
                             top_k_random_ties)
@@ -63,7 +63,7 @@ def test_non_finite_scores_are_misses():
 @pytest.fixture(scope="module")
 def ml100k_test():
     ds = load_dataset("ml-100k")
-    return ds, chronological_split(ds, 10).test
+    return ds, test_cases(ds, 10)
 
 
 def test_all_nan_scorer_scores_zero_and_is_reported(ml100k_test):

@@ -14,6 +14,7 @@ import torch
 
 from idream.baselines import popularity_scorer
 from idream.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from idream.data import load_dataset, test_cases
 from idream.evaluate import evaluate_recommender, rank_all
 from idream.train import TrainConfig, build, train
 
@@ -64,7 +65,7 @@ def trained(synthetic_dir, cache_dir):
 
 def test_learns_planted_rule(trained, synthetic_dir, cache_dir):
     rec, split, _ = trained
-    m = evaluate_recommender(rec, split.test, steps=1, w=0.0, rho=0.0).metrics
+    m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     chance = 10 / (rec.dataset.n_items - 11)
     assert m["HR@10"] > 0.9 > 2.5 * chance, m
     # the very next item is usually ranked first
@@ -147,7 +148,7 @@ def test_pure_text_variant_learns(synthetic_dir, cache_dir):
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     assert rec.items.residual is None
     assert all("ce" not in r for r in rec.config["train_log"]["history"])
-    m = evaluate_recommender(rec, split.test, steps=1).metrics
+    m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1).metrics
     assert all(np.isfinite(v) for v in m.values())
     assert m["HR@10"] > 0.8, m
     assert_learned(rec, split, cfg, cache_dir)
@@ -211,7 +212,7 @@ def test_dreamrec_id_variant_learns(synthetic_dir, cache_dir):
     cfg = tiny_config(synthetic_dir, item_source="id", id_dim=16)
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     assert rec.config["text"]["backend"] == "none" and rec.items.z.abs().sum() == 0
-    m = evaluate_recommender(rec, split.test, steps=1, w=0.0, rho=0.0).metrics
+    m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     assert m["HR@10"] > 2 * 10 / 29, m
     assert_learned(rec, split, cfg, cache_dir)
 
@@ -276,7 +277,7 @@ def test_next_item_only_targets_train_and_bad_settings_fail_clearly(synthetic_di
     cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=10,
                       max_minutes=5.0, future_k=1)  # the default takes 5: both paths are trained
     rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    m = evaluate_recommender(rec, split.test, steps=1, w=0.0, rho=0.0).metrics
+    m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     assert m["HR@10"] > 0.9, m
     assert_learned(rec, split, cfg, cache_dir)
     for bad in (dict(future_k=0), dict(future_k=2, future_decay=0.0)):
@@ -359,7 +360,7 @@ def test_causal_encoder_learns_planted_rule_and_round_trips(synthetic_dir, cache
     cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=10,
                       max_minutes=5.0)
     rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    m = evaluate_recommender(rec, split.test, steps=1, w=0.0, rho=0.0).metrics
+    m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     assert m["HR@10"] > 0.9 and m["NDCG@10"] > 0.7, m
     assert_learned(rec, split, cfg, cache_dir, margin=0.5)
     save_checkpoint(rec, tmp_path / "ck", E)
@@ -414,3 +415,38 @@ def test_training_on_gpu_gives_a_cpu_checkpoint(synthetic_dir, tmp_path):
     assert rec.config["train_log"]["best_valid_NDCG@10"] > 0
     out = rec.recommend([100, 101], k=5)  # and it answers on the CPU
     assert len(out.items) == 5 and not {100, 101} & {r["item_id"] for r in out.items}
+
+
+def test_training_and_every_choice_are_blind_to_the_test_targets(tmp_path, cache_dir):
+    """Replace every user's last (test) item by another item: the trained weights, the kept
+    epoch, the validation curve and the chosen guidance must come out bit for bit the same."""
+    import pandas as pd
+
+    from conftest import make_synthetic
+
+    a = make_synthetic(tmp_path / "a", n_users=60)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    inter = pd.read_csv(b / "interactions.csv")
+    last = inter.groupby("user_id")["timestamp"].idxmax()
+    for row in last:  # an item the user never had, so no repeat is dropped and nothing shifts
+        had = set(inter.loc[inter.user_id == inter.at[row, "user_id"], "item_id"])
+        inter.at[row, "item_id"] = next(i for i in range(100, 140) if i not in had)
+    inter.to_csv(b / "interactions.csv", index=False)
+    ta, tb = test_cases(load_dataset(str(a)), 5), test_cases(load_dataset(str(b)), 5)
+    assert (ta.targets != tb.targets).all()  # the test targets really differ
+
+    def run(folder):
+        cfg = tiny_config(folder, encoder="causal", epochs=3, seq_batch_size=16)
+        rec, _, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+        log = {k: v for k, v in rec.config["train_log"].items() if k != "minutes"}
+        for r in log["history"]:
+            r.pop("minutes")
+        return rec, log
+
+    ra, la = run(a)
+    rb, lb = run(b)
+    assert la == lb and ra.config["guidance"] == rb.config["guidance"]
+    for (k, x), (_, y) in zip(ra.model.state_dict().items(), rb.model.state_dict().items()):
+        assert torch.equal(x, y), k
+    assert torch.equal(ra.item_vectors(), rb.item_vectors())
