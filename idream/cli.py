@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pure text item vectors, the paper's form (no learned residual)")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
     t.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/idream)")
-    t.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation")
+    t.add_argument("--no-eval", action="store_true",
+                   help="skip the final report (validation rows, then the test split read once)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="HR@K / NDCG@K on the validation or test split")
@@ -90,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--intention", choices=["none", "generated"], default="none")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--dump-rankings", metavar="FILE", help="per-user top-50 (.csv or .jsonl)")
-    e.add_argument("--no-save", action="store_true", help="do not update the checkpoint's metrics.json")
+    e.add_argument("--save", action="store_true",
+                   help="merge the rows into the checkpoint's metrics.json and model card "
+                        "(default: print only, the checkpoint's files are left alone)")
     e.add_argument("--cache-dir", default=None)
     e.add_argument("--json", action="store_true")
 

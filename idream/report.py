@@ -132,7 +132,7 @@ def evaluate_command(a) -> dict:
         E = item_embeddings(ds, text.get_backend(tm), desc, cache_dir=a.cache_dir, progress=False) \
             if a.baseline == "textknn" else None
         entries = [baseline_entry(a.baseline, ds, split, a.split, E, a.seed, a.dump_rankings)]
-        if a.checkpoint and not a.no_save:
+        if a.checkpoint and a.save:
             update_metrics(Path(a.checkpoint), entries, ds.name, command)
         return {"dataset": ds.name, "split": a.split, "seed": a.seed, "results": entries}
     if not a.checkpoint:
@@ -143,29 +143,29 @@ def evaluate_command(a) -> dict:
         rec.config["cache_dir"] = a.cache_dir
     entries = evaluate_checkpoint(rec, a.split, a.steps, a.w, a.rho, a.intention, a.seed,
                                   a.dump_rankings)
-    if not a.no_save:
+    if a.save:
         update_metrics(Path(a.checkpoint), entries, rec.dataset.name, command)
         write_model_card(Path(a.checkpoint))
     return {"dataset": rec.dataset.name, "split": a.split, "seed": a.seed, "results": entries}
 
 
 def standard_evaluation(rec, split, E, out: Path, seed: int = 0, log_fn=print) -> list[dict]:
-    """What `train` runs at the end: the evaluate command's standard rows for the model card."""
+    """What `train` runs at the end: the standard rows for the model card, on validation (what
+    the shipping bars read) and then on test (read once, to report)."""
     ds = rec.dataset
-    rows = [baseline_entry("popularity", ds, split, "test", E, seed),
-            baseline_entry("textknn", ds, split, "test", E, seed)]
-    rows += evaluate_checkpoint(rec, "test", [1, 10, 50], None, None, "none", seed, split=split)
-    rows += evaluate_checkpoint(rec, "test", [1], None, None, "generated", seed, split=split)
-    cmds = {
-        "popularity": f"python -m idream evaluate --checkpoint {out} --baseline popularity",
-        "textknn": f"python -m idream evaluate --checkpoint {out} --baseline textknn",
-    }
+    rows = []
+    for name in ("valid", "test"):
+        rows += [baseline_entry("popularity", ds, split, name, E, seed),
+                 baseline_entry("textknn", ds, split, name, E, seed)]
+        rows += evaluate_checkpoint(rec, name, [1, 10, 50], None, None, "none", seed, split=split)
+        rows += evaluate_checkpoint(rec, name, [1], None, None, "generated", seed, split=split)
     for r in rows:
-        cmd = cmds.get(r["model"]) or (
-            f"python -m idream evaluate --checkpoint {out} --split test --steps {r['steps']} "
-            f"--intention {r['intention']} --seed {seed}")
+        cmd = (f"python -m idream evaluate --checkpoint {out} --split {r['split']} --save "
+               + (f"--baseline {r['model']}" if r["model"] != "idream" else
+                  f"--steps {r['steps']} --intention {r['intention']} --seed {seed}"))
         update_metrics(out, [r], ds.name, cmd)
-        log_fn(f"{r['label']:<36} NDCG@10={r['metrics']['NDCG@10']:.4f} HR@10={r['metrics']['HR@10']:.4f}")
+        log_fn(f"{r['split']:<5} {r['label']:<36} NDCG@10={r['metrics']['NDCG@10']:.4f} "
+               f"HR@10={r['metrics']['HR@10']:.4f}")
     return rows
 
 
@@ -178,13 +178,14 @@ def _find(results: dict, **want) -> dict | None:
     return None
 
 
-def quality_checks(metrics: dict, w: float, rho: float, seed: int = 0) -> list[dict]:
-    """The core issue's three bars, computed from metrics.json."""
+def quality_checks(metrics: dict, w: float, rho: float, seed: int = 0, split: str = "valid") -> list[dict]:
+    """The shipping bars, computed from metrics.json on the validation split: they decide what
+    ships, so they never read test."""
     res = metrics.get("results", {})
-    pop = _find(res, model="popularity", split="test")
-    knn = _find(res, model="textknn", split="test")
-    one = _find(res, model="idream", split="test", steps=1, intention="none", w=w, seed=seed)
-    gen = _find(res, model="idream", split="test", steps=1, intention="generated", w=w, rho=rho, seed=seed)
+    pop = _find(res, model="popularity", split=split)
+    knn = _find(res, model="textknn", split=split)
+    one = _find(res, model="idream", split=split, steps=1, intention="none", w=w, seed=seed)
+    gen = _find(res, model="idream", split=split, steps=1, intention="generated", w=w, rho=rho, seed=seed)
     checks = []
     if pop and one:
         checks.append(("iDream unguided one-step NDCG@10 / popularity NDCG@10", one["metrics"]["NDCG@10"],
@@ -197,6 +198,15 @@ def quality_checks(metrics: dict, w: float, rho: float, seed: int = 0) -> list[d
                        one["metrics"]["HR@10"], 2.0))
     return [{"check": c, "value": a, "reference": b, "ratio": (a / b if b else float("inf")),
              "bar": bar, "passed": b > 0 and a / b >= bar} for c, a, b, bar in checks]
+
+
+def bars_markdown(checks: list[dict]) -> str:
+    """The shipping bars as a Markdown table."""
+    lines = ["| bar (validation) | value | reference | ratio | bar | |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| {c['check']} | {c['value']:.4f} | {c['reference']:.4f} | {c['ratio']:.2f}× | "
+                     f"≥ {c['bar']:.2f}× | {'pass' if c['passed'] else 'FAIL'} |")
+    return "\n".join(lines)
 
 
 def results_table(metrics: dict, split: str = "test") -> str:
@@ -259,18 +269,22 @@ def write_model_card(ckpt: Path) -> Path:
         "",
         f"Protocol: {metrics.get('protocol', '')}. Machine: {metrics.get('machine', '')}.",
         "",
+        "Test split (read once, to report):",
+        "",
         results_table(metrics) if metrics else "_not evaluated yet_",
         "",
+        "Validation split (what the choices and the shipping bars read):",
+        "",
+        results_table(metrics, "valid") if metrics else "_not evaluated yet_",
+        "",
     ]
+    cmds = sorted({e["command"] for e in metrics.get("results", {}).values() if e.get("command")})
+    if cmds:
+        lines += ["Rows written by:", "", "```", *cmds, "```", ""]
     checks = quality_checks(metrics, float(g.get("w", 0.0)), float(g.get("rho", 1.0)),
                             int(tr.get("seed", 0))) if metrics else []
     if checks:
-        lines += ["### Quality bars (test split, same run)", "", "| check | value | reference | ratio | bar | |",
-                  "|---|---|---|---|---|---|"]
-        for c in checks:
-            lines.append(f"| {c['check']} | {c['value']:.4f} | {c['reference']:.4f} | "
-                         f"{c['ratio']:.2f}× | ≥ {c['bar']:.2f}× | {'pass' if c['passed'] else 'FAIL'} |")
-        lines.append("")
+        lines += ["### Shipping bars (validation split, same run)", "", bars_markdown(checks), ""]
     hist = tl.get("history", [])
     if hist:
         lines += ["## Training curve (validation, one-step, unguided, w = 0)", "",

@@ -35,17 +35,15 @@ class TrainConfig:
     dataset: str = "ml-100k"
     text_model: str = "minilm"
     descriptions: str = "template"
-    transform: str = "whiten"  # chosen on validation: results/transform-ablation.md, tuning.md
-    history_len: int = 10  # windows of 10: more updates per epoch; at equal minutes validation
-    # NDCG@10 0.113 vs 0.092 for 50 (results/tuning-runs.md, bench-quality-ml-100k.md)
+    transform: str = "whiten"  # chosen on validation (docs/tuning.md)
+    history_len: int = 10  # short windows: more updates per epoch, better at equal minutes (docs/tuning.md)
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
     p_uncond: float = 0.1  # condition dropout of the history (classifier-free guidance)
     p_intention: float = 0.5  # probability that a training target comes with an intention
-    p_t_max: float = 0.8  # share of targets trained at t = T-1, the only step one-step sampling
-    # uses (validation NDCG@10 0.093 -> 0.107 at 0.5; 0.8 learns faster still: results/tuning-runs.md)
+    p_t_max: float = 0.8  # share of targets trained at t = T-1, the only step one-step sampling uses
     intention_pool: int = 4  # generated intentions per item for training
     ce_weight: float = 50.0  # auxiliary ranking loss (0: the paper's pure x0 regression)
     tau: float = 10.0
@@ -54,7 +52,7 @@ class TrainConfig:
     residual_rank: int = 0  # 0: a free D-dim residual per item; k: a k-dim ID vector per item times a learned k×D map
     detach_target: bool = True  # the x0 target does not pull the item vectors (no collapse)
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept (0: off)
-    patience: int = 5  # validation NDCG@10 of 943 users moves ±0.01 epoch to epoch
+    patience: int = 5  # validation NDCG@10 over a thousand users is noisy from epoch to epoch
     max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
     anneal_to_budget: bool = True  # cosine decay over the epochs that fit the budget, not all epochs
     seed: int = 0
@@ -67,7 +65,7 @@ class TrainConfig:
     T: int = 1000
     schedule: str = "linear"
     w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
-    rho_grid: tuple = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0)  # 0.25 beat 0.5 on validation (ablation-sampling.md)
+    rho_grid: tuple = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
     item_source: str = "text"  # "id": DreamRec's randomly initialised, jointly trained ID vectors
     id_dim: int = 64  # dimension of the ID vectors when item_source == "id"
@@ -78,8 +76,7 @@ class TrainConfig:
     seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
     future_k: int = 5  # causal encoder: the ranking loss targets the next k items of the window,
     future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
-    # ml-100k rates many items at one timestamp, so the exact next item is partly chance: k = 5
-    # lifted validation NDCG@10 on 3 of 3 seeds, 0.1143 -> 0.1179 (results/bench-notes.md).
+    # ml-100k rates many items at one timestamp, so the exact next item is partly chance (docs/tuning.md).
     # Targets that come with an intention (written from the next item) rank that item alone.
 
     @classmethod

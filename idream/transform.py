@@ -60,6 +60,9 @@ def fit_transform(E: np.ndarray, kind: str = "whiten", eps: float = 1e-5) -> Tra
     D = E.shape[1]
     if kind == "none":
         return Transform(kind, np.zeros(D), np.eye(D))
+    if not E.var(axis=0).sum() > 0:  # scale and whiten would divide by zero
+        raise ValueError(f"the {len(E)} item vectors are all equal, so they cannot be scaled or "
+                         "whitened: give the items distinct descriptions, or use --transform none")
     if kind == "scale":
         a = 1.0 / np.sqrt(E.var(axis=0).mean())
         return Transform(kind, np.zeros(D), a * np.eye(D))

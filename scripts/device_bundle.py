@@ -14,7 +14,7 @@ comes from the cache. Fill the cache first with a tiny local run of the same ben
 then, on the GPU machine (the command this prints, carrying the paths it lists):
     IDREAM_GIT_COMMIT=<the commit here> IDREAM_CACHE_DIR=/tmp/c PYTHONPATH=$PWD/.devdata/bundle/site \
         python3 .devdata/bundle/restore.py /tmp/c && python3 -m idream bench quality ...
-(on an H100, pass "seq_batch_size": 128 in --train-overrides for epochs 4x faster: results/bench-notes.md)
+(on an H100, pass "seq_batch_size": 128 in --train-overrides for epochs 4x faster: docs/benchmarks.md)
 """
 
 import argparse

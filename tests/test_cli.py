@@ -41,6 +41,9 @@ def test_train_writes_checkpoint(ckpt):
     metrics = json.loads((ckpt / "metrics.json").read_text())
     models = {e["model"] for e in metrics["results"].values()}
     assert models == {"popularity", "textknn", "idream"}
+    # every standard row on validation (what the shipping bars read) and on test (to report)
+    keys = {k.split("/", 1)[1] for k in metrics["results"]}
+    assert {f"{s}/{k}" for s in ("valid", "test") for k in keys} == set(metrics["results"])
     card = (ckpt / "README.md").read_text()
     assert "NDCG@10" in card and "python -m idream train" in card
 
@@ -48,7 +51,7 @@ def test_train_writes_checkpoint(ckpt):
 def test_evaluate_json_and_dump(ckpt, tmp_path):
     dump = tmp_path / "rank.csv"
     p = run("evaluate", "--checkpoint", str(ckpt), "--split", "test", "--steps", "1,4", "--json",
-            "--dump-rankings", str(dump), "--seed", "3", "--no-save")
+            "--dump-rankings", str(dump), "--seed", "3")
     res = json.loads(p.stdout)
     assert [r["steps"] for r in res["results"]] == [1, 4]
     for r in res["results"]:
@@ -67,15 +70,25 @@ def test_evaluate_json_and_dump(ckpt, tmp_path):
         assert mine[k] == pytest.approx(v, abs=1e-4)
 
 
+def test_evaluate_leaves_the_checkpoint_alone_unless_asked(ckpt):
+    files = {f.name: f.read_bytes() for f in ckpt.iterdir() if f.is_file()}
+    run("evaluate", "--checkpoint", str(ckpt), "--split", "valid", "--steps", "2", "--json")
+    assert {f.name: f.read_bytes() for f in ckpt.iterdir() if f.is_file()} == files
+    run("evaluate", "--checkpoint", str(ckpt), "--split", "valid", "--steps", "2", "--json", "--save")
+    metrics = json.loads((ckpt / "metrics.json").read_text())
+    assert any(e["split"] == "valid" and e.get("steps") == 2 for e in metrics["results"].values())
+    assert "--save" in (ckpt / "README.md").read_text()  # the card names the command that wrote a row
+
+
 def test_evaluate_generated_intentions_jsonl(ckpt, tmp_path):
     dump = tmp_path / "rank.jsonl"
     p = run("evaluate", "--checkpoint", str(ckpt), "--intention", "generated", "--rho", "2",
-            "--w", "0", "--json", "--dump-rankings", str(dump))
+            "--w", "0", "--json", "--dump-rankings", str(dump), "--save")
     r = json.loads(p.stdout)["results"][0]
     assert r["intention"] == "generated" and r["rho"] == 2.0 and r["w"] == 0.0
     first = json.loads(dump.read_text().splitlines()[0])
     assert set(first) == {"user_id", "target_item_id", "top_item_ids"}
-    # saved into metrics.json and the model card
+    # saved into metrics.json and the model card, as asked
     assert any(e["intention"] == "generated" and e["rho"] == 2.0
                for e in json.loads((ckpt / "metrics.json").read_text())["results"].values()
                if e["model"] == "idream")

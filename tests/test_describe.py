@@ -280,8 +280,7 @@ def test_checkpoint_with_llm_descriptions_and_openai_embeddings(env, synthetic_d
     assert "trained on llm descriptions, not template" in capsys.readouterr().err
     assert cli.main([*rec, "--tem", "hash:32"]) == 2
     assert "text model openai:fake-embed@16" in capsys.readouterr().err
-    assert cli.main(["evaluate", "--checkpoint", str(out), "--descriptions", "template",
-                     "--no-save"]) == 2
+    assert cli.main(["evaluate", "--checkpoint", str(out), "--descriptions", "template"]) == 2
     assert "trained on llm descriptions" in capsys.readouterr().err
     assert cli.main([*rec, "--tem", "openai:fake-embed", "--tem-dim", "16",
                      "--descriptions", "llm", "--intention", "something scary"]) == 0

@@ -254,16 +254,16 @@ def test_checker_reports_a_figure_missing_from_its_cited_file():
 
 def test_checker_rules_for_ratios_percentages_times_and_settings():
     ok = ("0.0944 against 0.0449: 2.10×, and 80 % of targets at t = T−1 "
-          "(`checkpoints/ml-100k/metrics.json`, `checkpoints/ml-100k/config.json`).\n\n"
+          "(`tests/data/figure-sample.json`).\n\n"
           "History 10, ρ = 0.25, lr 0.001, dropout 0.2, HR@10 over 1,682 items, ≥ 2×, "
           "a 6-minute budget, 64×384, Python 3.11, recbole 1.2.1, seed 0, films from the 90s.\n\n"
           "<!-- x:start -->\n0.4242 in a generated block\n<!-- x:end -->\n\n"
           "```\n0.4242 in code\n```\n")
     assert check_text(ok, SAMPLE) == []
-    bad = ("0.0944 against 0.0449: 2.50×; 13 minutes; 42 % (`checkpoints/ml-100k/metrics.json`).\n\n"
+    bad = ("0.0944 against 0.0449: 2.50×; 13 minutes; 42 % (`tests/data/figure-sample.json`).\n\n"
            "Test 0.0944 (`checkpoints/ml-100k/README.md`: a model card never backs a figure).\n\n"
            "| change | before | after | record |\n|---|---|---|---|\n"
-           "| a row | 0.0944 | 0.0945 | `checkpoints/ml-100k/metrics.json` |\n")
+           "| a row | 0.0944 | 0.0945 | `tests/data/figure-sample.json` |\n")
     problems = check_text(bad, SAMPLE)
     assert [p.split(": ", 1)[1].split()[0] for p in problems] == ["2.50×", "13", "42%", "0.0944", "0.0945"]
 

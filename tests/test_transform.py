@@ -121,13 +121,14 @@ def test_rank_deficient_items_use_the_eigenvalue_floor():
     assert np.isfinite(fit_transform(dup, "whiten")(dup)).all()
 
 
-@pytest.mark.xfail(strict=True, reason="fit_transform floors eigenvalues at eps·max, which is 0 when "
-                                       "every item vector is equal: whiten and scale divide by zero")
-def test_constant_items_stay_finite():
+def test_constant_items_are_refused_clearly():
+    """Equal item vectors have no spread to scale or whiten (the floor eps·max would be 0): a clear
+    error instead of inf/NaN vectors; `none` still works."""
     E = np.ones((10, 4))
-    with np.errstate(all="ignore"):
-        for kind in ("scale", "whiten"):
-            assert np.isfinite(fit_transform(E, kind)(E)).all(), kind
+    for kind in ("scale", "whiten"):
+        with pytest.raises(ValueError, match="all equal.*--transform none"):
+            fit_transform(E, kind)
+    assert np.array_equal(fit_transform(E, "none")(E), E)
 
 
 def test_errors(E):
