@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from .data import PAD, Samples, Split, sequence_windows
 from .device import training_device
 from .evaluate import rank_all
-from .schedule import BudgetSchedule
+from .schedule import BudgetSchedule, budget_clock
 
 
 @dataclass
@@ -42,6 +41,7 @@ class SASRecConfig:
     eval_every: int = 1
     seed: int = 0
     max_minutes: float = 0.0  # training budget (0: none; early stopping ends it)
+    clock: str = "wall"  # what the budget counts: wall seconds or this process's CPU seconds
     device: str = "cpu"  # where the training steps run; evaluation runs on CPU
 
     def __post_init__(self):
@@ -140,9 +140,10 @@ def train_sasrec(split: Split, n_items: int, cfg: SASRecConfig, progress: bool =
         n, n_targets = len(inp_all), int((tgt_all != -100).sum())
     steps = math.ceil(n / cfg.batch_size)
     schedule = BudgetSchedule(opt, steps, cfg.epochs, cfg.max_minutes)
-    best, best_state, bad, t0, history = -1.0, None, 0, time.time(), []
+    now = budget_clock(cfg.clock)
+    best, best_state, bad, t0, history = -1.0, None, 0, now(), []
     for epoch in range(1, cfg.epochs + 1):
-        epoch_t = time.time()
+        epoch_t = now()
         model.to(dev).train()
         perm = torch.from_numpy(rng.permutation(n))
         for b in range(0, n, cfg.batch_size):
@@ -159,8 +160,8 @@ def train_sasrec(split: Split, n_items: int, cfg: SASRecConfig, progress: bool =
             loss.backward()
             opt.step()
             schedule.step()
-        elapsed = time.time() - t0
-        _, stop = schedule.end_epoch(epoch, elapsed, time.time() - epoch_t)
+        elapsed = now() - t0
+        _, stop = schedule.end_epoch(epoch, elapsed, now() - epoch_t)
         if epoch % cfg.eval_every and not stop:
             continue
         val = evaluate_sasrec(model.cpu(), split.valid).metrics["NDCG@10"]
@@ -182,7 +183,7 @@ def train_sasrec(split: Split, n_items: int, cfg: SASRecConfig, progress: bool =
     best_epoch = max(history, key=lambda r: r["valid_NDCG@10"])["epoch"]
     return model, {"best_valid_NDCG@10": best, "epochs_run": epoch, "best_epoch": best_epoch,
                    "targets_per_epoch": n_targets, "lr_decay_epochs": round(schedule.decay_epochs, 2),
-                   "minutes": round((time.time() - t0) / 60, 2), "history": history,
+                   "minutes": round((now() - t0) / 60, 2), "history": history,
                    "config": asdict(cfg)}
 
 

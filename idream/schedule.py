@@ -9,8 +9,19 @@ stopping half-way down a decay planned for all epochs. iDream and its peers use 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
+
+
+def budget_clock(name: str):
+    """The clock a time budget runs on: "wall" seconds, or "cpu", this process's CPU seconds,
+    which other work sharing the machine does not eat into (fair between runs side by side;
+    use it with one torch thread per process)."""
+    clocks = {"wall": time.time, "cpu": time.process_time}
+    if name not in clocks:
+        raise ValueError(f"unknown budget clock {name!r}: use wall or cpu")
+    return clocks[name]
 
 
 class BudgetSchedule:

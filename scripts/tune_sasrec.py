@@ -44,11 +44,11 @@ def table(all_rows: list[dict]) -> str:
     ms = sorted({r["max_minutes"] for r in all_rows})
     out = [head, "", f"Runs: {len(all_rows)}; budgets (minutes): {ms}; commits: "
            f"{sorted({r['commit'] for r in all_rows})}; machine: {all_rows[0]['machine'] if all_rows else ''}.", "",
-           "| " + " | ".join(keys) + " | budget min | seed | valid NDCG@10 | best epoch | epochs | minutes |",
-           "|---" * (len(keys) + 6) + "|"]
+           "| " + " | ".join(keys) + " | budget min | clock | seed | valid NDCG@10 | best epoch | epochs | minutes |",
+           "|---" * (len(keys) + 7) + "|"]
     for r in done:
         c = r["config"]
-        out.append("| " + " | ".join(str(c[k]) for k in keys) + f" | {r['max_minutes']:g} | {c['seed']} | "
+        out.append("| " + " | ".join(str(c[k]) for k in keys) + f" | {r['max_minutes']:g} | {c.get('clock', 'wall')} | {c['seed']} | "
                    f"{r['best_valid_NDCG@10']:.4f} | {r['best_epoch']} | {r['epochs_run']} | {r['minutes']} |")
     return "\n".join(out) + "\n"
 
@@ -58,6 +58,9 @@ def main():
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--max-minutes", type=float, default=3.0, help="training budget of each run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="cpu",
+                    help="budget in this process's CPU seconds (default; fair between runs side by "
+                         "side) or wall seconds")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--shard", default="0/1", help="i/n: run every n-th setting from the i-th")
     ap.add_argument("--grid", default="", help="JSON {field: [values]} instead of the default grid")
@@ -71,7 +74,7 @@ def main():
     grid = json.loads(a.grid) if a.grid else GRID
     ds = load_dataset(a.dataset)
     split = chronological_split(ds, 10)
-    base = SASRecConfig(seed=a.seed, max_minutes=a.max_minutes)
+    base = SASRecConfig(seed=a.seed, max_minutes=a.max_minutes, clock=a.clock)
     seen = {json.dumps(r["config"], sort_keys=True) for r in rows()}
     for cfg in grid_configs(base, grid)[i::n]:
         if json.dumps(asdict(cfg), sort_keys=True) in seen:  # resumable: a finished setting is kept

@@ -92,3 +92,18 @@ def test_grid_covers_every_combination():
     assert len(cfgs) == 12 and len({(c.lr, c.hidden, c.max_len) for c in cfgs}) == 12
     with pytest.raises(ValueError, match="train_on"):
         SASRecConfig(train_on="everything")
+
+
+def test_a_cpu_budget_is_not_eaten_by_waiting():
+    """The "cpu" clock counts this process's work only: time spent waiting for a shared core (here:
+    sleeping) does not use up a budget on it, while it does on the wall clock."""
+    import time
+
+    from idream.schedule import budget_clock
+
+    cpu, wall = budget_clock("cpu"), budget_clock("wall")
+    c0, w0 = cpu(), wall()
+    time.sleep(0.3)
+    assert wall() - w0 >= 0.3 and cpu() - c0 < 0.1
+    with pytest.raises(ValueError, match="wall or cpu"):
+        budget_clock("gpu")
