@@ -1,0 +1,212 @@
+"""How well the text half works: free-phrased intentions against a plain text search, in one run.
+
+For real users' histories (the last L items before their test item) and each intention of the
+free-phrased set (benchmarks/intentions/, written by hand, never trained on), the top-10 of:
+- iDream guided by the intention at each position of the ρ slider (one step, w from the
+  checkpoint);
+- text search: cosine between the intention's and each item's text vectors in the text model's
+  own space (no training at all), history masked;
+- late fusion: unguided iDream scores + λ × text-search cosine, both z-scored per request, λ
+  chosen on the development half.
+Reported per half (dev: where choices are made; test: read to report): genre precision@10 (share
+of the top-10 with a genre the intention means, and its decade where it names one),
+personalisation (mean Jaccard overlap of different users' top-10 for the same intention) and
+cos(oracle, intention) in the scoring space. And, at the checkpoint's ρ, the HR@10 lift that
+generated intentions give on the validation and test positions.
+
+    python -m benchmarks.text --checkpoint checkpoints/ml-100k
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks import free_intentions
+
+RHOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # the slider's range, 0..10
+LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+K = 10
+
+
+def zscore(s: torch.Tensor) -> torch.Tensor:
+    """Per-row z-scores over the finite entries; masked (-inf) entries stay -inf.  (B, N)"""
+    finite = torch.isfinite(s)
+    x = torch.where(finite, s, torch.zeros_like(s))
+    n = finite.sum(1, keepdim=True).clamp(min=1)
+    mu = x.sum(1, keepdim=True) / n
+    sd = (((x - mu) ** 2 * finite).sum(1, keepdim=True) / n).sqrt().clamp(min=1e-12)
+    return torch.where(finite, (x - mu) / sd, s)
+
+
+def matches(ds, intention: dict) -> np.ndarray:
+    """Per item: does it have a genre the intention means (and its decade, where it names one)?  (N,)"""
+    want = set(intention["genres"])
+    ok = np.array([bool(want & set(g)) for g in ds.items["genres"]])
+    if intention["decade"] is not None:
+        years = ds.items["year"].to_numpy(dtype="float64", na_value=np.nan)
+        ok &= (years >= intention["decade"]) & (years < intention["decade"] + 10)
+    return ok
+
+
+def overlap(tops: list[np.ndarray]) -> float:
+    """Mean pairwise Jaccard overlap of the users' top-K lists for one intention."""
+    sets = [set(t.tolist()) for t in tops]
+    pairs = [len(a & b) / len(a | b) for a, b in itertools.combinations(sets, 2)]
+    return float(np.mean(pairs)) if pairs else 1.0
+
+
+def masked_top(scores: torch.Tensor, histories: np.ndarray) -> np.ndarray:
+    """Top-K item indices per row with each row's history masked.  (B, N) -> (B, K)"""
+    from idream.data import PAD
+    from idream.metrics import mask_seen, top_k
+    seen = [h[h != PAD] for h in histories]
+    return top_k(mask_seen(scores.clone(), seen), K).numpy()
+
+
+def summarise(tops: np.ndarray, ok: np.ndarray) -> dict:
+    """tops (I, U, K) item indices; ok (I, N) matches -> precision and overlap, mean over intentions."""
+    prec = np.take_along_axis(ok[:, None, :].repeat(tops.shape[1], 1), tops, 2).mean(axis=(1, 2))
+    return {"precision": float(prec.mean()), "overlap": float(np.mean([overlap(list(t)) for t in tops])),
+            "per_intention": prec.round(3).tolist()}
+
+
+def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
+    from idream.catalog import item_embeddings
+    from idream.data import test_cases
+    from idream.recommender import Recommender
+
+    torch.set_grad_enabled(False)
+    rec = Recommender.load(checkpoint)
+    ds = rec.dataset
+    w = rec.default_w
+    cases = test_cases(ds, rec.history_len)
+    users = np.random.default_rng(seed).choice(len(cases), n_users, replace=False)
+    H = cases.histories[users]  # (U, L): the last L items before each user's test item
+    E = item_embeddings(ds, rec.backend, rec.config["text"].get("descriptions", "template"),
+                        rec.config.get("cache_dir"), progress=False)
+    En = torch.from_numpy(E / np.linalg.norm(E, axis=1, keepdims=True)).float()  # (N, D) raw text space
+    U = len(users)
+    unguided = rec.scores(rec.oracle(H, None, steps=1, w=w, rho=0.0, seed=seed))  # (U, N)
+    out = {"checkpoint": str(checkpoint), "dataset": ds.name, "users": U, "seed": seed, "w": w,
+           "default_rho": rec.default_rho, "rhos": list(RHOS), "lambdas": list(LAMBDAS), "halves": {}}
+    for half in free_intentions.HALVES:
+        rows = free_intentions.load(half)
+        t = time.time()
+        e = rec.backend.encode([r["text"] for r in rows])  # (I, D) raw
+        q_raw = torch.from_numpy(e / np.linalg.norm(e, axis=1, keepdims=True)).float()
+        q = torch.from_numpy(rec.transform(e)).float()  # (I, D) the model's space
+        ok = np.stack([matches(ds, r) for r in rows])  # (I, N)
+        I = len(rows)
+        hist = np.repeat(H[None], I, 0).reshape(I * U, -1)  # (I·U, L): every user for each intention
+        qq = q.repeat_interleave(U, 0)  # (I·U, D)
+        res = {"intentions": I, "ids": [r["id"] for r in rows], "dial": []}
+        for rho in RHOS:
+            x0 = rec.oracle(hist, qq, steps=1, w=w, rho=rho, seed=seed)  # (I·U, D)
+            tops = masked_top(rec.scores(x0), hist).reshape(I, U, K)
+            cos = torch.cosine_similarity(x0, qq, dim=1).reshape(I, U).mean(1)  # per intention
+            res["dial"].append({"rho": rho, **summarise(tops, ok), "cos_oracle_intention": float(cos.mean()),
+                                "cos_per_intention": cos.numpy().round(4).tolist()})
+        text = (q_raw @ En.T).repeat_interleave(U, 0)  # (I·U, N)
+        res["text_search"] = summarise(masked_top(text, hist).reshape(I, U, K), ok)
+        base = zscore(unguided.repeat(I, 1))
+        res["late_fusion"] = {str(lam): summarise(masked_top(base + lam * zscore(text), hist).reshape(I, U, K), ok)
+                              for lam in LAMBDAS}
+        res["unguided"] = summarise(masked_top(unguided.repeat(I, 1), hist).reshape(I, U, K), ok)
+        out["halves"][half] = res
+        log(f"{half}: {I} intentions x {U} users in {time.time() - t:.0f} s")
+    dev = out["halves"]["dev"]["late_fusion"]
+    out["lambda"] = float(max(dev, key=lambda k: dev[k]["precision"]))  # chosen on dev only
+    out["lift"] = generated_lift(rec, seed)
+    return out
+
+
+def generated_lift(rec, seed: int = 0) -> dict:
+    """HR@10 with generated intentions at the checkpoint's ρ over HR@10 unguided, per split."""
+    from idream.data import chronological_split, evaluation_cases
+    from idream.evaluate import evaluate_recommender, generated_intentions
+
+    split = chronological_split(rec.dataset, rec.history_len)
+    out = {}
+    for name in ("valid", "test"):
+        cases = evaluation_cases(rec.dataset, split, name)
+        one = evaluate_recommender(rec, cases, steps=1, w=rec.default_w, rho=0.0, seed=seed).metrics["HR@10"]
+        q = generated_intentions(rec, cases, seed=seed)
+        gen = evaluate_recommender(rec, cases, steps=1, w=rec.default_w, rho=rec.default_rho,
+                                   intentions=q, seed=seed).metrics["HR@10"]
+        out[name] = {"unguided_HR@10": round(one, 5), "generated_HR@10": round(gen, 5),
+                     "lift": round(gen / one, 3) if one else None}
+    return out
+
+
+def markdown(r: dict) -> str:
+    lam = str(r["lambda"])
+    rho0 = r["default_rho"]
+    lines = [f"Checkpoint `{r['checkpoint']}` ({r['dataset']}), {r['users']} users (seed {r['seed']}; "
+             "their last items before the test item as history), free-phrased intentions from "
+             "`benchmarks/intentions/free_phrased.jsonl`; one-step sampling, w = "
+             f"{r['w']:g}. Genre precision@10: share of the top-10 with a genre the intention means "
+             "(and its decade where it names one). Overlap: mean Jaccard overlap of different users' "
+             "top-10 for the same intention (1.0 = not personal). Late fusion's λ is chosen on the dev "
+             f"half: λ = {lam}.", "",
+             "| method | dev precision | dev overlap | test precision | test overlap |", "|---|---|---|---|---|"]
+
+    def row(label, get):
+        d, t = get(r["halves"]["dev"]), get(r["halves"]["test"])
+        lines.append(f"| {label} | {d['precision']:.3f} | {d['overlap']:.3f} | {t['precision']:.3f} | "
+                     f"{t['overlap']:.3f} |")
+
+    at = {x["rho"]: i for i, x in enumerate(r["halves"]["dev"]["dial"])}
+    row(f"iDream at the default ρ = {rho0:g}", lambda h: h["dial"][at[rho0]])
+    row("iDream unguided (ρ = 0, the intention ignored)", lambda h: h["unguided"])
+    row("text search (intention vs item text, raw space)", lambda h: h["text_search"])
+    row(f"late fusion (unguided + {lam} × text search)", lambda h: h["late_fusion"][lam])
+    lines += ["", "The dial (test half): genre precision@10 and cos(oracle, intention) in the scoring space "
+              "at each slider position.", "", "| ρ | precision | overlap | cos(oracle, intention) |",
+              "|---|---|---|---|"]
+    for d in r["halves"]["test"]["dial"]:
+        lines.append(f"| {d['rho']:g} | {d['precision']:.3f} | {d['overlap']:.3f} | "
+                     f"{d['cos_oracle_intention']:.3f} |")
+    lines += ["", "Generated intentions (from the target's genres and decade), HR@10 at ρ = "
+              f"{rho0:g} over unguided:", "", "| split | unguided HR@10 | with intention | lift |",
+              "|---|---|---|---|"]
+    for name, v in r["lift"].items():
+        lines.append(f"| {name} | {v['unguided_HR@10']:.4f} | {v['generated_HR@10']:.4f} | {v['lift']:.2f}× |")
+    lines += ["", f"Command: `{r.get('command', 'python -m benchmarks.text')}`; commit `{r.get('commit', '')}`; "
+              f"machine: {r.get('machine', '')}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default="checkpoints/ml-100k", help="checkpoint folder to measure")
+    ap.add_argument("--users", type=int, default=20, help="real users whose histories are used (default 20)")
+    ap.add_argument("--seed", type=int, default=0, help="draws the users and the sampling noise")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--out", default="results", help="folder for bench-text-<dataset>.{md,json}")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from idream.bench import git_commit
+    from idream.report import machine
+    r = run(a.checkpoint, a.users, a.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
+    r.update(command="python -m benchmarks.text " + " ".join(sys.argv[1:] if argv is None else argv),
+             commit=git_commit(), machine=machine())
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench-text-{r['dataset']}"
+    (out / f"{stem}.json").write_text(json.dumps(r, indent=1))
+    md = markdown(r)
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
