@@ -1,0 +1,130 @@
+"""Tune a peer (SASRec, or DreamRec: iDream's code with ID vectors) on the validation split, as
+iDream was tuned: a grid of settings, each trained on a time budget with the learning-rate decay
+fitted to it, judged by its best validation NDCG@10 (the test split is never built here). Rows
+are appended to results/tuning-<model>.jsonl (a stopped run resumes where it stopped); the table
+results/tuning-<model>.md is rewritten from all rows.
+
+    python scripts/tune_peer.py sasrec --max-minutes 4 --shard 0/2   # two processes,
+    python scripts/tune_peer.py sasrec --max-minutes 4 --shard 1/2   # one core each
+    python scripts/tune_peer.py dreamrec --table                      # rewrite the table only
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from idream.bench import git_commit  # noqa: E402
+from idream.report import machine  # noqa: E402
+
+GRIDS = {
+    "sasrec": {"train_on": ["prefixes", "windows"], "lr": [1e-3, 3e-3], "dropout": [0.2, 0.5],
+               "hidden": [64, 128], "max_len": [20, 50, 100]},
+    "dreamrec": {"lr": [5e-4, 1e-3, 3e-3], "dropout": [0.1, 0.3], "id_dim": [64, 128],
+                 "history_len": [10, 20], "ce_weight": [10.0, 50.0]},
+}
+
+
+def log_path(model: str) -> Path:
+    return ROOT / "results" / f"tuning-{model}.jsonl"
+
+
+def rows(model: str) -> list[dict]:
+    path = log_path(model)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def table(model: str, all_rows: list[dict]) -> str:
+    keys = sorted(GRIDS[model])
+    done = sorted(all_rows, key=lambda r: -r["best_valid_NDCG@10"])
+    out = [f"{model} tuned on the validation split (chronological leave-one-out, full ranking, earlier "
+           "items masked); the test split is never built by this script. Each row: "
+           f"`python scripts/tune_peer.py {model}` with the settings shown, defaults otherwise; best "
+           "validation NDCG@10 of the run, sorted.", "",
+           f"Runs: {len(all_rows)} of {len(configs(model, 0, 1.0, 'cpu'))}; budgets (minutes): "
+           f"{sorted({r['max_minutes'] for r in all_rows})}; commits: {sorted({r['commit'] for r in all_rows})}; "
+           f"machine: {all_rows[0]['machine'] if all_rows else ''}.", "",
+           "| " + " | ".join(keys) + " | budget min | clock | seed | valid NDCG@10 | best epoch | epochs | wall min |",
+           "|---" * (len(keys) + 7) + "|"]
+    for r in done:
+        c = r["config"]
+        out.append("| " + " | ".join(str(c[k]) for k in keys) + f" | {r['max_minutes']:g} | {c.get('clock', 'wall')} "
+                   f"| {c['seed']} | {r['best_valid_NDCG@10']:.4f} | {r['best_epoch']} | {r['epochs_run']} | "
+                   f"{r['minutes']} |")
+    return "\n".join(out) + "\n"
+
+
+def configs(model: str, seed: int, max_minutes: float, clock: str, grid: dict | None = None) -> list:
+    """Every setting of the grid, in a fixed order, over the model's defaults."""
+    import itertools
+    grid = grid or GRIDS[model]
+    if model == "sasrec":
+        from idream.sasrec import SASRecConfig
+        base = SASRecConfig(seed=seed, max_minutes=max_minutes, clock=clock)
+    else:
+        from idream.train import TrainConfig
+        base = TrainConfig(item_source="id", seed=seed, max_minutes=max_minutes, clock=clock, threads=0)
+    keys = sorted(grid)
+    return [replace(base, **dict(zip(keys, v))) for v in itertools.product(*(grid[k] for k in keys))]
+
+
+def train_one(model: str, cfg, dataset: str) -> dict:
+    """Train one setting; its best validation NDCG@10, epochs and curve."""
+    if model == "sasrec":
+        from idream.data import chronological_split, load_dataset
+        from idream.sasrec import train_sasrec
+        ds = load_dataset(dataset)
+        _, info = train_sasrec(chronological_split(ds, 10), ds.n_items, cfg, progress=False)
+        return {"best_valid_NDCG@10": info["best_valid_NDCG@10"], "best_epoch": info["best_epoch"],
+                "epochs_run": info["epochs_run"], "curve": [h["valid_NDCG@10"] for h in info["history"]]}
+    from idream.train import train
+    rec, _, _ = train(replace(cfg, dataset=dataset), progress=False, log_fn=lambda s: None)
+    log = rec.config["train_log"]
+    return {"best_valid_NDCG@10": log["best_valid_NDCG@10"], "best_epoch": log["best_epoch"],
+            "epochs_run": log["epochs_run"], "curve": [h["valid_NDCG@10"] for h in log["history"]]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", choices=sorted(GRIDS), help="the peer to tune")
+    ap.add_argument("--dataset", default="ml-100k", help="ml-100k or a dataset folder")
+    ap.add_argument("--max-minutes", type=float, default=4.0, help="training budget of each run")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="cpu",
+                    help="budget in this process's CPU seconds (default; fair between runs side by side) "
+                         "or wall seconds")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this process (default 1)")
+    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th setting from the i-th")
+    ap.add_argument("--grid", default="", help="JSON {field: [values]} instead of the model's grid")
+    ap.add_argument("--table", action="store_true", help="only rewrite the table from the rows")
+    a = ap.parse_args()
+    md = log_path(a.model).with_suffix(".md")
+    if a.table:
+        md.write_text(table(a.model, rows(a.model)))
+        return
+    torch.set_num_threads(a.threads)
+    i, n = (int(x) for x in a.shard.split("/"))
+    done = {json.dumps(r["config"], sort_keys=True) for r in rows(a.model)}
+    for cfg in configs(a.model, a.seed, a.max_minutes, a.clock, json.loads(a.grid) if a.grid else None)[i::n]:
+        if json.dumps(asdict(cfg), sort_keys=True, default=list) in done:
+            continue
+        t = time.time()
+        res = train_one(a.model, cfg, a.dataset)
+        row = {"dataset": a.dataset, "max_minutes": a.max_minutes, "commit": git_commit(), "machine": machine(),
+               "threads": a.threads, **{k: round(v, 5) if isinstance(v, float) else v for k, v in res.items()},
+               "minutes": round((time.time() - t) / 60, 2), "config": json.loads(json.dumps(asdict(cfg), default=list))}
+        with open(log_path(a.model), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(a.model, row["best_valid_NDCG@10"], {k: getattr(cfg, k) for k in sorted(GRIDS[a.model])}, flush=True)
+    md.write_text(table(a.model, rows(a.model)))
+
+
+if __name__ == "__main__":
+    main()
