@@ -42,112 +42,268 @@ def _ints(s: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
 
 
+# Words for every TrainConfig field: `train --help` shows them next to the generated flags, so a
+# new field without an entry here stops the parser from being built (tests/test_cli_help.py).
+HELP = {
+    # data
+    "dataset": "ml-100k or a dataset folder",
+    "history_len": "how many recent items the model reads per prediction",
+    "max_train_samples": "train on about this many targets at random (0: all; for quick tests)",
+    # text
+    "text_model": "text encoder: minilm, st:FOLDER, openai:MODEL[@DIM] or hash:DIM",
+    "descriptions": "item texts to embed: template (from metadata) or llm (`describe`)",
+    "transform": "map of the text vectors: none, scale or whiten",
+    "item_source": "item vectors: text, or id (DreamRec's learned ID vectors, no text)",
+    "id_dim": "size of the ID vectors with --item-source id",
+    # model
+    "width": "hidden width of the transformer blocks",
+    "depth": "transformer blocks of the denoiser",
+    "heads": "attention heads per block",
+    "dropout": "dropout inside the blocks",
+    "encoder": "history encoder: causal (SASRec-style) or incontext (the paper's)",
+    "encoder_depth": "transformer blocks of the causal history encoder",
+    "item_residual": "pure text item vectors, the paper's form (default: a learned residual too)",
+    "residual_scale": "multiplier of the learned per-item residual",
+    "residual_rank": "0: a free residual per item; k: a k-dim ID vector times a learned map",
+    # diffusion
+    "T": "diffusion steps of the noise schedule",
+    "schedule": "noise schedule: linear or cosine",
+    "p_t_max": "share of targets trained at the last step, the one 1-step sampling uses",
+    "p_uncond": "share of targets trained without history (for history guidance w)",
+    "p_intention": "share of targets trained with an intention sentence",
+    "intention_pool": "generated intention sentences per item for training",
+    "w_grid": "history guidance weights w tried on validation after training",
+    "rho_grid": "intention strengths rho tried on validation after training",
+    # training
+    "lr": "learning rate of AdamW",
+    "weight_decay": "weight decay of AdamW",
+    "batch_size": "targets per step with --encoder incontext",
+    "seq_batch_size": "history windows per step with --encoder causal (each: many targets)",
+    "epochs": "at most this many passes over the training data",
+    "patience": "stop after this many epochs without a validation NDCG@10 gain",
+    "seed": "random seed of initialisation, batches and noise",
+    "threads": "torch CPU threads (0: torch's default)",
+    "device": "where the training steps run: cpu or cuda (evaluation runs on cpu)",
+    "ce_weight": "weight of the auxiliary ranking loss (0: the paper's x0 regression only)",
+    "tau": "temperature of the ranking loss's softmax over items",
+    "detach_target": "the x0 target does not pull the item vectors (avoids collapse)",
+    "ema": "decay of a moving average of the weights, kept instead (0: off)",
+    "window_stride": "causal encoder: a window starts every N items (0: --history-len)",
+    "future_k": "causal encoder: the ranking loss targets the next k items",
+    "future_decay": "causal encoder: weight of the j-th next item is decay**j",
+    # budget
+    "max_minutes": "training budget in minutes (embedding and evaluation come on top)",
+    "clock": "what the budget counts: wall seconds or cpu (this process's) seconds",
+    "anneal_to_budget": "cosine learning-rate decay over the epochs that fit the budget",
+}
+
+# TrainConfig fields with no flag of their own
+NO_FLAG = {"w_grid": "a tuple; set it in Python (TrainConfig)",
+           "rho_grid": "a tuple; set it in Python (TrainConfig)"}
+
+ADVANCED = ("advanced", "For research; a newcomer never needs them. The defaults are the tuned "
+                        "values the shipped model was trained with (docs/tuning.md).")
+
+# The groups of `train --help`, in order, and the destinations each holds, in order: TrainConfig
+# fields (their flags are generated) and the other train flags (tem_dim, out, cache_dir, ...).
+TRAIN_GROUPS = (
+    ("data", None, ("dataset", "history_len")),
+    ("text", None, ("text_model", "tem_dim", "descriptions", "transform")),
+    ("model", None, ("width", "depth", "heads", "dropout", "encoder", "item_residual")),
+    ("diffusion", None, ("T", "schedule", "p_t_max")),
+    ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
+                        "seed", "threads", "device")),
+    ("budget", None, ("max_minutes", "clock")),
+    ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
+    (*ADVANCED, ("ema", "ce_weight", "tau", "future_k", "future_decay", "window_stride",
+                 "detach_target", "anneal_to_budget", "p_uncond", "p_intention", "intention_pool",
+                 "encoder_depth", "residual_rank", "residual_scale", "item_source", "id_dim",
+                 "max_train_samples")),
+)
+
+_METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
+_FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "SRC",
+                  "transform": "KIND", "schedule": "KIND", "encoder": "KIND", "item_source": "SRC",
+                  "clock": "CLOCK", "device": "DEV", "T": "N"}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's layout with a wider flag column, so most flags keep their words on one line."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=26, width=None):
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2 (argparse prints usage first; keep it short)
         # an argument quoted back may hold newlines or control characters: show them escaped
         message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_train_flags(t) -> None:
+    """The train flags, in TRAIN_GROUPS's groups; one per TrainConfig field (but NO_FLAG's)."""
     from .catalog import DESCRIPTION_SOURCES
     from .train import TrainConfig
 
+    defaults = TrainConfig()
+    by_name = {f.name for f in fields(TrainConfig)}
+    placed = [d for _, _, dests in TRAIN_GROUPS for d in dests]
+    missing = sorted(set(by_name) - set(HELP)) + sorted(set(by_name) - set(placed) - set(NO_FLAG))
+    assert len(placed) == len(set(placed)), "a train flag in two groups"
+    if missing:  # a new TrainConfig field needs its words in HELP and a place in TRAIN_GROUPS
+        raise RuntimeError(f"idream.cli: TrainConfig fields without help or group: {missing}")
+    other = {  # the train flags that are not generated from a field
+        "tem_dim": lambda g: _add_text_flags(g, model=False, descriptions=False),
+        "item_residual": lambda g: g.add_argument(
+            "--no-residual", dest="item_residual", action="store_false",  # turns the field off
+            help=HELP["item_residual"]),
+        "out": lambda g: g.add_argument("--out", required=True, metavar="DIR",
+                                        help="checkpoint folder to write (required)"),
+        "cache_dir": lambda g: g.add_argument("--cache-dir", default=None, metavar="DIR",
+                                              help="embedding cache (default: ~/.cache/idream)"),
+        "no_eval": lambda g: g.add_argument(
+            "--no-eval", action="store_true",
+            help="skip the final report (validation rows, then the test split once)"),
+        "quiet": lambda g: g.add_argument("--quiet", action="store_true", help="no progress bars"),
+    }
+    for title, description, dests in TRAIN_GROUPS:
+        g = t.add_argument_group(title, description)
+        for name in dests:
+            if name in other:
+                other[name](g)
+                continue
+            default = getattr(defaults, name)
+            flags = ["--" + name.replace("_", "-")] + (["--tem"] if name == "text_model" else [])
+            extra = {"choices": DESCRIPTION_SOURCES} if name == "descriptions" else {}
+            kind = _bool if isinstance(default, bool) else type(default)
+            metavar = _FIELD_METAVAR.get(name, _METAVAR.get(type(default), "VALUE"))
+            g.add_argument(*flags, type=kind, default=default, metavar=metavar,
+                           help=f"{HELP[name]} (default: %(default)s)", **extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m idream", description="iDream: text-guided diffusion recommender")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    t = sub.add_parser("train", help="train a model and write a checkpoint folder")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        if f.name in ("dataset", "w_grid", "rho_grid", "item_residual"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        flags = [flag, "--tem"] if f.name == "text_model" else [flag]
-        extra = {"choices": DESCRIPTION_SOURCES} if f.name == "descriptions" else {}
-        kind = _bool if isinstance(default, bool) else type(default)
-        t.add_argument(*flags, type=kind, default=default, help=f"(default: {default})", **extra)
-    _add_text_flags(t, model=False, descriptions=False)
-    t.add_argument("--dataset", default="ml-100k", help="ml-100k or a dataset folder")
-    t.add_argument("--no-residual", dest="item_residual", action="store_false",
-                   help="pure text item vectors, the paper's form (no learned residual)")
-    t.add_argument("--out", required=True, help="checkpoint folder to write")
-    t.add_argument("--cache-dir", default=None, help="embedding cache (default ~/.cache/idream)")
-    t.add_argument("--no-eval", action="store_true",
-                   help="skip the final report (validation rows, then the test split read once)")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t = sub.add_parser("train", help="train a model and write a checkpoint folder",
+                       description="Train a model and write a checkpoint folder (then evaluate "
+                                   "it unless --no-eval).",
+                       usage="%(prog)s --out DIR [--dataset NAME|DIR] [options]")
+    _add_train_flags(t)
 
     e = sub.add_parser("evaluate", help="HR@K / NDCG@K on the validation or test split")
-    e.add_argument("--checkpoint", help="checkpoint folder (not needed for --baseline)")
-    e.add_argument("--baseline", choices=["popularity", "textknn"])
-    e.add_argument("--dataset", help="dataset for --baseline (default: the checkpoint's)")
+    e.add_argument("--checkpoint", metavar="DIR",
+                   help="checkpoint folder (not needed for --baseline)")
+    e.add_argument("--baseline", choices=["popularity", "textknn"],
+                   help="evaluate a baseline instead of a checkpoint (default: none)")
+    e.add_argument("--dataset", metavar="NAME|DIR",
+                   help="dataset for --baseline (default: the checkpoint's)")
     _add_text_flags(e, model_help="text model for --baseline textknn (default minilm); with "
                     "--checkpoint, must be the checkpoint's")
-    e.add_argument("--history-len", type=int, default=10, help="history window for --baseline")
-    e.add_argument("--split", choices=["valid", "test"], default="test")
-    e.add_argument("--steps", type=_ints, default=[1], help="comma list, e.g. 1,10,50")
-    e.add_argument("--w", type=float, default=None, help="history guidance (default: checkpoint's)")
-    e.add_argument("--rho", type=float, default=None, help="intention strength (default: checkpoint's)")
-    e.add_argument("--intention", choices=["none", "generated"], default="none")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--dump-rankings", metavar="FILE", help="per-user top-50 (.csv or .jsonl)")
+    e.add_argument("--history-len", type=int, default=10, metavar="N",
+                   help="history window for --baseline (default: %(default)s)")
+    e.add_argument("--split", choices=["valid", "test"], default="test",
+                   help="which held-out items to rank (default: %(default)s)")
+    e.add_argument("--steps", type=_ints, default=[1], metavar="N[,N...]",
+                   help="denoising steps, a comma list such as 1,10,50 (default: 1)")
+    e.add_argument("--w", type=float, default=None,
+                   help="history guidance weight (default: the checkpoint's)")
+    e.add_argument("--rho", type=float, default=None,
+                   help="intention strength (default: the checkpoint's)")
+    e.add_argument("--intention", choices=["none", "generated"], default="none",
+                   help="generated: each case gets an intention written from its target's "
+                        "metadata (default: %(default)s)")
+    e.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="random seed of the sampling noise and intentions (default: %(default)s)")
+    e.add_argument("--dump-rankings", metavar="FILE",
+                   help="write each user's top 50 to FILE (.csv or .jsonl)")
     e.add_argument("--save", action="store_true",
                    help="merge the rows into the checkpoint's metrics.json and model card "
                         "(default: print only, the checkpoint's files are left alone)")
-    e.add_argument("--cache-dir", default=None)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="embedding cache (default: ~/.cache/idream)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON, not a table")
 
     r = sub.add_parser("recommend", help="rank the catalog for a history and/or an intention")
-    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="checkpoint folder to load (required)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--history", nargs="*", default=[], metavar="ITEM",
                    help="item ids or exact titles, oldest first")
-    g.add_argument("--user", help="use this user's items before their test item")
-    r.add_argument("--intention", default=None)
-    r.add_argument("--rho", type=float, default=None)
-    r.add_argument("--w", type=float, default=None)
-    r.add_argument("--steps", type=int, default=1)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--k", type=int, default=10)
-    r.add_argument("--json", action="store_true")
+    g.add_argument("--user", metavar="ID", help="use this user's items before their test item")
+    r.add_argument("--intention", default=None, metavar="TEXT",
+                   help='what the user wants, in words, e.g. "a light comedy" (default: none)')
+    r.add_argument("--rho", type=float, default=None,
+                   help="intention strength (default: the checkpoint's)")
+    r.add_argument("--w", type=float, default=None,
+                   help="history guidance weight (default: the checkpoint's)")
+    r.add_argument("--steps", type=int, default=1, metavar="N",
+                   help="denoising steps (default: %(default)s)")
+    r.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="random seed of the sampling noise (default: %(default)s)")
+    r.add_argument("--k", type=int, default=10, metavar="N",
+                   help="how many items to list (default: %(default)s)")
+    r.add_argument("--json", action="store_true", help="print the answer as JSON, not a table")
     _add_text_flags(r, model_help="must be the checkpoint's text model (default: the checkpoint's)")
 
     d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")
-    d.add_argument("--dataset", default="ml-100k", help="ml-100k or a dataset folder")
+    d.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR",
+                   help="ml-100k or a dataset folder (default: %(default)s)")
     d.add_argument("--llm", required=True, metavar="MODEL", help="chat model, e.g. gpt-4o-mini")
-    d.add_argument("--max-items", type=int, default=None, help="describe at most N items this run")
-    d.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: 4)")
-    d.add_argument("--cache-dir", default=None, help="cache folder (default ~/.cache/idream)")
+    d.add_argument("--max-items", type=int, default=None, metavar="N",
+                   help="describe at most N items this run (default: all)")
+    d.add_argument("--concurrency", type=int, default=4, metavar="N",
+                   help="requests in flight (default: %(default)s)")
+    d.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="cache folder (default: ~/.cache/idream)")
     d.add_argument("--dry-run", action="store_true", help="print the plan, make no request")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("bench", help="benchmarks: quality vs peers, request speed, cold start")
     bs = b.add_subparsers(dest="what", required=True, parser_class=Parser)
     c = bs.add_parser("coldstart", help="load + one answer from a fresh process (into metrics.json)")
-    c.add_argument("--checkpoint", required=True)
-    c.add_argument("--repeats", type=int, default=5)
+    c.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="checkpoint folder to time (required)")
+    c.add_argument("--repeats", type=int, default=5, metavar="N",
+                   help="fresh processes to time; the median is reported (default: %(default)s)")
     q = bs.add_parser("quality", help="every model on the same split and seeds")
-    q.add_argument("--dataset", default="ml-100k")
-    q.add_argument("--seeds", type=_ints, default=[0, 1, 2])
-    q.add_argument("--models", type=lambda s: [m for m in s.split(",") if m],
-                   default=["popularity", "textknn", "sasrec", "dreamrec", "idream"])
-    q.add_argument("--train-overrides", default="", help='JSON of TrainConfig fields, e.g. {"epochs": 8}')
-    q.add_argument("--sasrec-overrides", default="",
+    q.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR",
+                   help="ml-100k or a dataset folder (default: %(default)s)")
+    q.add_argument("--seeds", type=_ints, default=[0, 1, 2], metavar="N[,N...]",
+                   help="training seeds, a comma list (default: 0,1,2)")
+    q.add_argument("--models", type=lambda s: [m for m in s.split(",") if m], metavar="M[,M...]",
+                   default=["popularity", "textknn", "sasrec", "dreamrec", "idream"],
+                   help="models to compare, a comma list "
+                        "(default: popularity,textknn,sasrec,dreamrec,idream)")
+    q.add_argument("--train-overrides", default="", metavar="JSON",
+                   help='JSON of TrainConfig fields, e.g. {"epochs": 8}')
+    q.add_argument("--sasrec-overrides", default="", metavar="JSON",
                    help="JSON of SASRecConfig fields (default: the settings tuned on validation, "
                         "iDream's time budget)")
-    q.add_argument("--dreamrec-overrides", default="",
+    q.add_argument("--dreamrec-overrides", default="", metavar="JSON",
                    help="JSON of TrainConfig fields for DreamRec alone, over --train-overrides")
-    q.add_argument("--device", default="cpu", help="where training runs: cpu or cuda (default: cpu)")
-    q.add_argument("--out", default="results")
-    q.add_argument("--threads", type=int, default=0,
+    q.add_argument("--device", default="cpu", metavar="DEV",
+                   help="where training runs: cpu or cuda (default: cpu)")
+    q.add_argument("--out", default="results", metavar="DIR",
+                   help="folder for the .json and .md results (default: %(default)s)")
+    q.add_argument("--threads", type=int, default=0, metavar="N",
                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")
     tb = bs.add_parser("table", help="rewrite a quality table (.md) from its .json, no retraining")
     tb.add_argument("json", help="a bench-quality-*.json written by `bench quality`")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
-    sp.add_argument("--checkpoint", default="checkpoints/ml-100k")
-    sp.add_argument("--sizes", type=_ints, default=[1682, 100_000, 1_000_000])
-    sp.add_argument("--repeats", type=int, default=30)
-    sp.add_argument("--out", default="results")
+    sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
+                    help="checkpoint folder to time (default: %(default)s)")
+    sp.add_argument("--sizes", type=_ints, default=[1682, 100_000, 1_000_000], metavar="N[,N...]",
+                    help="catalog sizes to time, a comma list (default: 1682,100000,1000000)")
+    sp.add_argument("--repeats", type=int, default=30, metavar="N",
+                    help="timed requests per size (default: %(default)s)")
+    sp.add_argument("--out", default="results", metavar="DIR",
+                    help="folder for the .json and .md results (default: %(default)s)")
     return p
 
 
@@ -156,11 +312,12 @@ def _add_text_flags(p, model: bool = True, descriptions: bool = True, model_help
     from .catalog import DESCRIPTION_SOURCES
 
     if model:
-        p.add_argument("--tem", "--text-model", dest="text_model", default=None, help=model_help)
-    p.add_argument("--tem-dim", type=int, default=None,
-                   help="shortened OpenAI embeddings: the `dimensions` of an openai:MODEL text model")
+        p.add_argument("--tem", "--text-model", dest="text_model", default=None, metavar="SPEC",
+                       help=model_help)
+    p.add_argument("--tem-dim", type=int, default=None, metavar="DIM",
+                   help="shorter openai:MODEL vectors: their `dimensions` (default: full length)")
     if descriptions:
-        p.add_argument("--descriptions", choices=DESCRIPTION_SOURCES, default=None,
+        p.add_argument("--descriptions", choices=DESCRIPTION_SOURCES, default=None, metavar="SRC",
                        help="must be the checkpoint's description source (default: the checkpoint's)")
 
 
