@@ -14,7 +14,7 @@ personalisation (mean Jaccard overlap of different users' top-10 for the same in
 cos(oracle, intention) in the scoring space. And, at the checkpoint's ρ, the HR@10 lift that
 generated intentions give on the validation and test positions.
 
-    python -m benchmarks.text --checkpoint checkpoints/ml-100k
+    python -m idream bench text --checkpoint checkpoints/ml-100k   (or python -m benchmarks.text)
 """
 
 from __future__ import annotations
@@ -184,8 +184,8 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None, prog: str = "python -m benchmarks.text"):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default="checkpoints/ml-100k", help="checkpoint folder to measure")
     ap.add_argument("--users", type=int, default=20, help="real users whose histories are used (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="draws the users and the sampling noise")
@@ -197,7 +197,7 @@ def main(argv=None):
     from idream.bench import git_commit
     from idream.report import machine
     r = run(a.checkpoint, a.users, a.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
-    r.update(command="python -m benchmarks.text " + " ".join(sys.argv[1:] if argv is None else argv),
+    r.update(command=f"{prog} " + " ".join(sys.argv[1:] if argv is None else argv),
              commit=git_commit(), machine=machine())
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

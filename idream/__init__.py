@@ -19,16 +19,15 @@ _EXPORTS = {
     "Recommender": "recommender",
     "Recommendation": "recommender",
     "UnknownItemError": "recommender",
-    "load_checkpoint": "checkpoint",
+    "load_checkpoint": "recommender",
     "load_dataset": "data",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and editors only; at run time the names load lazily
-    from .checkpoint import load_checkpoint
     from .data import load_dataset
-    from .recommender import Recommendation, Recommender, UnknownItemError
+    from .recommender import Recommendation, Recommender, UnknownItemError, load_checkpoint
 
 
 def __getattr__(name: str):

@@ -228,14 +228,13 @@ def check_text_request(cfg: dict, path, text_model: str | None = None,
                                   f"{text_model.strip()}")
 
 
-def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = None,
-                    descriptions: str | None = None):
-    """Rebuild a Recommender from a folder, refusing any mismatch with a message.
+def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = None,
+                    descriptions: str | None = None) -> dict:
+    """The parts of a Recommender read from a folder (model, diffusion, items, transform, dataset,
+    config, embeddings), refusing any mismatch with a message. Recommender.load builds from them.
 
     text_model / descriptions: what the caller asked for (None: whatever the checkpoint has).
     """
-    from .recommender import Recommender
-
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint folder at {path}; train one with "
@@ -309,4 +308,5 @@ def load_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
     if mcfg.n_items:
         table.residual.data.copy_(residual)
-    return Recommender(model, Diffusion(dcfg), table, transform, dataset, cfg, embeddings=E.numpy())
+    return {"model": model, "diffusion": Diffusion(dcfg), "items": table, "transform": transform,
+            "dataset": dataset, "config": cfg, "embeddings": E.numpy()}

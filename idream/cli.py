@@ -293,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the .json and .md results (default: %(default)s)")
     q.add_argument("--threads", type=int, default=0, metavar="N",
                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")
+    tx = bs.add_parser("text", add_help=False,
+                       help="free-phrased intentions against text search and late fusion, the ρ dial, "
+                            "the generated-intention lift (results/bench-text-<dataset>.md)")
+    tx.add_argument("args", nargs=argparse.REMAINDER,
+                    help="the text benchmark's own options: `bench text --help` lists them")
     tb = bs.add_parser("table", help="rewrite a quality table (.md) from its .json, no retraining")
     tb.add_argument("json", help="a bench-quality-*.json written by `bench quality`")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
@@ -439,6 +444,9 @@ def cmd_bench(a) -> int:
     elif a.what == "quality":
         from .bench import main_quality
         main_quality(a)  # it refuses unknown model names before any work
+    elif a.what == "text":  # the harness lives with the benchmark data, outside the library
+        from benchmarks import text as bench_text
+        bench_text.main(a.args, prog="python -m idream bench text")
     elif a.what == "table":
         from .bench import main_table
         main_table(a)
@@ -454,7 +462,13 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no model-loading bar per request
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if argv[:2] == ["bench", "text"]:  # its options are the text benchmark's own, passed on whole
+        args = parser.parse_args(argv[:2])
+        args.args = argv[2:]
+    else:
+        args = parser.parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
                "describe": cmd_describe, "bench": cmd_bench}[args.command]
     from .checkpoint import CheckpointError

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from .text import EmbeddingBackend
+from .backend import EmbeddingBackend
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import text
+from .checkpoint import read_checkpoint
 from .data import PAD, Dataset, window
 from .diffusion import Diffusion
 from .metrics import mask_seen, top_k
@@ -93,11 +94,10 @@ class Recommender:
     @classmethod
     def load(cls, path: str | Path, dataset: Dataset | None = None, *,
              text_model: str | None = None, descriptions: str | None = None) -> "Recommender":
-        """text_model / descriptions: refuse a checkpoint made with others (None: any)."""
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, dataset=dataset, text_model=text_model,
-                               descriptions=descriptions)
+        """A checkpoint folder, checked part by part (CheckpointError says what to do).
+        text_model / descriptions: refuse a checkpoint made with others (None: any)."""
+        return cls(**read_checkpoint(path, dataset=dataset, text_model=text_model,
+                                     descriptions=descriptions))
 
     @property
     def backend(self) -> "text.EmbeddingBackend":
@@ -350,3 +350,9 @@ class Recommender:
             "intention_similarity": cos(x0, q[0]) if q is not None else [None] * R,
             "history_similarity": cos(x0, h_mean) if h_mean is not None else [None] * R,
         }
+
+
+def load_checkpoint(path: str | Path, dataset: Dataset | None = None, *, text_model: str | None = None,
+                    descriptions: str | None = None) -> Recommender:
+    """Recommender.load as a function."""
+    return Recommender.load(path, dataset, text_model=text_model, descriptions=descriptions)

@@ -6,7 +6,6 @@ cached on disk with its provenance so that E is computed once per (dataset, TEM,
 
 from __future__ import annotations
 
-import abc
 import hashlib
 import json
 import logging
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from .backend import EmbeddingBackend
 
 log = logging.getLogger(__name__)
 
@@ -163,29 +164,6 @@ def describe(item: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # Embedding backends (TEM)
 # --------------------------------------------------------------------------------------------
-
-
-class EmbeddingBackend(abc.ABC):
-    """A text-embedding model: maps texts to float32 vectors of a fixed dimension.
-
-    `name` records provenance (it keys the cache), `dim` is known without encoding anything.
-    """
-
-    name: str
-    dim: int
-
-    @abc.abstractmethod
-    def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
-    ) -> np.ndarray:
-        """Embed `texts` -> float32 array of shape (len(texts), dim); (0, dim) for no texts."""
-
-    def unavailable_reason(self) -> str | None:
-        """None when encode() can work here; else a plain sentence saying why (e.g. no API key)."""
-        return None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
 
 DEFAULT_ST_NAME = "sentence-transformers/all-MiniLM-L6-v2"

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from idream import text
-from idream.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from idream.checkpoint import CheckpointError, atomic_write, save_checkpoint
+from idream.recommender import load_checkpoint
 from idream.recommender import Recommender
 from tests.conftest import report_to_reliability_log
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from idream.baselines import popularity_scorer
-from idream.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from idream.checkpoint import CheckpointError, save_checkpoint
+from idream.recommender import load_checkpoint
 from idream.data import load_dataset, test_cases
 from idream.evaluate import evaluate_recommender, rank_all
 from idream.train import TrainConfig, build, train
