@@ -78,12 +78,12 @@ def summarise(tops: np.ndarray, ok: np.ndarray) -> dict:
             "per_intention": prec.round(3).tolist()}
 
 
+@torch.no_grad()
 def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
     from idream.catalog import item_embeddings
     from idream.data import test_cases
     from idream.recommender import Recommender
 
-    torch.set_grad_enabled(False)
     rec = Recommender.load(checkpoint)
     ds = rec.dataset
     w = rec.default_w
@@ -94,7 +94,6 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
                         rec.config.get("cache_dir"), progress=False)
     En = torch.from_numpy(E / np.linalg.norm(E, axis=1, keepdims=True)).float()  # (N, D) raw text space
     U = len(users)
-    unguided = rec.scores(rec.oracle(H, None, steps=1, w=w, rho=0.0, seed=seed))  # (U, N)
     out = {"checkpoint": str(checkpoint), "dataset": ds.name, "users": U, "seed": seed, "w": w,
            "default_rho": rec.default_rho, "rhos": list(RHOS), "lambdas": list(LAMBDAS), "halves": {}}
     for half in free_intentions.HALVES:
@@ -107,6 +106,8 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
         I = len(rows)
         hist = np.repeat(H[None], I, 0).reshape(I * U, -1)  # (I·U, L): every user for each intention
         qq = q.repeat_interleave(U, 0)  # (I·U, D)
+        # unguided from the same batch and seed, so each row starts from the noise its guided rows do
+        unguided = rec.scores(rec.oracle(hist, None, steps=1, w=w, rho=0.0, seed=seed))  # (I·U, N)
         res = {"intentions": I, "ids": [r["id"] for r in rows], "dial": []}
         for rho in RHOS:
             x0 = rec.oracle(hist, qq, steps=1, w=w, rho=rho, seed=seed)  # (I·U, D)
@@ -116,10 +117,10 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
                                 "cos_per_intention": cos.numpy().round(4).tolist()})
         text = (q_raw @ En.T).repeat_interleave(U, 0)  # (I·U, N)
         res["text_search"] = summarise(masked_top(text, hist).reshape(I, U, K), ok)
-        base = zscore(unguided.repeat(I, 1))
+        base = zscore(unguided)
         res["late_fusion"] = {str(lam): summarise(masked_top(base + lam * zscore(text), hist).reshape(I, U, K), ok)
                               for lam in LAMBDAS}
-        res["unguided"] = summarise(masked_top(unguided.repeat(I, 1), hist).reshape(I, U, K), ok)
+        res["unguided"] = summarise(masked_top(unguided, hist).reshape(I, U, K), ok)
         out["halves"][half] = res
         log(f"{half}: {I} intentions x {U} users in {time.time() - t:.0f} s")
     dev = out["halves"]["dev"]["late_fusion"]

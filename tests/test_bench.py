@@ -23,7 +23,9 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     models = [s["model"] for s in summarize(res)]
     assert models == ["popularity", "textknn", "sasrec", "dreamrec", "idream", "idream+intention"]
     for s in summarize(res):
-        assert s["runs"] == 2 and 0 <= s["NDCG@10"][0] <= 1
+        assert s["runs"] == 2
+    for name in ("popularity", "textknn"):  # no seed in them: the same numbers on every seed
+        assert [s["NDCG@10"][1] for s in summarize(res) if s["model"] == name] == [0.0]
     # the planted rule is learnable: SASRec beats popularity on it
     by = {s["model"]: s for s in summarize(res)}
     assert by["sasrec"]["HR@10"][0] > by["popularity"]["HR@10"][0]

@@ -46,7 +46,8 @@ def test_small_run_end_to_end(checkpoint, tmp_path):
     assert set(r["halves"]) == {"dev", "test"} and "late fusion" in md and "| 10 |" in md
     for h in r["halves"].values():
         assert [d["rho"] for d in h["dial"]] == list(bt.RHOS)
-        assert all(0.0 <= d["precision"] <= 1.0 for d in h["dial"])
+        # ρ = 0 ignores the intention: the dial's first position is the unguided ranking
+        assert h["dial"][0]["per_intention"] == h["unguided"]["per_intention"]
     assert str(r["lambda"]) in r["halves"]["dev"]["late_fusion"]
     assert set(r["lift"]) == {"valid", "test"}
 
