@@ -135,7 +135,8 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                     "**Reading the map.** Each dot is a film (colour: first genre; hover for the title). "
                     "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
                     "line: x̂₀ after each DDIM step, ending at the oracle. Left: raw text embeddings; "
-                    "right: the item vectors the model scores with (transformed text vector + learned residual). Click legend entries to hide them.")
+                    "right: the item vectors the model scores with (transformed text vector + learned "
+                    "residual). Click legend entries to hide them.")
                 sweep_plot = gr.Plot(value=figures.message_figure(
                     "The ρ sweep appears here after Recommend (it needs an intention)."),
                     label="Guidance strength ρ", elem_id="sweep-plot")

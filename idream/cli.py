@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 

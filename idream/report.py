@@ -246,7 +246,8 @@ def write_model_card(ckpt: Path) -> Path:
         f"- Descriptions: {cfg['text']['descriptions']} ({cfg['text'].get('template_version', '')}); "
         f"text model: `{cfg['text']['name']}` ({cfg['text']['dim']}-d, fixed).",
         f"- Transform: `{cfg['transform']}`. Item vectors: text vector"
-        + (" + learned residual (zero for items unseen in training)" if m.get("n_items") else " only (the paper's form)")
+        + (" + learned residual (zero for items unseen in training)" if m.get("n_items")
+           else " only (the paper's form)")
         + ".",
         ("- History encoder: causal self-attention over the history (as SASRec), depth "
          f"{m.get('encoder_depth')}; its last state is one token of the denoiser."

@@ -147,7 +147,7 @@ def write_markdown(out: dict, folder: Path) -> None:
                      f"{h['p90_ms']} ms | |")
     if "cold_start" in out:
         c = out["cold_start"]
-        lines.append(f"| cold start: page served / first answer | "
+        lines.append("| cold start: page served / first answer | "
                      + " / ".join(f"{v} s" for k, v in c.items() if k.endswith("_s")) + " | | < 30 s |")
     lines += ["", f"Command: `{out['command']}`"]
     (folder / "app-speed.md").write_text("\n".join(lines) + "\n")

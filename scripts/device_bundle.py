@@ -61,7 +61,8 @@ def get_model_path():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--dataset", required=True, help="dataset folder (its csv files are copied into --out, never into git)")
+    p.add_argument("--dataset", required=True,
+                   help="dataset folder (its csv files are copied into --out, never into git)")
     p.add_argument("--name", required=True, help="its dataset name, e.g. ml-1m")
     p.add_argument("--seeds", default="0", help="comma list: which seeds' intention caches to pack")
     p.add_argument("--out", default=str(ROOT / ".devdata"))

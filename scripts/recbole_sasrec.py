@@ -265,7 +265,9 @@ def render_md(r: dict) -> str:
     t, u, c = r["test"], r["test_recbole_native_unmasked"], r["counts_recbole"]
     cfg = r["recbole_config"]
     head = "| | " + " | ".join(METRIC_KEYS) + " |\n|---|" + "---|" * len(METRIC_KEYS) + "\n"
-    row = lambda name, m: f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRIC_KEYS) + " |\n"
+
+    def row(name, m):
+        return f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRIC_KEYS) + " |\n"
     checks = "all equal to ours" if r["all_checks_pass"] else "MISMATCH: see the JSON checks"
     cpu = (f" ({r['train_cpu_seconds'] / 60:.1f} min CPU)" if r.get("train_cpu_seconds") else "")
     note = f" {r['timing_note']}" if r.get("timing_note") else ""

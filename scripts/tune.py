@@ -24,7 +24,8 @@ def table(rows: list[dict]) -> str:
     lines = ["Short runs on ml-100k, validation split only (one-step; NDCG@10 unguided at w=0, at "
              "the best w of the grid, and with generated intentions at ρ=2). Each row: "
              "`python scripts/tune.py` with the settings shown (defaults otherwise).", "",
-             "| settings | epochs × cases | NDCG@10 w=0 | best w | NDCG@10 best w | NDCG@10 intention ρ=2 | minutes | machine |",
+             "| settings | epochs × cases | NDCG@10 w=0 | best w | NDCG@10 best w | NDCG@10 intention ρ=2 "
+             "| minutes | machine |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"

@@ -53,7 +53,8 @@ README_LIMIT = 12 * 1024
 APP_URL = "http://127.0.0.1:7860/"
 
 SETTING_WORDS = [
-    "ρ", "rho", "w", "τ", "tau", "T", "lr", "default", "defaults", "learning rate", "dropout", "decay", "EMA", "weighted",
+    "ρ", "rho", "w", "τ", "tau", "T", "lr", "default", "defaults", "learning rate", "dropout", "decay", "EMA",
+    "weighted",
     "weight", "p_uncond", "p_intention", "p_t_max", "future_k", "future_decay", "residual_scale",
     "ce_weight", "scale", "Python", "torch", "gradio", "RecBole", "recbole", "version", "arXiv",
     "≥", "≤", ">", "<", "at least", "at most",
