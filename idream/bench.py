@@ -20,7 +20,7 @@ import torch
 
 from .baselines import popularity_scorer, textknn_scorer
 from .catalog import item_embeddings
-from .data import chronological_split, load_dataset, test_cases
+from .data import chronological_split, cold_items, load_dataset, test_cases
 from .device import training_device
 from .evaluate import evaluate_recommender, generated_intentions, rank_all
 from .metrics import mask_seen, top_k
@@ -56,12 +56,14 @@ def _metrics(res) -> dict:
 
 def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
                 sasrec_overrides: dict | None = None, log_fn=print,
-                device: str = "cpu", on_rows=None, dreamrec_overrides: dict | None = None) -> dict:
+                device: str = "cpu", on_rows=None, dreamrec_overrides: dict | None = None,
+                cold_frac: float = 0.0) -> dict:
     """Train and evaluate every model on one split for each seed; returns per-run rows.
     SASRec runs with its settings tuned on validation (SASRecConfig's defaults) and iDream's time
     budget unless sasrec_overrides say otherwise; dreamrec_overrides go over train_overrides for
     DreamRec alone. on_rows(result) is called after each model, so a long run that is stopped
-    keeps what it finished."""
+    keeps what it finished. cold_frac > 0: the cold-start protocol, a seeded share of the items
+    (drawn per seed) never trains, and the rows also report the cases whose target is cold/warm."""
     from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
     from .train import TrainConfig, train
 
@@ -71,38 +73,50 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     training_device(device)  # a clear error now, not after the first models have run
     commit = git_commit()  # the code that runs, even if the tree moves on during a long run
     ds = load_dataset(dataset)
-    split = chronological_split(ds, 10)  # what training and every choice may read
     test = test_cases(ds, 10)  # read once per model, after its training, to report
     tests = {10: test}  # the diffusion models' cases, by their history window
     rows = []
     result = {"dataset": ds.name, "split": "chronological leave-one-out, test", "seeds": list(seeds),
               "machine": machine(device), "commit": commit, "threads": torch.get_num_threads(),
-              "device": device, "rows": rows}
+              "device": device, "rows": rows, **({"cold_frac": cold_frac} if cold_frac else {})}
     E = None
 
-    def run_model(name: str, seed: int) -> list[dict]:
+    def measured(evaluate, cases, cold) -> dict:
+        """Metrics on the test cases and, under the cold protocol, on those whose target is
+        cold and those whose target is warm."""
+        out = {"metrics": _metrics(evaluate(cases))}
+        if len(cold):
+            is_cold = np.isin(cases.targets, cold)
+            for part, idx in (("cold", np.flatnonzero(is_cold)), ("warm", np.flatnonzero(~is_cold))):
+                out[f"metrics_{part}"] = _metrics(evaluate(cases.subset(idx)))
+                out[f"cases_{part}"] = len(idx)
+        return out
+
+    def run_model(name: str, seed: int, split, cold) -> list[dict]:
         nonlocal E
         t = time.time()
         if name == "popularity":
-            res = rank_all(lambda r: popularity_scorer(split, ds.n_items)(test.histories[r]), test)
-            return [{"model": name, "seed": seed, "metrics": _metrics(res),
-                     "train_s": round(time.time() - t, 1), "params": 0}]
+            pop = popularity_scorer(split, ds.n_items)
+            m = measured(lambda c: rank_all(lambda r: pop(c.histories[r]), c), test, cold)
+            return [{"model": name, "seed": seed, **m, "train_s": round(time.time() - t, 1), "params": 0}]
         if name == "textknn":
             from . import text
             tm = (train_overrides or {}).get("text_model", "minilm")
             E = item_embeddings(ds, text.get_backend(tm), progress=False) if E is None else E
-            res = rank_all(lambda r: textknn_scorer(E)(test.histories[r]), test)
-            return [{"model": name, "seed": seed, "metrics": _metrics(res), "train_s": 0.0, "params": 0}]
+            knn = textknn_scorer(E)
+            m = measured(lambda c: rank_all(lambda r: knn(c.histories[r]), c), test, cold)
+            return [{"model": name, "seed": seed, **m, "train_s": 0.0, "params": 0}]
         if name == "sasrec":  # the same minutes as iDream, the same fitted learning-rate decay
             budget = (train_overrides or {}).get("max_minutes", TrainConfig.max_minutes)
             cfg = SASRecConfig(seed=seed, **{"device": device, "max_minutes": budget, **(sasrec_overrides or {})})
-            m, info = train_sasrec(split, ds.n_items, cfg, progress=True, log_fn=log_fn)
-            return [{"model": name, "seed": seed, "metrics": _metrics(evaluate_sasrec(m, test)),
-                     "train_s": round(time.time() - t, 1), "params": _params(m),
+            model, info = train_sasrec(split, ds.n_items, cfg, progress=True, log_fn=log_fn)
+            return [{"model": name, "seed": seed, **measured(lambda c: evaluate_sasrec(model, c), test, cold),
+                     "train_s": round(time.time() - t, 1), "params": _params(model),
                      "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
                      "config": info["config"]}]
         # the diffusion models: DreamRec is iDream's code with ID vectors in place of text
-        cfg = TrainConfig(dataset=dataset, seed=seed, **{"device": device, **(train_overrides or {})})
+        cfg = TrainConfig(dataset=dataset, seed=seed, cold_frac=cold_frac, cold_seed=seed,
+                          **{"device": device, **(train_overrides or {})})
         if name == "dreamrec":
             cfg = replace(cfg, item_source="id", **(dreamrec_overrides or {}))
         rec, _, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
@@ -110,23 +124,26 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         train_s = round(time.time() - t, 1)
         params = _params(rec.model, rec.items)
         g = rec.config["guidance"]
-        res = evaluate_recommender(rec, cases, steps=1, w=g["w"], rho=0.0, seed=seed)
+        unguided = measured(lambda c: evaluate_recommender(rec, c, steps=1, w=g["w"], rho=0.0, seed=seed),
+                            cases, cold)
         epochs = rec.config.get("train_log", {}).get("epochs_run")
-        out = [{"model": name, "seed": seed, "metrics": _metrics(res), "train_s": train_s,
+        out = [{"model": name, "seed": seed, **unguided, "train_s": train_s,
                 "params": params, "w": g["w"], "epochs": epochs,
                 "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))}]
         if name == "idream":
-            q = generated_intentions(rec, cases, seed=seed)
-            res = evaluate_recommender(rec, cases, steps=1, w=g["w"], rho=g["rho"], intentions=q,
-                                       seed=seed)
-            out.append({"model": "idream+intention", "seed": seed, "metrics": _metrics(res),
+            def guided(c):
+                q = generated_intentions(rec, c, seed=seed)
+                return evaluate_recommender(rec, c, steps=1, w=g["w"], rho=g["rho"], intentions=q, seed=seed)
+            out.append({"model": "idream+intention", "seed": seed, **measured(guided, cases, cold),
                         "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
                         "epochs": epochs})
         return out
 
     for seed in seeds:
+        cold = cold_items(ds, cold_frac, seed) if cold_frac else np.zeros(0, dtype=np.int64)
+        split = chronological_split(ds, 10, cold_items=cold)  # what training and every choice may read
         for name in models:  # in the order given: put the one that matters first in a tight budget
-            rows.extend(run_model(name, seed))
+            rows.extend(run_model(name, seed, split, cold))
             log_fn(f"{name} seed={seed} test NDCG@10={rows[-1]['metrics']['NDCG@10']:.4f}")
             if on_rows:
                 on_rows(result)
@@ -145,6 +162,11 @@ def summarize(result: dict) -> list[dict]:
              "epochs": sorted({r["epochs"] for r in rs if r.get("epochs") is not None})}
         for k in METRIC_KEYS:
             s[k] = _mean_std([r["metrics"][k] for r in rs])
+        for part in ("cold", "warm"):  # the cold-start protocol's two groups of cases
+            if all(f"metrics_{part}" in r for r in rs):
+                for k in ("HR@10", "NDCG@10"):
+                    s[f"{part} {k}"] = _mean_std([r[f"metrics_{part}"][k] for r in rs])
+                s[f"{part} cases"] = round(statistics.mean(r[f"cases_{part}"] for r in rs))
         # validation NDCG@10 of the kept epoch / dropout: what every choice was made on
         v = [r["valid_NDCG@10"] for r in rs if r.get("valid_NDCG@10") is not None]
         s["valid_NDCG@10"] = _mean_std(v) if len(v) == len(rs) else None
@@ -176,6 +198,17 @@ def quality_markdown(result: dict) -> str:
         ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
         lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
                      f"{s['params']:,} |")
+    if result.get("cold_frac"):
+        lines += ["", f"Cold-start protocol: a seeded {result['cold_frac']:.0%} of the items (drawn per seed) never "
+                  "trains; they stay in the catalog with their text vectors and no learned residual. Test "
+                  "cases split by whether their target is one of them:", "",
+                  "| model | cold NDCG@10 | cold HR@10 | warm NDCG@10 | warm HR@10 | cold / warm cases |",
+                  "|---|---|---|---|---|---|"]
+        for s in summarize(result):
+            if "cold NDCG@10" in s:
+                lines.append(f"| {LABELS.get(s['model'], s['model'])} | " + " | ".join(
+                    f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in ("cold NDCG@10", "cold HR@10", "warm NDCG@10",
+                                                             "warm HR@10")) + f" | {s['cold cases']} / {s['warm cases']} |")
     sas = [r["config"] for r in result["rows"] if r["model"] == "sasrec" and "config" in r]
     if sas:
         c = sas[0]
@@ -323,13 +356,13 @@ def main_quality(a) -> dict:
         result["command"] = command
         result["complete"] = final
         result["wall_minutes"] = round((time.time() - start) / 60, 1)
-        stem = f"bench-quality-{result['dataset']}"
+        stem = f"bench-quality-{result['dataset']}" + ("-cold" if result.get("cold_frac") else "")
         return write_results(result, a.out, stem, quality_markdown(result))
 
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
                          device=a.device, on_rows=save,
-                         dreamrec_overrides=dream)
+                         dreamrec_overrides=dream, cold_frac=a.cold)
     print(save(result, final=True).read_text())
     return result
 

@@ -48,6 +48,8 @@ HELP = {
     "dataset": "ml-100k or a dataset folder",
     "history_len": "how many recent items the model reads per prediction",
     "max_train_samples": "train on about this many targets at random (0: all; for quick tests)",
+    "cold_frac": "share of the catalog held out of training, the cold-start protocol (0: none)",
+    "cold_seed": "seed of the draw of held-out items (with --cold-frac)",
     # text
     "text_model": "text encoder: minilm, st:FOLDER, openai:MODEL[@DIM] or hash:DIM",
     "descriptions": "item texts to embed: template (from metadata) or llm (`describe`)",
@@ -117,7 +119,7 @@ TRAIN_GROUPS = (
     (*ADVANCED, ("ema", "ce_weight", "tau", "future_k", "future_decay", "window_stride",
                  "detach_target", "anneal_to_budget", "p_uncond", "p_intention", "intention_pool",
                  "encoder_depth", "residual_rank", "residual_scale", "item_source", "id_dim",
-                 "max_train_samples")),
+                 "max_train_samples", "cold_frac", "cold_seed")),
 )
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "iDream's time budget)")
     q.add_argument("--dreamrec-overrides", default="", metavar="JSON",
                    help="JSON of TrainConfig fields for DreamRec alone, over --train-overrides")
+    q.add_argument("--cold", type=float, default=0.0, metavar="SHARE",
+                   help="cold-start protocol: this share of the items never trains (drawn per seed); "
+                        "writes bench-quality-<dataset>-cold.* (default: 0, off)")
     q.add_argument("--device", default="cpu", metavar="DEV",
                    help="where training runs: cpu or cuda (default: cpu)")
     q.add_argument("--out", default="results", metavar="DIR",

@@ -261,26 +261,41 @@ def _cases(ds: Dataset, history_len: int, back: int) -> Samples:
                    np.asarray(ts, dtype=np.int64), ss)
 
 
-def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1) -> Split:
+def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1,
+                        cold_items=None) -> Split:
     """Per user: every position before the last two a training target, the second-last validation.
 
     Users with fewer than 3 interactions have no validation case; their items still train.
-    `min_history` is the least number of earlier items a training target needs.
+    `min_history` is the least number of earlier items a training target needs. `cold_items`
+    (item indices) never train: they leave the training sequences (the cold-start protocol, as if
+    they were added after training); validation and test cases keep them.
     """
     L = history_len
+    cold = np.zeros(ds.n_items, dtype=bool)
+    if cold_items is not None and len(cold_items):
+        cold[np.asarray(cold_items, dtype=np.int64)] = True
     tr_u, tr_h, tr_t = [], [], []
     train_sequences = []
     for u, seq in ds.sequences.items():
         n = len(seq)
-        n_train = n - 2 if n >= 3 else n
-        train_sequences.append(seq[:n_train])
-        for j in range(min_history, n_train):
+        train_seq = seq[:n - 2 if n >= 3 else n]
+        train_seq = train_seq[~cold[train_seq]]
+        train_sequences.append(train_seq)
+        for j in range(min_history, len(train_seq)):
             tr_u.append(u)
-            tr_h.append(window(seq, j, L))
-            tr_t.append(seq[j])
+            tr_h.append(window(train_seq, j, L))
+            tr_t.append(train_seq[j])
     train = Samples(np.asarray(tr_u), np.asarray(tr_h, dtype=np.int64).reshape(-1, L),
                     np.asarray(tr_t, dtype=np.int64))
     return Split(train=train, valid=_cases(ds, L, 2), train_sequences=train_sequences, history_len=L)
+
+
+def cold_items(ds: Dataset, frac: float, seed: int = 0) -> np.ndarray:
+    """A seeded random share of the catalog held out of training (sorted item indices)."""
+    if not 0 <= frac < 1:
+        raise ValueError(f"the cold share must lie in [0, 1), got {frac}")
+    n = int(round(frac * ds.n_items))
+    return np.sort(np.random.default_rng(seed).choice(ds.n_items, n, replace=False))
 
 
 def test_cases(ds: Dataset, history_len: int = 10) -> Samples:

@@ -64,6 +64,7 @@ def training_loss(
     ce_weight: float = 0.0,
     tau: float = 10.0,
     target_weights: torch.Tensor | None = None,  # (B, k), rows summing to 1
+    exclude: torch.Tensor | None = None,  # (N,) bool: items kept out of the softmax (never trained)
 ) -> tuple[torch.Tensor, dict]:
     """‖x̂0 − x0‖² (the paper's loss), plus optionally λ·CE(softmax(⟨x̂0, z_i⟩/τ), target).
 
@@ -76,6 +77,8 @@ def training_loss(
     loss = mse
     if ce_weight > 0 and items is not None:
         logits = x0_pred @ items.T / tau  # (B, N)
+        if exclude is not None:
+            logits = logits.masked_fill(exclude, float("-inf"))
         if target_weights is None:
             ce = F.cross_entropy(logits, targets)
         else:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from . import __version__, text
 from .device import training_device
 from .catalog import embed_sentences, item_embeddings
-from .data import PAD, chronological_split, load_dataset, sequence_windows
+from .data import PAD, chronological_split, cold_items, load_dataset, sequence_windows
 from .diffusion import Diffusion, DiffusionConfig, training_loss
 from .evaluate import evaluate_recommender, generated_intentions
 from .intentions import intention_pool
@@ -67,6 +67,8 @@ class TrainConfig:
     w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
     rho_grid: tuple = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
+    cold_frac: float = 0.0  # cold-start protocol: this share of the items never trains (0: none)
+    cold_seed: int = 0  # which items: a seeded draw
     item_source: str = "text"  # "id": DreamRec's randomly initialised, jointly trained ID vectors
     id_dim: int = 64  # dimension of the ID vectors when item_source == "id"
     encoder: str = "causal"  # SASRec-style history encoder, every position trained at once;
@@ -90,7 +92,8 @@ class TrainConfig:
 def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     """Dataset, split, item space, intention pool and an untrained Recommender."""
     ds = load_dataset(cfg.dataset)
-    split = chronological_split(ds, cfg.history_len)
+    cold = cold_items(ds, cfg.cold_frac, cfg.cold_seed) if cfg.cold_frac else np.zeros(0, dtype=np.int64)
+    split = chronological_split(ds, cfg.history_len, cold_items=cold)
     if cfg.item_source not in ("text", "id"):
         raise ValueError(f"unknown item source {cfg.item_source!r}: use text or id")
     by_id = cfg.item_source == "id"
@@ -123,7 +126,8 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
                  "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(D),
                  "descriptions": cfg.descriptions, "template_version": text.TEMPLATE_VERSION},
         "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(N),
-                 "history_len": cfg.history_len, "split": "chronological leave-one-out"},
+                 "history_len": cfg.history_len, "split": "chronological leave-one-out",
+                 **({"cold_items": cold.tolist()} if len(cold) else {})},
         "train": asdict(cfg),
         "guidance": {"w": 0.0, "rho": 1.0},
     }
@@ -162,6 +166,11 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
         train = train.subset(rng.choice(len(train), cfg.max_train_samples, replace=False))
     dev = training_device(cfg.device)  # the model moves there at the start of each epoch
     Q = Q.to(dev)
+    cold = rec.config["data"].get("cold_items", [])
+    exclude = None  # cold items are not even negatives of the ranking loss: training never sees them
+    if cold:
+        exclude = torch.zeros(table.z.shape[0], dtype=torch.bool, device=dev)
+        exclude[torch.as_tensor(cold)] = True
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
@@ -218,7 +227,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                 pred = model.forward_sequence(x_t, t, V[h.clamp(min=0)], valid, r, c, has_h, q, has_q)
             else:
                 pred = model(x_t, t, V[h.clamp(min=0)], valid, has_h, q, has_q)
-            loss, parts = training_loss(pred, x0, y_rank, V, cfg.ce_weight, cfg.tau, y_w)
+            loss, parts = training_loss(pred, x0, y_rank, V, cfg.ce_weight, cfg.tau, y_w, exclude)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -75,3 +75,18 @@ def test_bench_table_rewrites_the_markdown_from_the_json_with_validation(tmp_pat
     path.write_text("{not json")
     with pytest.raises(SystemExit, match="cannot read"):
         main(["bench", "table", str(path)])
+
+
+def test_cold_start_protocol_reports_cold_and_warm_cases(synthetic_dir, tmp_path):
+    tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=2, batch_size=64, lr=3e-3,
+                T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,), max_minutes=0.5)
+    res = run_quality(str(synthetic_dir), [0], models=("popularity", "sasrec", "idream"), train_overrides=tiny,
+                      sasrec_overrides=dict(epochs=2, max_len=12), log_fn=lambda s: None, cold_frac=0.25)
+    assert res["cold_frac"] == 0.25
+    for r in res["rows"]:
+        assert r["cases_cold"] + r["cases_warm"] == 120 and r["cases_cold"] > 0
+    pop = next(r for r in res["rows"] if r["model"] == "popularity")
+    # a held-out item has no training interactions, so popularity puts it behind every warm item
+    assert pop["metrics_cold"]["HR@10"] == 0.0 and pop["metrics_warm"]["HR@10"] > 0
+    md = quality_markdown(res)
+    assert "Cold-start protocol" in md and md.count(" / ") >= 3

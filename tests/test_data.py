@@ -112,3 +112,24 @@ def test_drop_last_writes_a_dataset_whose_users_lose_their_last_items(synthetic_
         kept = [ids_b[i] for i in s][:-2]
         got = [ids_a[i] for i in after.sequences[u]] if u in after.sequences else []
         assert got == kept
+
+
+def test_cold_items_never_train_but_stay_in_evaluation(ml100k):
+    from idream.data import cold_items
+    cold = cold_items(ml100k, 0.1, seed=3)
+    assert len(cold) == 168 and len(set(cold.tolist())) == 168
+    assert not np.array_equal(cold, cold_items(ml100k, 0.1, seed=4))  # the seed draws them
+    sp = chronological_split(ml100k, 10, cold_items=cold)
+    full = chronological_split(ml100k, 10)
+    cold_set = set(cold.tolist())
+    assert not cold_set & {int(i) for s in sp.train_sequences for i in s}
+    assert not cold_set & set(sp.train.targets.tolist())
+    assert not cold_set & {int(i) for h in sp.train.histories for i in h if i != PAD}
+    # what is left of each training sequence keeps its order
+    for s, f in zip(sp.train_sequences, full.train_sequences):
+        assert s.tolist() == [i for i in f.tolist() if i not in cold_set]
+    # validation and test are the full sequences' cases: some of their targets are cold
+    assert np.array_equal(sp.valid.targets, full.valid.targets)
+    assert cold_set & set(test_cases(ml100k, 10).targets.tolist())
+    with pytest.raises(ValueError, match="cold share"):
+        cold_items(ml100k, 1.0)

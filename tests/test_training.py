@@ -451,3 +451,17 @@ def test_training_and_every_choice_are_blind_to_the_test_targets(tmp_path, cache
     for (k, x), (_, y) in zip(ra.model.state_dict().items(), rb.model.state_dict().items()):
         assert torch.equal(x, y), k
     assert torch.equal(ra.item_vectors(), rb.item_vectors())
+
+
+def test_cold_items_keep_no_residual_and_are_recorded(synthetic_dir, cache_dir):
+    """Held-out items are not even negatives of the ranking loss: their residual stays exactly
+    zero (as an item added after training), while the other items learn one."""
+    cfg = tiny_config(synthetic_dir, encoder="causal", epochs=2, cold_frac=0.25, cold_seed=1)
+    rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+    cold = rec.config["data"]["cold_items"]
+    assert len(cold) == 10
+    r = rec.items.residual.detach()
+    assert torch.count_nonzero(r[cold]) == 0
+    warm = sorted(set(range(40)) - set(cold))
+    assert (r[warm].norm(dim=1) > 0).all()
+    assert not set(cold) & {int(i) for s in split.train_sequences for i in s}
