@@ -83,6 +83,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """From config.json's "train" (the command that wrote it is not a setting)."""
+        d = {k: v for k, v in d.items() if k != "command"}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown train config keys {sorted(unknown)}")

@@ -7,6 +7,7 @@ objective that falls between the first and the last epoch."""
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -390,6 +391,19 @@ def test_training_device_errors_are_clear():
         with pytest.raises(ValueError, match="no GPU"):
             training_device("cuda")
     assert training_device("cpu").type == "cpu"
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "ml-100k" / "config.json"
+
+
+def test_train_config_reads_the_shipped_config_back():
+    """config.json's "train" gives back the settings it was written from; the command line
+    stored beside them is not a setting."""
+    d = json.loads(SHIPPED.read_text())["train"]
+    cfg = TrainConfig.from_dict(d)
+    assert "command" in d and cfg.history_len == d["history_len"] and cfg.rho_grid == tuple(d["rho_grid"])
+    with pytest.raises(ValueError, match="unknown train config keys"):
+        TrainConfig.from_dict({**d, "no_such_knob": 1})
 
 
 @pytest.mark.parametrize("anneal", [True, False])
