@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from . import text
 from .checkpoint import read_checkpoint
 from .data import PAD, Dataset, window
 from .diffusion import Diffusion
-from .metrics import mask_seen, top_k
+from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
 from .sampler import sample
 from .transform import Transform
@@ -79,7 +80,7 @@ class Recommender:
 
     def __init__(self, model: Denoiser, diffusion: Diffusion, items: ItemTable, transform: Transform,
                  dataset: Dataset, config: dict, backend: "text.EmbeddingBackend | None" = None,
-                 embeddings: np.ndarray | None = None):
+                 embeddings: np.ndarray | None = None, exact: bool = False):
         self.model = model.eval()
         self.embeddings = embeddings  # (N, D) raw text vectors E, before the transform
         self.diffusion = diffusion
@@ -89,15 +90,20 @@ class Recommender:
         self.config = config
         self._backend = backend
         self._vectors = None
+        self.exact = exact  # True: score every item even where the catalog has a graph index
+        self._index = None
+        self._index_lock = threading.Lock()  # one build when the first requests arrive together
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, dataset: Dataset | None = None, *,
-             text_model: str | None = None, descriptions: str | None = None) -> "Recommender":
+             text_model: str | None = None, descriptions: str | None = None,
+             exact: bool = False) -> "Recommender":
         """A checkpoint folder, checked part by part (CheckpointError says what to do).
-        text_model / descriptions: refuse a checkpoint made with others (None: any)."""
+        text_model / descriptions: refuse a checkpoint made with others (None: any).
+        exact: always score every item (no graph index, whatever the catalog's size)."""
         return cls(**read_checkpoint(path, dataset=dataset, text_model=text_model,
-                                     descriptions=descriptions))
+                                     descriptions=descriptions), exact=exact)
 
     @property
     def backend(self) -> "text.EmbeddingBackend":
@@ -136,8 +142,21 @@ class Recommender:
         return self._vectors
 
     def invalidate(self) -> None:
-        """Forget cached item vectors (after training steps or appended items)."""
+        """Forget cached item vectors and their index (after training steps or appended items)."""
         self._vectors = None
+        self._index = None
+
+    def item_index(self) -> ItemIndex:
+        """The search index over item_vectors(): built on first use, rebuilt when they change."""
+        with self._index_lock:
+            V = self.item_vectors()
+            index = self._index
+            # rebuilt when stale (other vectors), or exact-only from a time `exact` was on
+            wants_graph = (not self.exact and index is not None and index.kind == "exact"
+                           and kind_for(len(V)) == "hnsw")
+            if index is None or not index.fits(V) or wants_graph:
+                index = self._index = ItemIndex(V, "exact" if self.exact else "auto")
+            return index
 
     # -- inputs ------------------------------------------------------------------------------
     def resolve_item(self, ref, suggest: bool = True) -> int:
@@ -258,7 +277,7 @@ class Recommender:
 
     def _rows(self, scores: torch.Tensor, top: list[int], q: torch.Tensor | None,
               extra: list | None) -> list[dict]:
-        """Result rows for top indices; indices ≥ N are the extra (new) items."""
+        """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items."""
         N = self.dataset.n_items
         V = self.item_vectors()
         rows = []
@@ -269,7 +288,7 @@ class Recommender:
                 item = extra[i - N]
                 meta, z, new = dict(item["meta"], item_id=f"new:{i - N + 1}"), item["z"], True
             row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
-                   "score": round(float(scores[i]), 4), "year": meta["year"],
+                   "score": round(float(scores[r - 1]), 4), "year": meta["year"],
                    "genres": list(meta["genres"]), "new": new}
             if q is not None:
                 row["intention_similarity"] = round(float(torch.cosine_similarity(z, q, dim=0)), 4)
@@ -277,16 +296,17 @@ class Recommender:
         return rows
 
     def _rank(self, x0: torch.Tensor, idx: list[int], k: int, extra: list | None) -> tuple:
-        """Scores over catalog (+ extra items) with the history masked, and the top-k indices."""
+        """The top-k over the catalog (+ extra items) with the history left out.
+        (B, D) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
+        too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
+                                "model): lower rho or w")
         if not bool(torch.isfinite(x0).all()):  # never rank by NaN or infinite scores
-            raise ValueError("the generated oracle is not finite (guidance too strong for this "
-                             "model): lower rho or w")
-        scores = self.scores(x0)  # (B, N)
-        if extra:
-            Z_new = torch.stack([it["z"] for it in extra])  # (n, D)
-            scores = torch.cat([scores, x0 @ Z_new.T], dim=1)
-        scores = mask_seen(scores, [np.asarray(idx, dtype=np.int64)] * scores.shape[0])
-        top = top_k(scores, min(k, scores.shape[1] - len(idx)))
+            raise too_strong
+        Z_new = torch.stack([it["z"] for it in extra]) if extra else None  # (n, D)
+        seen = [np.asarray(idx, dtype=np.int64)] * x0.shape[0]
+        scores, top = self.item_index().search(x0, k, seen, Z_new, exact=self.exact)
+        if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow
+            raise too_strong
         return scores, top
 
     def recommend(self, history=(), intention: str | None = None, rho: float | None = None,

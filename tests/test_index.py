@@ -1,0 +1,311 @@
+"""idream.index: the HNSW graph's recall, exact masking and merging, and the shipped checkpoint's
+rankings unchanged by the index (same items, order and scores as scoring every item)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import idream.index as index_module
+from idream.index import ItemIndex
+from idream.metrics import mask_seen, top_k
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "ml-100k"
+N, D, K = 50_000, 32, 10
+
+
+def planted(n: int, d: int, n_queries: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items in n/50 clusters around random centres, queries near some of the centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n // 50, d))
+    items = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, d))
+    queries = centres[rng.integers(0, len(centres), n_queries)] + 0.5 * rng.standard_normal((n_queries, d))
+    return torch.from_numpy(items.astype(np.float32)), torch.from_numpy(queries.astype(np.float32))
+
+
+def exact_top(V, q, k, exclude=None, extra=None):
+    """The ranking the index must reproduce, written out: every score, the mask, the top-k."""
+    scores = q @ V.T
+    if extra is not None:
+        scores = torch.cat([scores, q @ extra.T], dim=1)
+    if exclude is not None:
+        scores = mask_seen(scores, [np.asarray(e, dtype=np.int64) for e in exclude])
+    top = top_k(scores, k)
+    return scores.gather(1, top), top
+
+
+def recall(found: torch.Tensor, truth: torch.Tensor) -> float:
+    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return planted(N, D, 200)
+
+
+@pytest.fixture(scope="module")
+def graph(vectors):
+    index = ItemIndex(vectors[0], "hnsw")
+    assert index.kind == "hnsw" and index.hnsw.ntotal == N and index.nbytes() > N * D * 4
+    return index
+
+
+# -- the graph on planted structure ------------------------------------------------------------
+
+def test_hnsw_recall_at_50k(vectors, graph):
+    V, Q = vectors
+    scores, found = graph.search(Q, K)
+    truth = exact_top(V, Q, K)[1]
+    assert recall(found, truth) >= 0.98
+    # the scores returned are the exact inner products of the items returned, best first
+    assert torch.allclose(scores, (V[found] * Q[:, None]).sum(-1), atol=1e-4)
+    assert bool((scores[:, :-1] >= scores[:, 1:]).all())
+
+
+def test_excluded_items_never_return_and_k_are_returned(vectors, graph):
+    V, Q = vectors
+    Q = Q[:40]
+    rng = np.random.default_rng(1)
+    # each row's exact top-50 (what the graph finds first) and 100 random items are excluded
+    best = exact_top(V, Q, 50)[1]
+    exclude = [np.concatenate([b.numpy(), rng.integers(0, N, 100)]) for b in best]
+    scores, found = graph.search(Q, K, exclude)
+    assert found.shape == (40, K)
+    for f, e in zip(found.tolist(), exclude):
+        assert not set(f) & set(e.tolist()) and len(set(f)) == K
+    assert recall(found, exact_top(V, Q, K, exclude)[1]) >= 0.98
+    # rows of different history lengths in one batch: each row still gets its k
+    ragged = [exclude[0][:3], exclude[1]]
+    found = graph.search(Q[:2], K, ragged)[1]
+    assert found.shape == (2, K) and not set(found[0].tolist()) & set(ragged[0].tolist())
+
+
+def test_almost_everything_excluded_returns_what_is_left(vectors, graph):
+    V, Q = vectors
+    left = np.array([7, 12_345, 49_999])
+    exclude = np.setdiff1d(np.arange(N), left)
+    scores, found = graph.search(Q[:2], K, [exclude, exclude])
+    assert found.shape == (2, 3)
+    assert all(sorted(f) == left.tolist() for f in found.tolist())
+    assert torch.equal(found, exact_top(V, Q[:2], 3, [exclude, exclude])[1])
+
+
+class ShortGraph:
+    """A graph that finds only half of what it is asked for (the rest -1), as HNSW may."""
+
+    def __init__(self, graph):
+        self.graph, self.asked = graph, []
+
+    def search(self, x, k, params=None):
+        self.asked.append(k)
+        dist, found = self.graph.search(x, k, params=params)
+        found[:, (k + 1) // 2:] = -1
+        return dist, found
+
+
+def test_a_short_answer_is_asked_again_with_more(vectors):
+    V, Q = vectors[0][:3000], vectors[1][:5]
+    index = ItemIndex(V, "hnsw")
+    index.hnsw = ShortGraph(index.hnsw)
+    exclude = [exact_top(V, q[None], 20)[1][0].numpy() for q in Q]  # each row's 20 best
+    scores, found = index.search(Q, K, exclude)
+    assert found.shape == (5, K)
+    assert max(index.hnsw.asked) > K + 20  # the first ask (k + excluded) came back short
+    for f, e in zip(found.tolist(), exclude):
+        assert not set(f) & set(e.tolist())
+    assert recall(found, exact_top(V, Q, K, exclude)[1]) >= 0.98
+
+
+def test_extra_items_are_scored_exactly_and_merged(vectors, graph):
+    V, Q = vectors
+    q = Q[:3]
+    # five new items: two made to beat the catalog for query 0, one of them excluded
+    extra = torch.cat([3 * q[:1], 2 * q[:1], torch.randn(3, D)])
+    exclude = [np.array([N + 1, 5]), np.array([5]), np.array([], dtype=np.int64)]
+    scores, found = graph.search(q, K, exclude, extra)
+    base_scores, base = graph.search(q, K, [e[e < N] for e in exclude])  # the catalog's part alone
+    for b in range(3):
+        pool_i = torch.cat([base[b], N + torch.arange(5)])
+        pool_s = torch.cat([base_scores[b], q[b] @ extra.T])
+        keep = ~torch.isin(pool_i, torch.as_tensor(exclude[b]))
+        pool_i, pool_s = pool_i[keep], pool_s[keep]
+        order = torch.argsort(pool_i)  # ties to the lower index
+        pool_i, pool_s = pool_i[order], pool_s[order]
+        best = top_k(pool_s[None], K)[0]
+        assert torch.equal(found[b], pool_i[best])
+        assert torch.allclose(scores[b], pool_s[best], rtol=1e-6, atol=1e-5)
+    assert found[0, 0] == N and N + 1 not in found[0].tolist()
+    assert torch.isclose(scores[0, 0], q[0] @ extra[0], rtol=1e-6)
+
+
+def test_same_inputs_same_answers():
+    V, Q = planted(5000, D, 20, seed=3)
+    a, b = ItemIndex(V, "hnsw"), ItemIndex(V.clone(), "hnsw")
+    exclude = [np.arange(i, i + 5) for i in range(20)]
+    first = a.search(Q, K, exclude)
+    for again in (a.search(Q, K, exclude), b.search(Q, K, exclude)):
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def test_auto_is_exact_below_the_threshold_and_a_graph_above(monkeypatch):
+    V, Q = planted(1000, 8, 4)
+    assert ItemIndex(V).kind == "exact" and ItemIndex(V).nbytes() == 0
+    exclude = [np.array([0, 1, 2])] * 4
+    assert all(torch.equal(x, y) for x, y in zip(ItemIndex(V).search(Q, K, exclude),
+                                                   exact_top(V, Q, K, exclude)))
+    monkeypatch.setattr(index_module, "EXACT_BELOW", 1000)
+    assert ItemIndex(V).kind == "hnsw" and ItemIndex(V[:999]).kind == "exact"
+    # exact=True searches every item even where there is a graph
+    graph = ItemIndex(V)
+    assert all(torch.equal(x, y) for x, y in zip(graph.search(Q, K, exclude, exact=True),
+                                                   exact_top(V, Q, K, exclude)))
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_ties_go_to_the_lower_index(kind):
+    """Every vector four times over (rows shuffled): equal scores come back lowest index first."""
+    unique, Q = planted(500, 8, 10, seed=4)
+    rng = np.random.default_rng(4)
+    V = unique[rng.permutation(np.repeat(np.arange(500), 4))]
+    scores, found = ItemIndex(V, kind).search(Q, 12, [np.array([3, 99])] * 10)
+    tied = scores[:, 1:] == scores[:, :-1]
+    assert bool(tied.any()) and bool((found[:, 1:] > found[:, :-1])[tied].all())
+    if kind == "exact":
+        assert torch.equal(found, exact_top(V, Q, 12, [np.array([3, 99])] * 10)[1])
+
+
+def test_an_index_for_other_vectors_is_refused(vectors, graph):
+    V, Q = vectors
+    with pytest.raises(ValueError, match="32-d"):
+        graph.search(torch.randn(2, 16), K)
+    with pytest.raises(ValueError, match="extra items"):
+        graph.search(Q[:1], K, extra=torch.randn(2, 16))
+    with pytest.raises(ValueError, match="excluded indices"):
+        graph.search(Q[:1], K, [np.array([N])])
+    with pytest.raises(ValueError, match="not finite"):
+        graph.search(torch.full((1, D), float("nan")), K)
+    assert graph.fits(V)
+    assert not graph.fits(V.clone()) and not graph.fits(V[:-1]) and not graph.fits(torch.randn(N, 16))
+
+
+# -- the shipped checkpoint --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rec():
+    from idream.recommender import Recommender
+
+    if not (SHIPPED / "model.safetensors").exists():
+        pytest.skip("no shipped checkpoint")
+    return Recommender.load(SHIPPED)
+
+
+def new_item(rec):
+    return rec.embed_new_item("Laugh Track", "A light, funny comedy about friends in the 90s.", 1996,
+                              ["Comedy"])
+
+
+REQUESTS = [
+    (["Toy Story (1995)", "Fargo (1996)", "Star Wars (1977)"], None, False),
+    (["Toy Story (1995)", "Fargo (1996)", "Star Wars (1977)"], "something light and funny", False),
+    (["Scream (1996)", "Alien (1979)"], "a quiet romance", True),
+    ([], "space adventure with robots", True),
+]
+
+
+def reference(rec, out, extra):
+    """Today's exact ranking of a recommendation's oracle: (item ids, scores as the rows show)."""
+    x0 = torch.from_numpy(out.oracle)[None]
+    Z = torch.stack([it["z"] for it in extra]) if extra else None
+    scores, top = exact_top(rec.item_vectors(), x0, len(out.items), [np.asarray(out.history)], Z)
+    ids = [rec.dataset.item_meta(i)["item_id"] if i < rec.dataset.n_items else f"new:{i - rec.dataset.n_items + 1}"
+           for i in top[0].tolist()]
+    return ids, [round(float(s), 4) for s in scores[0]]
+
+
+@pytest.mark.parametrize("history, intention, with_new", REQUESTS)
+def test_shipped_checkpoint_ranks_as_scoring_every_item(rec, history, intention, with_new):
+    extra = [new_item(rec)] if with_new else None
+    out = rec.recommend(history, intention, k=10, extra_items=extra)
+    assert rec.item_index().kind == "exact" and len(out.items) == 10
+    assert ([r["item_id"] for r in out.items], [r["score"] for r in out.items]) == reference(rec, out, extra)
+    # and to the last bit, before the rows round them
+    x0 = torch.from_numpy(out.oracle)[None]
+    Z = torch.stack([it["z"] for it in extra]) if extra else None
+    got = rec._rank(x0, out.history, 10, extra)
+    want = exact_top(rec.item_vectors(), x0, 10, [np.asarray(out.history)], Z)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_shipped_checkpoint_through_the_graph(rec, monkeypatch):
+    """With the threshold at 0 the shipped catalog goes through HNSW: the same top-10."""
+    monkeypatch.setattr(index_module, "EXACT_BELOW", 0)
+    rec.invalidate()
+    try:
+        for history, intention, with_new in REQUESTS:
+            extra = [new_item(rec)] if with_new else None
+            out = rec.recommend(history, intention, k=10, extra_items=extra)
+            assert rec.item_index().kind == "hnsw"
+            ids, scores = reference(rec, out, extra)
+            assert [r["item_id"] for r in out.items] == ids
+            assert np.allclose([r["score"] for r in out.items], scores, atol=2e-4)
+        rec.exact = True  # the switch: every item scored, the graph left unused
+        out = rec.recommend(*REQUESTS[1][:2], k=10)
+        assert [r["score"] for r in out.items] == reference(rec, out, None)[1]
+    finally:
+        rec.exact = False
+        monkeypatch.undo()
+        rec.invalidate()
+
+
+def test_sweep_rho_ranks_as_scoring_every_item(rec):
+    history, intention = ["Toy Story (1995)", "Fargo (1996)"], "something light and funny"
+    sweep = rec.sweep_rho(history, intention, rhos=[0.0, 1.0, 3.0], k=10)
+    hist = [rec.resolve_item(h) for h in history]
+    scores, top = exact_top(rec.item_vectors(), torch.from_numpy(sweep["oracles"]), 10, [hist] * 3)
+    for rows, s, t in zip(sweep["items"], scores, top):
+        assert [r["item_id"] for r in rows] == [rec.dataset.item_meta(i)["item_id"] for i in t.tolist()]
+        assert [r["score"] for r in rows] == [round(float(v), 4) for v in s]
+
+
+def test_recommender_rebuilds_an_index_for_other_vectors(rec):
+    first = rec.item_index()
+    assert rec.item_index() is first and first.n == rec.dataset.n_items
+    V = rec.item_vectors()
+    try:
+        rec._vectors = torch.cat([V, V[:1]])  # an item appended without invalidate()
+        grown = rec.item_index()
+        assert grown is not first and grown.n == len(V) + 1
+        rec._vectors = V[:, :16].contiguous()  # another dimension
+        assert rec.item_index().d == 16
+        rec._vectors = V.clone()
+        rec.item_index()
+        rec._vectors.mul_(2)  # changed in place
+        assert not rec._index.fits(rec._vectors) and rec.item_index().fits(rec._vectors)
+    finally:
+        rec._vectors = V
+        rec._index = None
+    rec.invalidate()
+    assert rec.item_index() is not first and rec.item_index().fits(rec.item_vectors())
+
+
+def test_speed_benchmark_has_the_retrieval_rows(tmp_path):
+    from idream.bench import run_speed, speed_markdown
+
+    if not (SHIPPED / "model.safetensors").exists():
+        pytest.skip("no shipped checkpoint")
+    result = run_speed(str(SHIPPED), sizes=(1682, 5000), repeats=3, log_fn=lambda s: None, users=50)
+    assert [(r["catalog"], r["search"]) for r in result["retrieval"]] == [
+        (1682, "exact"), (1682, "hnsw"), (5000, "exact"), (5000, "hnsw")]
+    assert len(result["rows"]) == 8  # the exact rows of before are still there
+    for r in result["retrieval"]:
+        assert r["median_ms"] > 0 and r["intention_median_ms"] > 0 and r["build_s"] >= 0
+        if r["search"] == "exact":
+            assert r["recall@10"] == 1.0 and r["index_bytes"] == 0
+        else:
+            assert 0.9 <= r["recall@10"] <= 1.0 and r["index_bytes"] > r["catalog"] * 384 * 4
+            assert set(r["recall@10_by_ef"]) == {"32", "64", "128", "256"}
+    md = speed_markdown(result)
+    assert "| catalog | search | build s | index MB | recall@10 |" in md
+    assert "median ms, intention" in md and "| 5,000 | hnsw |" in md
