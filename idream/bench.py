@@ -204,11 +204,12 @@ def quality_markdown(result: dict) -> str:
                   "cases split by whether their target is one of them:", "",
                   "| model | cold NDCG@10 | cold HR@10 | warm NDCG@10 | warm HR@10 | cold / warm cases |",
                   "|---|---|---|---|---|---|"]
+        keys = ("cold NDCG@10", "cold HR@10", "warm NDCG@10", "warm HR@10")
         for s in summarize(result):
             if "cold NDCG@10" in s:
-                lines.append(f"| {LABELS.get(s['model'], s['model'])} | " + " | ".join(
-                    f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in ("cold NDCG@10", "cold HR@10", "warm NDCG@10",
-                                                             "warm HR@10")) + f" | {s['cold cases']} / {s['warm cases']} |")
+                cells = " | ".join(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in keys)
+                lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | "
+                             f"{s['cold cases']} / {s['warm cases']} |")
     sas = [r["config"] for r in result["rows"] if r["model"] == "sasrec" and "config" in r]
     if sas:
         c = sas[0]
