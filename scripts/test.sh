@@ -9,4 +9,5 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
     || echo "warning: could not install chromium; the browser test fails under CI=true and is skipped elsewhere"
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+python -m ruff check .  # the linter settings live in pyproject.toml
 python -m pytest -m "not slow" -q "$@"
