@@ -65,7 +65,6 @@ HELP = {
     "encoder_depth": "transformer blocks of the causal history encoder",
     "item_residual": "pure text item vectors, the paper's form (default: a learned residual too)",
     "residual_scale": "multiplier of the learned per-item residual",
-    "residual_rank": "0: a free residual per item; k: a k-dim ID vector times a learned map",
     # diffusion
     "T": "diffusion steps of the noise schedule",
     "schedule": "noise schedule: linear or cosine",
@@ -87,15 +86,11 @@ HELP = {
     "device": "where the training steps run: cpu or cuda (evaluation runs on cpu)",
     "ce_weight": "weight of the auxiliary ranking loss (0: the paper's x0 regression only)",
     "tau": "temperature of the ranking loss's softmax over items",
-    "detach_target": "the x0 target does not pull the item vectors (avoids collapse)",
-    "ema": "decay of a moving average of the weights, kept instead (0: off)",
-    "window_stride": "causal encoder: a window starts every N items (0: --history-len)",
     "future_k": "causal encoder: the ranking loss targets the next k items",
     "future_decay": "causal encoder: weight of the j-th next item is decay**j",
     # budget
     "max_minutes": "training budget in minutes (embedding and evaluation come on top)",
     "clock": "what the budget counts: wall seconds or cpu (this process's) seconds",
-    "anneal_to_budget": "cosine learning-rate decay over the epochs that fit the budget",
 }
 
 # TrainConfig fields with no flag of their own
@@ -116,9 +111,8 @@ TRAIN_GROUPS = (
                         "seed", "threads", "device")),
     ("budget", None, ("max_minutes", "clock")),
     ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
-    (*ADVANCED, ("ema", "ce_weight", "tau", "future_k", "future_decay", "window_stride",
-                 "detach_target", "anneal_to_budget", "p_uncond", "p_intention", "intention_pool",
-                 "encoder_depth", "residual_rank", "residual_scale", "item_source", "id_dim",
+    (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
+                 "intention_pool", "encoder_depth", "residual_scale", "item_source", "id_dim",
                  "max_train_samples", "cold_frac", "cold_seed")),
 )
 

@@ -316,22 +316,15 @@ def evaluation_cases(ds: Dataset, split: Split, name: str) -> Samples:
     raise ValueError(f"unknown split {name!r}: use valid or test")
 
 
-def sequence_windows(sequences, L: int, stride: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Every (item, next item) pair of the training sequences, cut into right-aligned windows of
-    L inputs and their L next items, PAD-filled on the left; a stride below L overlaps windows,
-    so a pair is also read with a longer context.  -> (W, L), (W, L)"""
-    stride = stride or L
-    if not 0 < stride <= L:
-        raise ValueError(f"window stride {stride} must lie in 1..{L}")
+def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (item, next item) pair of the training sequences once, cut into right-aligned windows
+    of L inputs and their L next items, PAD-filled on the left.  -> (W, L), (W, L)"""
     ins, outs = [], []
     for seq in sequences:
         seq = np.asarray(seq)
-        for end in range(len(seq) - 1, 0, -stride):  # inputs seq[start:end] predict seq[start+1:end+1]
-            start = max(0, end - L)
+        for end in range(len(seq) - 1, 0, -L):  # inputs seq[end-L:end] predict seq[end-L+1:end+1]
             ins.append(window(seq, end, L))
             outs.append(window(seq[1:], end, L))
-            if start == 0:
-                break
     if not ins:
         raise ValueError("no training sequence has two items")
     return np.stack(ins), np.stack(outs)

@@ -74,30 +74,22 @@ class ItemTable(nn.Module):
     vector stays; items added after training get r = 0, so they need no retraining.
     """
 
-    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0, rank: int = 0):
+    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0):
         super().__init__()
         self.register_buffer("z", z.float(), persistent=False)  # (N, D), from the text cache
         self.residual_scale = residual_scale
-        self.residual = self.factors = self.basis = None
-        if n_residual and rank:  # r_i = u_i B: a rank-`rank` ID vector per item, mapped into the text space
-            self.factors = nn.Parameter(torch.randn(n_residual, rank) / rank ** 0.5)  # (N, rank)
-            self.basis = nn.Parameter(torch.zeros(rank, z.shape[1]))  # (rank, D), zero: r = 0 at start
-        elif n_residual:
-            self.residual = nn.Parameter(torch.zeros(n_residual, z.shape[1]))
+        self.residual = None
+        if n_residual:
+            self.residual = nn.Parameter(torch.zeros(n_residual, z.shape[1]))  # (n_residual, D)
 
     def residual_matrix(self) -> torch.Tensor | None:
-        """The learned residual r as one (n_residual, D) matrix (None: pure text vectors)."""
-        if self.residual is not None:
-            return self.residual
-        if self.basis is not None:
-            return self.factors @ self.basis
-        return None
+        """The learned residual r, (n_residual, D) (None: pure text vectors)."""
+        return self.residual
 
     def vectors(self) -> torch.Tensor:  # (N, D)
-        r = self.residual_matrix()
-        if r is None:
+        if self.residual is None:
             return self.z
-        r = r * self.residual_scale
+        r = self.residual * self.residual_scale
         n = min(r.shape[0], self.z.shape[0])
         return torch.cat([self.z[:n] + r[:n], self.z[n:]], dim=0)
 

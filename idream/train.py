@@ -26,6 +26,10 @@ from .transform import fit_transform
 
 log = logging.getLogger(__name__)
 
+# Knobs that left TrainConfig, with the value the code now always has; an old config.json holds
+# them. results/experiments/retired-knobs.patch puts them back.
+RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": True, "anneal_to_budget": True}
+
 
 @dataclass
 class TrainConfig:
@@ -48,13 +52,9 @@ class TrainConfig:
     tau: float = 10.0
     item_residual: bool = True
     residual_scale: float = 1.0
-    residual_rank: int = 0  # 0: a free D-dim residual per item; k: a k-dim ID vector per item times a learned k×D map
-    detach_target: bool = True  # the x0 target does not pull the item vectors (no collapse)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept (0: off)
     patience: int = 5  # validation NDCG@10 over a thousand users is noisy from epoch to epoch
     max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
     clock: str = "wall"  # what the budget counts: wall seconds or this process's CPU seconds
-    anneal_to_budget: bool = True  # cosine decay over the epochs that fit the budget, not all epochs
     seed: int = 0
     threads: int = 0  # 0: torch's default
     device: str = "cpu"  # where the training steps run ("cuda" where a GPU is); evaluation runs on CPU
@@ -74,7 +74,6 @@ class TrainConfig:
     encoder: str = "causal"  # SASRec-style history encoder, every position trained at once;
     # "incontext": every history item a token of the denoiser (the paper's form; results/ablation-training.md)
     encoder_depth: int = 2
-    window_stride: int = 0  # causal encoder: windows start every this many items (0: history_len, no overlap)
     seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
     future_k: int = 5  # causal encoder: the ranking loss targets the next k items of the window,
     future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
@@ -83,8 +82,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """From config.json's "train" (the command that wrote it is not a setting)."""
-        d = {k: v for k, v in d.items() if k != "command"}
+        """From config.json's "train" (the command that wrote it is not a setting). A retired knob
+        is dropped where it holds the value the code now always has, refused otherwise."""
+        other = {k: d[k] for k in RETIRED.keys() & d.keys() if d[k] != RETIRED[k]
+                 and not (k == "window_stride" and d[k] == d.get("history_len", cls.history_len))}
+        if other:
+            raise ValueError(f"retired train config keys {other}: this version always trains with "
+                             f"{ {k: RETIRED[k] for k in other} }; to train with them, apply "
+                             "results/experiments/retired-knobs.patch")
+        d = {k: v for k, v in d.items() if k not in RETIRED and k != "command"}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown train config keys {sorted(unknown)}")
@@ -115,7 +121,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)
-    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, 0 if by_id else cfg.residual_rank)
+    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
     if by_id:
         torch.nn.init.normal_(table.residual, std=1.0 / mcfg.residual_scale)
     config = {
@@ -177,8 +183,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
     if causal:  # units of work are sequence windows, each with a target at every position
-        seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len,
-                                                                     cfg.window_stride))
+        seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len))
         if cfg.max_train_samples:  # random windows holding about that many targets
             keep = rng.permutation(len(seq_in))
             n = int(np.searchsorted(np.cumsum((seq_out[keep] != PAD).sum(1).numpy()), cfg.max_train_samples)) + 1
@@ -187,9 +192,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
         n_batches = math.ceil(len(seq_in) / cfg.seq_batch_size)
     else:
         n_batches = math.ceil(len(train) / cfg.batch_size)
-    schedule = BudgetSchedule(opt, n_batches, cfg.epochs, cfg.max_minutes, fit_to_budget=cfg.anneal_to_budget)
-    ema = [p.detach().clone() for p in params] if cfg.ema else None  # follows the model to dev
-    ema_steps = 0
+    schedule = BudgetSchedule(opt, n_batches, cfg.epochs, cfg.max_minutes)
     best, best_state, bad, history = -1.0, None, 0, []
     hist_t = torch.as_tensor(train.histories).to(dev)
     tgt_t = torch.as_tensor(train.targets).to(dev)
@@ -197,8 +200,6 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     for epoch in range(1, cfg.epochs + 1):
         epoch_start_elapsed = now() - t0
         model.to(dev).train(), table.to(dev)
-        if ema is not None:
-            ema = [e.to(dev) for e in ema]
         perm = torch.from_numpy(rng.permutation(len(seq_in) if causal else len(train))).to(dev)
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
         sums = {}
@@ -222,7 +223,7 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             y_rank, y_w = y, None  # the ranking targets: the next item alone, or
             if causal and cfg.future_k > 1:  # the next k (an intention describes the next item: its rows rank it alone)
                 y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
-            x0 = V[y].detach() if cfg.detach_target else V[y]
+            x0 = V[y].detach()  # a target that pulled the item vectors would let them collapse
             t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev)
             x_t = diffusion.q_sample(x0, t, torch.randn_like(x0))
             if causal:
@@ -235,15 +236,11 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             schedule.step()
-            if ema is not None:
-                ema_update(ema, params, cfg.ema, ema_steps)
-                ema_steps += 1
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             if b % 20 == 0:
                 bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
         model.cpu().eval(), table.cpu()  # evaluation (and the checkpoint) live on the CPU
-        live = swap_weights(params, ema)  # the averaged weights are the ones judged and kept
         rec.invalidate()
         val = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
         elapsed = now() - t0
@@ -257,7 +254,6 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(table.state_dict()), epoch)
         else:
             bad += 1
-        swap_weights(params, live)  # training goes on from the live weights
         if bad >= cfg.patience:
             log_fn(f"early stop: no validation gain for {cfg.patience} epochs")
             break
@@ -277,25 +273,6 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                                "best_valid_NDCG@10": round(best, 5), "history": history,
                                "minutes": round((now() - t0) / 60, 2)}
     return rec, split, E
-
-
-@torch.no_grad()
-def ema_update(ema: list, params: list, decay: float, step: int) -> None:
-    """ema ← d·ema + (1−d)·params in place, d = min(decay, (1+step)/(10+step)): the average warms
-    up, so it is not anchored to the random initial weights (as TensorFlow's moving average)."""
-    d = min(decay, (1 + step) / (10 + step))
-    torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - d)
-
-
-def swap_weights(params: list, other: list | None) -> list | None:
-    """Put `other` into params in place and return what they held (None: nothing to swap)."""
-    if other is None:
-        return None
-    with torch.no_grad():
-        held = [p.detach().clone() for p in params]
-        for p, o in zip(params, other):
-            p.copy_(o.to(p.device))
-    return held
 
 
 def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from idream.train import TrainConfig  # noqa: E402
+from idream.train import RETIRED, TrainConfig  # noqa: E402
 
 LOG = ROOT / "results" / "tuning-runs.jsonl"
 IGNORED = {"threads", "max_minutes", "seed", "device", "dataset", "command"}
@@ -28,9 +28,12 @@ def run_row(folder: Path, note: str) -> dict:
     cfg = json.loads((Path(folder) / "config.json").read_text())
     train, log = cfg["train"], cfg["train_log"]
     defaults = asdict(TrainConfig())
+    known = {**defaults, **RETIRED}  # a retired knob counts where it held another value than today's
     changed = {k: v for k, v in train.items()
-               if k not in IGNORED and k in defaults and json.dumps(v) != json.dumps(defaults[k])}
-    changed.update({k: "(not in that code: off)" for k in defaults if k not in train and k not in IGNORED})
+               if k not in IGNORED and k in known and json.dumps(v) != json.dumps(known[k])}
+    # code from while the retired knobs were settings wrote them all: one missing there did not exist yet
+    then = [*defaults, *RETIRED] if RETIRED.keys() & train.keys() else defaults
+    changed.update({k: "(not in that code: off)" for k in then if k not in train and k not in IGNORED})
     curve = [h["valid_NDCG@10"] for h in log["history"]]
     return {"run": Path(folder).name, "command": train.get("command", ""), "changed": changed,
             "dataset": cfg["data"]["dataset"], "seed": train["seed"], "threads": train.get("threads"),

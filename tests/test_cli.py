@@ -143,14 +143,25 @@ def test_recommend_errors(ckpt):
     assert p.returncode == 2 and "unknown user" in p.stderr
 
 
-def test_boolean_train_flags_read_false_as_false():
-    from idream.cli import build_parser
-    p = build_parser()
-    a = p.parse_args(["train", "--out", "x", "--anneal-to-budget", "false", "--detach-target", "no"])
-    assert a.anneal_to_budget is False and a.detach_target is False
-    assert p.parse_args(["train", "--out", "x"]).anneal_to_budget is True
+def test_boolean_train_flags_read_false_as_false(monkeypatch):
+    """A bool TrainConfig field gets a flag that reads "false" and "no" as False (argparse's
+    type=bool would read them as True); the shipped fields hold no such switch, so add one."""
+    import dataclasses
+
+    import idream.train
+    from idream import cli
+    with_switch = dataclasses.make_dataclass("TrainConfig", [("some_switch", bool, True)],
+                                             bases=(idream.train.TrainConfig,))
+    monkeypatch.setattr(idream.train, "TrainConfig", with_switch)
+    monkeypatch.setitem(cli.HELP, "some_switch", "a switch under test")
+    *groups, (title, words, dests) = cli.TRAIN_GROUPS
+    monkeypatch.setattr(cli, "TRAIN_GROUPS", (*groups, (title, words, (*dests, "some_switch"))))
+    p = cli.build_parser()
+    assert p.parse_args(["train", "--out", "x", "--some-switch", "false"]).some_switch is False
+    assert p.parse_args(["train", "--out", "x", "--some-switch", "no"]).some_switch is False
+    assert p.parse_args(["train", "--out", "x"]).some_switch is True
     with pytest.raises(SystemExit):
-        p.parse_args(["train", "--out", "x", "--anneal-to-budget", "maybe"])
+        p.parse_args(["train", "--out", "x", "--some-switch", "maybe"])
 
 
 def test_usage_error_quoting_a_control_character_stays_one_line(capsys):

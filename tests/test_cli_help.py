@@ -14,8 +14,7 @@ from idream.train import TrainConfig
 
 # knobs that are research-only (off in the shipped model, or always on): `train --help` must keep
 # them under "advanced", out of a newcomer's way
-RESEARCH_KNOBS = ("ema", "residual_rank", "window_stride", "residual_scale", "detach_target",
-                  "anneal_to_budget", "max_train_samples", "future_decay", "id_dim", "item_source",
+RESEARCH_KNOBS = ("residual_scale", "max_train_samples", "future_decay", "id_dim", "item_source",
                   "p_intention", "intention_pool", "tau", "ce_weight", "p_uncond", "future_k",
                   "encoder_depth")
 GROUP_TITLES = ["data", "text", "model", "diffusion", "training", "budget", "output", "advanced"]
@@ -102,10 +101,10 @@ def test_train_flags_parse_as_before():
             assert getattr(a, f.name) == getattr(TrainConfig(), f.name), f.name
     assert (a.out, a.cache_dir, a.no_eval, a.quiet, a.tem_dim) == ("x", None, False, False, None)
     a = cli.build_parser().parse_args(
-        ["train", "--out", "x", "--tem", "hash:32", "--detach-target", "no", "--no-residual",
+        ["train", "--out", "x", "--tem", "hash:32", "--no-residual",
          "--T", "100", "--lr", "0.003", "--descriptions", "llm", "--clock", "cpu", "--no-eval"])
-    assert (a.text_model, a.detach_target, a.item_residual, a.T, a.lr, a.descriptions, a.clock,
-            a.no_eval) == ("hash:32", False, False, 100, 0.003, "llm", "cpu", True)
+    assert (a.text_model, a.item_residual, a.T, a.lr, a.descriptions, a.clock,
+            a.no_eval) == ("hash:32", False, 100, 0.003, "llm", "cpu", True)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "--out", "x", "--descriptions", "bogus"])
 

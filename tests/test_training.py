@@ -6,7 +6,6 @@ objective that falls between the first and the last epoch."""
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -230,21 +229,6 @@ def test_sequence_windows_cover_every_pair_once():
     assert ((ins < 0) == (outs < 0)).all()  # an input wherever there is a next item, and only there
 
 
-def test_overlapping_windows_cover_every_pair_with_longer_contexts():
-    from idream.data import sequence_windows
-    seq = np.arange(9)
-    ins, outs = sequence_windows([seq], 4, stride=2)
-    pairs = {(int(a), int(b)) for i, o in zip(ins, outs) for a, b in zip(i, o) if b >= 0}
-    assert pairs == {(k, k + 1) for k in range(8)}
-    # windows of inputs 4..7, 2..5 and 0..3 (it starts at 0: the last): 12 targets for 8 pairs
-    assert len(ins) == 3 and int((outs >= 0).sum()) == 12
-    # pair (4, 5) is read with no earlier item (window 4..7) and after 2 and 3 (window 2..5)
-    ctx = sorted(int((i[:list(o).index(5)] >= 0).sum()) for i, o in zip(ins, outs) if 5 in o)
-    assert ctx == [0, 2]
-    with pytest.raises(ValueError, match="stride"):
-        sequence_windows([seq], 4, stride=5)
-
-
 def test_future_targets_take_the_next_items_of_the_window():
     from idream.train import future_targets
     P = -1  # PAD
@@ -286,51 +270,6 @@ def test_next_item_only_targets_train_and_bad_settings_fail_clearly(synthetic_di
         with pytest.raises(ValueError, match="future_k"):
             train(tiny_config(synthetic_dir, **{"encoder": "causal", **bad}), cache_dir=cache_dir,
                   progress=False, log_fn=lambda s: None)
-
-
-def test_ema_update_warms_up_then_keeps_the_asked_decay():
-    from idream.train import ema_update, swap_weights
-    ema, p = [torch.zeros(2)], [torch.ones(2)]
-    ema_update(ema, p, 0.5, step=0)  # warm-up: d = min(0.5, 1/10) = 0.1
-    assert torch.allclose(ema[0], torch.full((2,), 0.9))
-    ema_update(ema, [torch.full((2,), 3.0)], 0.5, step=100)  # d = 0.5
-    assert torch.allclose(ema[0], torch.full((2,), 1.95))
-    live = [torch.tensor([7.0, 8.0])]
-    held = swap_weights(live, ema)
-    assert torch.allclose(live[0], ema[0]) and torch.equal(held[0], torch.tensor([7.0, 8.0]))
-    assert swap_weights(live, None) is None
-
-
-def test_averaged_weights_are_the_ones_judged_and_kept(synthetic_dir, cache_dir):
-    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=3,
-                      ema=0.9)
-    rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    log = rec.config["train_log"]
-    again = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
-    assert again["NDCG@10"] == pytest.approx(log["best_valid_NDCG@10"], abs=1e-5)
-    plain, _, _ = train(replace(cfg, ema=0.0), cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    curve = [h["valid_NDCG@10"] for h in log["history"]]
-    assert curve != [h["valid_NDCG@10"] for h in plain.config["train_log"]["history"]]  # it was used
-
-
-def test_low_rank_residual_trains_and_loads_as_its_product(synthetic_dir, cache_dir, tmp_path):
-    from idream.model import ItemTable
-    z = torch.randn(5, 8)
-    t = ItemTable(z, 5, residual_scale=2.0, rank=3)
-    assert t.residual is None and t.factors.shape == (5, 3) and torch.equal(t.vectors(), z)  # r = 0 at start
-    torch.nn.init.normal_(t.basis)
-    assert torch.allclose(t.vectors(), z + 2.0 * t.factors @ t.basis)
-    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=2,
-                      residual_rank=4)
-    rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    # it learned something, and what it learned is a rank-4 product (no more)
-    sv = np.linalg.svd(rec.items.residual_matrix().detach().numpy(), compute_uv=False)
-    assert sv[0] > 1e-3 and sv[3] > 1e-2 * sv[0] and sv[4] < 1e-5 * sv[0], sv[:6]
-    save_checkpoint(rec, tmp_path / "ck", E)
-    rec2 = load_checkpoint(tmp_path / "ck")
-    assert torch.allclose(rec.item_vectors(), rec2.item_vectors(), atol=1e-5)
-    a = rec.recommend([101, 102], k=5, steps=1, seed=1)
-    assert a.items == rec2.recommend([101, 102], k=5, steps=1, seed=1).items
 
 
 def test_causal_all_positions_pass_matches_one_history_pass():
@@ -406,17 +345,30 @@ def test_train_config_reads_the_shipped_config_back():
         TrainConfig.from_dict({**d, "no_such_knob": 1})
 
 
-@pytest.mark.parametrize("anneal", [True, False])
-def test_learning_rate_decays_within_a_binding_budget(synthetic_dir, anneal):
+def test_retired_knobs_load_at_the_value_the_code_has_and_are_refused_at_another():
+    """An old config.json holds the knobs that left TrainConfig (results/experiments/
+    retired-knobs.patch): at today's behaviour they are dropped, at another value refused."""
+    from idream.train import RETIRED
+    d = json.loads(SHIPPED.read_text())["train"]
+    assert RETIRED.items() <= d.items()  # the shipped checkpoint was trained with today's behaviour
+    assert TrainConfig.from_dict(d) == TrainConfig.from_dict({k: v for k, v in d.items() if k not in RETIRED})
+    assert TrainConfig.from_dict({**d, "window_stride": d["history_len"]}) == TrainConfig.from_dict(d)  # no overlap
+    for key, other in [("ema", 0.995), ("residual_rank", 64), ("window_stride", 5), ("detach_target", False),
+                       ("anneal_to_budget", False)]:
+        with pytest.raises(ValueError, match=rf"retired train config keys {{'{key}'.*retired-knobs\.patch"):
+            TrainConfig.from_dict({**d, key: other})
+
+
+def test_learning_rate_decays_within_a_binding_budget(synthetic_dir):
     """A budget that stops training early also ends the cosine decay there (a tiny budget fits
-    the minimum of 2 epochs); without it the decay spans all epochs."""
+    the minimum of 2 epochs, not the 6 asked for)."""
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=16, depth=1, heads=2,
                       epochs=6, T=50, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,),
-                      max_minutes=1e-4, anneal_to_budget=anneal)
+                      max_minutes=1e-4)
     rec, _, _ = train(cfg, progress=False, log_fn=lambda s: None)
     log = rec.config["train_log"]
     assert log["epochs_run"] == 1  # the budget stopped it
-    assert log["lr_decay_epochs"] == (2 if anneal else 6)
+    assert log["lr_decay_epochs"] == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
