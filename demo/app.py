@@ -123,7 +123,10 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                         gr.Markdown("### Recommendations")
                         status = gr.Markdown(elem_id="status", elem_classes="notice")
                         results = gr.Dataframe(headers=RESULT_COLUMNS, value=None, interactive=False,
-                                               max_height=620, label="Ranked items (history never included)",
+                                               max_height=620,
+                                               label="Ranked items (history never included). Text match: "
+                                                     "cosine of the item's description and your intention "
+                                                     "in the text model's space, higher = closer",
                                                elem_id="results", wrap=True,
                                                column_widths=["9%", "33%", "10%", "24%", "11%", "13%"])
                 space_plot = gr.Plot(

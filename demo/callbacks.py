@@ -22,7 +22,7 @@ from .service import EMPTY_HINT, InputProblem, Service
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["rank", "title", "year", "genres", "score", "sim. to intention"]
+RESULT_COLUMNS = ["rank", "title", "year", "genres", "score", "text match"]
 HISTORY_COLUMNS = ["#", "title", "year", "genres"]
 NEW_ITEM_COLUMNS = ["title", "genres", "description"]
 MAX_PATH_POINTS = 20  # x̂0 points drawn per path (UMAP.transform costs grow with points)

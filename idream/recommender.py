@@ -206,12 +206,28 @@ class Recommender:
 
     def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
         """Intention sentences → transformed text vectors.  # (n, D)"""
+        return torch.from_numpy(self.transform(self._encode_raw(sentences)))
+
+    def _encode_raw(self, sentences: list[str]) -> np.ndarray:
+        """Intention sentences → the text model's own vectors, before the transform.  # (n, D)"""
         e = self.backend.encode([clean_text(s)[:MAX_INTENTION_CHARS] for s in sentences])
         if e.shape[1] != self.transform.dim:
             raise ValueError(f"the text model gives {e.shape[1]}-d vectors but the checkpoint "
                              f"expects {self.transform.dim}-d: use the checkpoint's text model "
                              f"({self.config['text']['backend']})")
-        return torch.from_numpy(self.transform(e))
+        return e
+
+    def text_match(self, e_q: np.ndarray, items: list[int], extra: list | None = None) -> list[float | None]:
+        """Cosine between each item's description and an intention in the text model's own space
+        (what a person can read: higher is closer; the model's whitened space is not meant for
+        it). Indices ≥ N are extra (new) items.  e_q (D,) raw"""
+        N = self.dataset.n_items
+        q = e_q / max(float(np.linalg.norm(e_q)), 1e-12)
+        out = []
+        for i in items:
+            e = extra[i - N]["e"] if i >= N else (None if self.embeddings is None else self.embeddings[i])
+            out.append(None if e is None else round(float(e @ q / max(float(np.linalg.norm(e)), 1e-12)), 4))
+        return out
 
     # -- generation --------------------------------------------------------------------------
     def conditions(self, histories: np.ndarray, intentions: torch.Tensor | None,
@@ -275,23 +291,23 @@ class Recommender:
         e = self.backend.encode([text.describe(meta)])
         return {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
 
-    def _rows(self, scores: torch.Tensor, top: list[int], q: torch.Tensor | None,
+    def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
               extra: list | None) -> list[dict]:
-        """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items."""
+        """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items.
+        e_q: the intention's raw text vector, for the text-match column."""
         N = self.dataset.n_items
-        V = self.item_vectors()
+        match = self.text_match(e_q, top, extra) if e_q is not None else [None] * len(top)
         rows = []
         for r, i in enumerate(top, 1):
             if i < N:
-                meta, z, new = self.dataset.item_meta(i), V[i], False
+                meta, new = self.dataset.item_meta(i), False
             else:
-                item = extra[i - N]
-                meta, z, new = dict(item["meta"], item_id=f"new:{i - N + 1}"), item["z"], True
+                meta, new = dict(extra[i - N]["meta"], item_id=f"new:{i - N + 1}"), True
             row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
                    "score": round(float(scores[r - 1]), 4), "year": meta["year"],
                    "genres": list(meta["genres"]), "new": new}
-            if q is not None:
-                row["intention_similarity"] = round(float(torch.cosine_similarity(z, q, dim=0)), 4)
+            if match[r - 1] is not None:
+                row["intention_similarity"] = match[r - 1]
             rows.append(row)
         return rows
 
@@ -323,11 +339,12 @@ class Recommender:
             raise ValueError("give a history, an intention, or both")
         steps, k, rho, w, seed = self._check(steps, k, rho, w, seed)
         hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
-        q = self.encode_intentions([intention]) if intention else None
+        e_q = self._encode_raw([intention]) if intention else None  # (1, D) raw
+        q = None if e_q is None else torch.from_numpy(self.transform(e_q))
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
         scores, top = self._rank(x0, idx, k, extra_items)
-        rows = self._rows(scores[0], top[0].tolist(), None if q is None else q[0], extra_items)
+        rows = self._rows(scores[0], top[0].tolist(), None if e_q is None else e_q[0], extra_items)
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
                               None if q is None else q[0].numpy())
 
@@ -353,7 +370,8 @@ class Recommender:
                              f"and {MAX_GUIDANCE:g}")
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
-        q = self.encode_intentions([intention]) if intention else None
+        e_q = self._encode_raw([intention]) if intention else None  # (1, D) raw
+        q = None if e_q is None else torch.from_numpy(self.transform(e_q))
         w = self.default_w if w is None else w
         cond = self.conditions(hist, None if q is None else q.expand(R, -1))
         x0 = sample(self.model, self.diffusion, cond, steps, w, torch.tensor(rhos), seed,
@@ -364,7 +382,7 @@ class Recommender:
         cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
         return {
             "rho": rhos,
-            "items": [self._rows(scores[r], top[r].tolist(), None if q is None else q[0], extra_items)
+            "items": [self._rows(scores[r], top[r].tolist(), None if e_q is None else e_q[0], extra_items)
                       for r in range(R)],
             "oracles": x0.numpy(),
             "intention_similarity": cos(x0, q[0]) if q is not None else [None] * R,
