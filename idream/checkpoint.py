@@ -81,7 +81,7 @@ def save_checkpoint(rec, path: str | Path, E: np.ndarray) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
-    residual = rec.items.residual_matrix()  # a low-rank residual is saved as its product
+    residual = rec.items.residual  # (N, D), None for pure text vectors
     if residual is not None:
         state["items.residual"] = residual.detach().contiguous()
     atomic_write(path / "model.safetensors", lambda tmp: save_file(state, tmp))

@@ -82,10 +82,6 @@ class ItemTable(nn.Module):
         if n_residual:
             self.residual = nn.Parameter(torch.zeros(n_residual, z.shape[1]))  # (n_residual, D)
 
-    def residual_matrix(self) -> torch.Tensor | None:
-        """The learned residual r, (n_residual, D) (None: pure text vectors)."""
-        return self.residual
-
     def vectors(self) -> torch.Tensor:  # (N, D)
         if self.residual is None:
             return self.z
