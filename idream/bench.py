@@ -454,7 +454,7 @@ def main_table(a) -> Path:
 
 def main_speed(a) -> dict:
     result = run_speed(a.checkpoint, tuple(a.sizes), a.repeats,
-                       log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+                       log_fn=lambda s: print(s, file=sys.stderr, flush=True), users=a.users)
     result["command"] = "python -m idream " + " ".join(sys.argv[1:])
     print(write_results(result, a.out, "bench-speed", speed_markdown(result)).read_text())
     return result

@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=int, default=10, metavar="N",
                    help="how many items to list (default: %(default)s)")
     r.add_argument("--json", action="store_true", help="print the answer as JSON, not a table")
+    r.add_argument("--exact", action="store_true",
+                   help="score every item even where the catalog is large enough for the approximate "
+                        "index (default: the index above its size threshold, exact below)")
     _add_text_flags(r, model_help="must be the checkpoint's text model (default: the checkpoint's)")
 
     d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")
@@ -305,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="catalog sizes to time, a comma list (default: 1682,100000,1000000)")
     sp.add_argument("--repeats", type=int, default=30, metavar="N",
                     help="timed requests per size (default: %(default)s)")
+    sp.add_argument("--users", type=int, default=200, metavar="N",
+                    help="real users whose oracles measure the index's recall@10 (default: %(default)s)")
     sp.add_argument("--out", default="results", metavar="DIR",
                     help="folder for the .json and .md results (default: %(default)s)")
     return p
@@ -380,7 +385,8 @@ def cmd_evaluate(a) -> int:
 def cmd_recommend(a) -> int:
     from .recommender import Recommender
 
-    rec = Recommender.load(a.checkpoint, text_model=_text_model(a), descriptions=a.descriptions)
+    rec = Recommender.load(a.checkpoint, text_model=_text_model(a), descriptions=a.descriptions,
+                           exact=a.exact)
     history = list(a.history)
     if a.user is not None:
         history = rec.user_history(a.user)
