@@ -489,6 +489,29 @@ CLI_REF = st.one_of(st.sampled_from(SYNTH_IDS).map(str),
                     st.integers(0, N_SYNTH - 1).map(lambda i: f"Synthetic Film {i}"), CLI_TEXT)
 
 
+NEGATIVE_NUMBER = re.compile(r"-\d+|-\d*\.\d+")  # what argparse reads as a value, not a flag
+INT_FLAGS = {"--steps", "--k", "--seed"}
+
+
+def cli_verdict(history: list, intention, options: dict) -> str | None:
+    """What `recommend` must do with these arguments: "answer" (exit 0), "refuse" (exit 2), or
+    None where argparse's reading of a word that starts with '-' is not worth predicting."""
+    if any(str(a).startswith("-") and not NEGATIVE_NUMBER.fullmatch(str(a))
+           for a in [*history, *([intention] if intention is not None else [])]):
+        return None
+    values = {}
+    for flag, value in options.items():
+        if value.startswith("-") and not NEGATIVE_NUMBER.fullmatch(value):
+            return "refuse"  # taken for a flag: the option misses its value
+        try:
+            values[flag] = (int if flag in INT_FLAGS else float)(value)  # argparse's type=
+        except (ValueError, OverflowError):
+            return "refuse"
+    found = problems(history, intention, values.get("--steps", 1), values.get("--k", 10),
+                     values.get("--seed", 0), values.get("--w"), values.get("--rho"))
+    return "refuse" if found else "answer"
+
+
 @hypothesis_settings(8)
 @given(history=st.lists(CLI_REF, max_size=5), intention=st.one_of(st.none(), CLI_TEXT),
        options=st.dictionaries(st.sampled_from(["--rho", "--w", "--steps", "--k", "--seed"]), CLI_NUMBER,
@@ -505,7 +528,21 @@ def test_cli_any_input(synth_ckpt, history, intention, options):
     for flag, value in options.items():
         argv += [flag, value]
     known = {int(h) for h in history if h.isdigit() and int(h) in SYNTH_IDS}
-    check_cli(cli(argv), known)
+    p = cli(argv)
+    check_cli(p, known)
+    verdict = cli_verdict(history, intention, options)
+    if verdict is not None:  # a valid call is answered, an invalid one refused
+        assert p.returncode == (0 if verdict == "answer" else 2), (verdict, p.stderr[-500:])
+
+
+def test_cli_verdict_reads_arguments_as_argparse_does():
+    assert cli_verdict(["100"], None, {"--k": "5"}) == "answer"
+    assert cli_verdict(["100"], None, {"--k": "1.5"}) == "refuse"  # type=int
+    assert cli_verdict(["100"], None, {"--rho": "-inf"}) == "refuse"  # taken for a flag
+    assert cli_verdict(["100"], None, {"--rho": "-0.5"}) == "answer"
+    assert cli_verdict(["100"], None, {"--rho": "nan"}) == "refuse"  # the library's rule
+    assert cli_verdict([], None, {}) == "refuse"
+    assert cli_verdict(["-x"], None, {}) is None
 
 
 CLI_ERRORS = [
