@@ -14,7 +14,6 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from idream.sampler import DDIMSampler
 
 from . import figures
 from .projection import SPACES
@@ -121,15 +120,16 @@ class Callbacks:
         """Place intention, oracle, path and new items in both spaces; draw them over the catalog."""
         proj, s = self.s.projection, self.s
         path = list(out.path)[:-1]  # the last x̂0 is the oracle itself
-        path_t = [int(t) for t in DDIMSampler(s.rec.diffusion).set_timesteps(q.steps)][:-1]
+        path_t = list(out.path_steps)[:-1]
         if len(path) > MAX_PATH_POINTS - 1:
             keep = np.unique(np.linspace(0, len(path) - 1, MAX_PATH_POINTS - 1).round().astype(int))
             path, path_t = [path[i] for i in keep], [path_t[i] for i in keep]
-        z_points = ([s.intention_vector(q.intention)] if q.intention else []) + [out.oracle] + path
+        # the intention as the request encoded it: once per click
+        z_points = ([out.intention_vector] if out.intention_vector is not None else []) + [out.oracle] + path
         Z = np.stack(z_points)  # (P, D) in the model's space
         placed = {}
         for space in SPACES:
-            X = Z if space == "whitened" else s.to_raw(Z)
+            X = Z if space == "whitened" else s.rec.transform.inverse(Z)
             if new_items:
                 key = "z" if space == "whitened" else "e"
                 X = np.concatenate([X, np.stack([np.asarray(it[key]) for it in new_items])])

@@ -9,10 +9,8 @@ import os
 import random
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from idream.recommender import MAX_INTENTION_CHARS, Recommender, UnknownItemError, clean_text
@@ -99,11 +97,6 @@ class Service:
         self.genres = sorted({g for m in self.metas for g in m["genres"]})
         self.text_reason = rec.text_status()  # None when intentions can be embedded here
         self.projection = Projection.for_checkpoint(rec, checkpoint, background=False)
-        M = rec.transform.matrix
-        self._inverse = np.linalg.inv(M)  # z -> e, to draw z-space points in the raw panel
-        self._mean = rec.transform.mean
-        self._text_lock = threading.Lock()
-        self._encode = lru_cache(maxsize=256)(self._encode_uncached)
         self.warmup = threading.Thread(target=self._warm_up, args=(background_umap,), name="warm-up",
                                        daemon=True)
         self.warmup.start()
@@ -111,8 +104,8 @@ class Service:
     def _warm_up(self, fit_umap: bool) -> None:
         """After start-up: load the text model, run the network once, then refit UMAP."""
         try:
-            if self.text_reason is None:
-                self.intention_vector("a warm-up intention")
+            if self.text_reason is None:  # loads the text model (once: the backend holds a lock)
+                self.rec.encode_intentions(["a warm-up intention"])
             self.rec.recommend([self.metas[0]["item_id"]], k=1)
         except Exception:  # noqa: BLE001 - a failure here shows up (readably) on the first click
             log.exception("warm-up failed")
@@ -227,18 +220,6 @@ class Service:
         out = self.rec.sweep_rho(ids, q.intention, rhos=rhos, w=q.w, steps=steps, k=q.k,
                                  seed=q.seed, extra_items=extra_items or None)
         return {**out, "steps": steps}
-
-    def intention_vector(self, intention: str) -> np.ndarray:
-        """z-space vector of an intention (cached per text).  (D,)"""
-        return self._encode(intention)
-
-    def _encode_uncached(self, intention: str) -> np.ndarray:
-        with self._text_lock:  # the first call loads the text model: once, not once per thread
-            return self.rec.encode_intentions([intention])[0].numpy()
-
-    def to_raw(self, z: np.ndarray) -> np.ndarray:
-        """Undo the transform A, so z-space points can be drawn among the raw embeddings."""
-        return (np.asarray(z, dtype=np.float64) @ self._inverse + self._mean).astype(np.float32)
 
     # -- history helpers ---------------------------------------------------------------------
     def user_history(self, user_id) -> tuple[list[str], str]:

@@ -18,7 +18,7 @@ from .data import PAD, Dataset, window
 from .diffusion import Diffusion
 from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
-from .sampler import sample
+from .sampler import DDIMSampler, sample
 from .transform import Transform
 
 MAX_INTENTION_CHARS = 2000
@@ -70,6 +70,7 @@ class Recommendation:
     intention: str | None
     path: list = field(default_factory=list)  # x̂0 at every DDIM step (when asked)
     intention_vector: np.ndarray | None = None  # (D,) A(TEM(intention)), when one was given
+    path_steps: list = field(default_factory=list)  # the timestep t of each path point
 
     def to_dict(self) -> dict:
         return {"items": self.items}
@@ -345,8 +346,9 @@ class Recommender:
         x0, path = out if return_path else (out, [])
         scores, top = self._rank(x0, idx, k, extra_items)
         rows = self._rows(scores[0], top[0].tolist(), None if e_q is None else e_q[0], extra_items)
+        steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
-                              None if q is None else q[0].numpy())
+                              None if q is None else q[0].numpy(), steps_t)
 
     def sweep_rho(self, history=(), intention: str | None = None, rhos=tuple(range(11)),
                   w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,

@@ -35,3 +35,14 @@ def test_recommend_rows_carry_it_for_catalog_and_new_items(rec):
         float(new["e"] @ e_q / np.linalg.norm(new["e"]) / np.linalg.norm(e_q)), abs=1e-4)
     assert all(-1 <= r["intention_similarity"] <= 1 for r in out.items)
     assert "intention_similarity" not in rec.recommend(["Star Wars (1977)"]).items[0]
+
+
+def test_recommendation_carries_what_the_page_draws(rec):
+    """The path's timesteps and the intention vector come back with the answer, so the page
+    neither builds a second sampler nor encodes the intention again."""
+    out = rec.recommend(["Star Wars (1977)"], intention="space aliens", steps=5, return_path=True)
+    assert len(out.path) == len(out.path_steps) == 5
+    assert out.path_steps[0] == rec.T - 1 and out.path_steps[-1] == 0
+    assert all(a > b for a, b in zip(out.path_steps, out.path_steps[1:]))
+    assert np.allclose(out.intention_vector, rec.encode_intentions(["space aliens"])[0].numpy(), atol=1e-6)
+    assert rec.recommend(["Star Wars (1977)"]).path_steps == []
