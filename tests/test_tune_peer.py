@@ -1,0 +1,41 @@
+"""The peers' tuning script: its grids, one run of each peer, and its table."""
+
+import importlib.util
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tune():
+    spec = importlib.util.spec_from_file_location("tune_peer", ROOT / "scripts" / "tune_peer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_grids_have_as_many_settings_as_idreams_recorded_tuning(tune):
+    recorded = sum(1 for f in ("tuning-runs.jsonl", "tuning.jsonl")
+                   for line in (ROOT / "results" / f).read_text().splitlines() if line.strip())
+    for model in ("sasrec", "dreamrec"):
+        cfgs = tune.configs(model, 0, 4.0, "cpu")
+        assert len(cfgs) >= recorded, (model, len(cfgs), recorded)
+        assert len({repr(c) for c in cfgs}) == len(cfgs)  # no setting twice
+        assert all(c.clock == "cpu" and c.max_minutes == 4.0 for c in cfgs)
+    assert all(c.item_source == "id" for c in tune.configs("dreamrec", 0, 4.0, "cpu"))
+
+
+@pytest.mark.parametrize("model", ["sasrec", "dreamrec"])
+def test_one_run_of_each_peer_and_its_table(tune, model, synthetic_dir):
+    cfg = tune.configs(model, 0, 0.05, "cpu")[0]
+    small = dict(max_len=12, hidden=16, epochs=2) if model == "sasrec" else dict(
+        width=32, depth=1, heads=2, epochs=2, T=100, history_len=5, id_dim=16)
+    res = tune.train_one(model, replace(cfg, **small), str(synthetic_dir))
+    assert 0 < res["best_valid_NDCG@10"] == pytest.approx(max(res["curve"]), abs=1e-5)
+    row = {"max_minutes": 0.05, "commit": "abc", "machine": "m", "minutes": 0.1, "config":
+           {**{k: getattr(cfg, k) for k in tune.GRIDS[model]}, "seed": 0, "clock": "cpu"}, **res}
+    md = tune.table(model, [row])
+    assert f"| {res['best_valid_NDCG@10']:.4f} |" in md and "Runs: 1 of 48" in md
