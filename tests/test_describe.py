@@ -198,7 +198,7 @@ def _run_cli(args, env_extra):
 def test_cli_describe_interrupted_and_resumed_never_shows_the_key(fake, synthetic_dir, tmp_path):
     # slow answers, so that Ctrl-C lands mid-run
     fake.fault = lambda kind, n, body: "stall" if n > 4 else None
-    fake.stall_s = 0.15
+    fake.stall_s = 0.5  # 36 stalled answers, two at a time: about 9 s, so the signal lands mid-run
     env = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": fake.base_url, **FAST_RETRIES}
     args = ["describe", "--dataset", str(synthetic_dir), "--llm", "fake-chat", "--concurrency", "2",
             "--cache-dir", str(tmp_path)]

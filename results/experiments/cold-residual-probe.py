@@ -1,5 +1,11 @@
+"""Validation only, one trained checkpoint with held-out (cold) items: where do cold targets
+rank, and does a residual borrowed from an item's text neighbours help? (cold-residual.md)
+
+    python results/experiments/cold-residual-probe.py CHECKPOINT_DIR
+"""
 import sys
-import numpy as np, torch
+import numpy as np
+import torch
 torch.set_num_threads(1)
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -17,7 +23,8 @@ print("residual norm warm", R0[warm].norm(dim=1).mean().item(), "z norm", rec.it
 def ev(tag):
     r = evaluate_recommender(rec, valid.subset(ci), steps=1, w=0.0, rho=0.0, seed=0)
     rw = evaluate_recommender(rec, valid.subset(wi), steps=1, w=0.0, rho=0.0, seed=0)
-    print(tag, "cold median rank", np.median(r.ranks), "NDCG", round(r.metrics["NDCG@10"], 4), "HR@50?", "warm", round(rw.metrics["NDCG@10"], 4), flush=True)
+    print(tag, "cold median rank", np.median(r.ranks), "NDCG", round(r.metrics["NDCG@10"], 4),
+          "HR@50?", "warm", round(rw.metrics["NDCG@10"], 4), flush=True)  # (the label's output as logged)
 ev("plain")
 S = E[cold] @ E[warm].T
 top = np.argsort(-S, axis=1)
