@@ -15,10 +15,11 @@ import torch
 
 from .metrics import mask_seen, top_k
 
-# Catalogs smaller than this are searched exactly. A placeholder until the speed benchmark
-# (`python -m idream bench speed`, the "Retrieval" table) is run on a quiet machine: the
-# threshold belongs where the graph's gain in latency outweighs its build time and lost recall.
-EXACT_BELOW = 200_000
+# Catalogs smaller than this are searched exactly. The threshold belongs where the graph's gain
+# in latency outweighs its build time and lost recall; measured on real oracles the graph's
+# recall@10 is far below 0.98 (results/bench-speed.md, "Retrieval"), so every size is searched
+# exactly until a search reaches it (kind="hnsw" still builds the graph on request).
+EXACT_BELOW = 2**62
 # The graph's dials; the benchmark's "recall@10 by efSearch" column is where to retune them.
 HNSW_M = 32  # links per item (2·M at the base layer): more cost memory and build time, gain recall
 EF_CONSTRUCTION = 80  # candidates kept while linking an item in
