@@ -52,6 +52,20 @@ def checkpoint(tmp_path_factory) -> Path:
     return Path(env) if env else tiny_checkpoint(tmp_path_factory.getbasetemp() / "demo-checkpoint")
 
 
+def load_script(path: Path, register: bool = False):
+    """A script (not a package module) imported from its file; register: put it in sys.modules
+    under its name (dataclasses defined in it look their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def report_to_reliability_log(file: str, key: str, counts: dict) -> None:
     """Append one test module's counts to IDREAM_RELIABILITY_LOG (set by scripts/reliability.py)."""
     import json

@@ -95,13 +95,10 @@ def test_ml1m_folder():
 
 
 def test_drop_last_writes_a_dataset_whose_users_lose_their_last_items(synthetic_dir, tmp_path):
-    import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "drop_last", Path(__file__).resolve().parents[1] / "scripts" / "drop_last.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from conftest import load_script
+    mod = load_script(Path(__file__).resolve().parents[1] / "scripts" / "drop_last.py")
     from idream.data import load_dataset
     before = load_dataset(str(synthetic_dir))
     mod.drop_last(str(synthetic_dir), 2, tmp_path / "minus2")

@@ -191,8 +191,11 @@ def test_descriptions_llm_needs_the_cache(env, synthetic_dir, tmp_path):
 
 def _run_cli(args, env_extra):
     env = dict(os.environ, **env_extra)
+    # Ctrl-C must reach the command: an ignored SIGINT would be inherited from this process if
+    # something earlier in the session ignored it, and the interrupted run would never stop
     return subprocess.Popen([sys.executable, "-m", "idream", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_cli_describe_interrupted_and_resumed_never_shows_the_key(fake, synthetic_dir, tmp_path):

@@ -36,7 +36,6 @@ what is missing as the reason; no other block is skipped.
 from __future__ import annotations
 
 import bisect
-import importlib.util
 import os
 import re
 import subprocess
@@ -278,10 +277,8 @@ def test_every_figure_comes_from_a_cited_file(path):
 
 
 def _update_readme():
-    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+    return load_script(ROOT / "scripts" / "update_readme.py")
 
 
 def test_generated_blocks_are_current_and_listed(capsys):

@@ -8,7 +8,6 @@ naming a film, and must keep its dev and test halves apart.
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import json
 import pathlib
 import re
@@ -50,10 +49,8 @@ def ds():
 
 @pytest.fixture(scope="module")
 def make_halves():
-    spec = importlib.util.spec_from_file_location("make_halves", BENCH / "make_halves.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+    return load_script(BENCH / "make_halves.py")
 
 
 # --- size, coverage, halves -------------------------------------------------------------------

@@ -17,10 +17,8 @@ writes the figures for the README.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,11 +33,8 @@ ANSWER_TIMEOUT = 120  # seconds for one answer: none by then is a hung worker
 
 @pytest.fixture(scope="module")
 def reliability():
-    spec = importlib.util.spec_from_file_location("reliability", ROOT / "scripts" / "reliability.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reliability"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_script
+    return load_script(ROOT / "scripts" / "reliability.py", register=True)
 
 
 # -- the short form ------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """The peers' tuning script: its grids, one run of each peer, and its table."""
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,10 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tune():
-    spec = importlib.util.spec_from_file_location("tune_peer", ROOT / "scripts" / "tune_peer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from conftest import load_script
+    return load_script(ROOT / "scripts" / "tune_peer.py")
 
 
 def test_grids_have_as_many_settings_as_idreams_recorded_tuning(tune):
