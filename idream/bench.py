@@ -60,7 +60,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                 cold_frac: float = 0.0) -> dict:
     """Train and evaluate every model on one split for each seed; returns per-run rows.
     SASRec runs with its settings tuned on validation (SASRecConfig's defaults) and iDream's time
-    budget unless sasrec_overrides say otherwise; dreamrec_overrides go over train_overrides for
+    budget and budget clock unless sasrec_overrides say otherwise; dreamrec_overrides go over train_overrides for
     DreamRec alone. on_rows(result) is called after each model, so a long run that is stopped
     keeps what it finished. cold_frac > 0: the cold-start protocol, a seeded share of the items
     (drawn per seed) never trains, and the rows also report the cases whose target is cold/warm."""
@@ -107,8 +107,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             m = measured(lambda c: rank_all(lambda r: knn(c.histories[r]), c), test, cold)
             return [{"model": name, "seed": seed, **m, "train_s": 0.0, "params": 0}]
         if name == "sasrec":  # the same minutes as iDream, the same fitted learning-rate decay
-            budget = (train_overrides or {}).get("max_minutes", TrainConfig.max_minutes)
-            cfg = SASRecConfig(seed=seed, **{"device": device, "max_minutes": budget, **(sasrec_overrides or {})})
+            same = {k: (train_overrides or {}).get(k, getattr(TrainConfig, k)) for k in ("max_minutes", "clock")}
+            cfg = SASRecConfig(seed=seed, **{"device": device, **same, **(sasrec_overrides or {})})
             model, info = train_sasrec(split, ds.n_items, cfg, progress=True, log_fn=log_fn)
             return [{"model": name, "seed": seed, **measured(lambda c: evaluate_sasrec(model, c), test, cold),
                      "train_s": round(time.time() - t, 1), "params": _params(model),

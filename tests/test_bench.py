@@ -7,7 +7,8 @@ from idream.bench import quality_markdown, run_quality, summarize, write_results
 
 def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=4, batch_size=64, lr=3e-3,
-                T=100, history_len=5, intention_pool=2, w_grid=(0.0, 1.0), rho_grid=(1.0,), max_minutes=0.5)
+                T=100, history_len=5, intention_pool=2, w_grid=(0.0, 1.0), rho_grid=(1.0,), max_minutes=0.5,
+                clock="cpu")
     seen = []  # rows reported after each model: a stopped run keeps what it finished
     res = run_quality(str(synthetic_dir), [0, 1], train_overrides=tiny,
                       sasrec_overrides=dict(epochs=6, eval_every=2, max_len=12), log_fn=lambda s: None,
@@ -16,7 +17,8 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     assert seen == sorted(set(seen)) and seen[-1] == len(res["rows"]) and len(seen) == 10
     # SASRec gets iDream's budget unless told otherwise, and its overrides
     sas = [r["config"] for r in res["rows"] if r["model"] == "sasrec"]
-    assert [(c["max_minutes"], c["max_len"], c["seed"]) for c in sas] == [(0.5, 12, 0), (0.5, 12, 1)]
+    assert [(c["max_minutes"], c["clock"], c["max_len"], c["seed"]) for c in sas] == [
+        (0.5, "cpu", 12, 0), (0.5, "cpu", 12, 1)]
     # DreamRec's own overrides go over the shared ones, for it alone
     assert {r["epochs"] for r in res["rows"] if r["model"] == "dreamrec"} == {2}
     assert {r["epochs"] for r in res["rows"] if r["model"] == "idream"} == {4}
