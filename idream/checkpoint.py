@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .data import DatasetError, load_dataset
 from .diffusion import SCHEDULES, Diffusion, DiffusionConfig
+from .files import atomic_write
 from .model import Denoiser, ItemTable, ModelConfig
 from .transform import KINDS, Transform
 
@@ -33,25 +32,6 @@ MAX_GUIDANCE = 100.0  # as in recommender.py
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with a message that says what to do."""
-
-
-_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) then rename tmp_path onto path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_json(path: Path, obj) -> None:

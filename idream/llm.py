@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .files import atomic_write
 from .openai_backend import (
     Interrupted,
     MalformedResponse,
@@ -156,18 +156,14 @@ class DescriptionCache:
 
     def rewrite(self, records: Iterable[Mapping[str, str]]) -> None:
         """Replace the file by exactly `records`, atomically (temporary file, then os.replace)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
                 for rec in records:
                     f.write(json.dumps(dict(rec), ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write(self.path, write)
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

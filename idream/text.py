@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -23,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backend import EmbeddingBackend
+from .files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -429,15 +429,7 @@ def _save_cache(path: Path, emb: np.ndarray, metadata: dict[str, str]) -> None:
     """Write the cache atomically: a temporary file in the same folder, then `os.replace`."""
     from safetensors.numpy import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"embeddings": np.ascontiguousarray(emb)}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file({"embeddings": np.ascontiguousarray(emb)}, tmp, metadata=metadata))
 
 
 def embed_texts(
