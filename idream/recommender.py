@@ -151,13 +151,10 @@ class Recommender:
         """The search index over item_vectors(): built on first use, rebuilt when they change."""
         with self._index_lock:
             V = self.item_vectors()
-            index = self._index
-            # rebuilt when stale (other vectors), or exact-only from a time `exact` was on
-            wants_graph = (not self.exact and index is not None and index.kind == "exact"
-                           and kind_for(len(V)) == "hnsw")
-            if index is None or not index.fits(V) or wants_graph:
-                index = self._index = ItemIndex(V, "exact" if self.exact else "auto")
-            return index
+            kind = "exact" if self.exact else kind_for(len(V))
+            if self._index is None or not self._index.fits(V) or self._index.kind != kind:
+                self._index = ItemIndex(V, kind)  # stale (other vectors), or `exact` was switched
+            return self._index
 
     # -- inputs ------------------------------------------------------------------------------
     def resolve_item(self, ref, suggest: bool = True) -> int:
@@ -208,6 +205,14 @@ class Recommender:
     def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
         """Intention sentences → transformed text vectors.  # (n, D)"""
         return torch.from_numpy(self.transform(self._encode_raw(sentences)))
+
+    def _intention(self, intention: str | None) -> tuple:
+        """A checked intention's raw text vector (D,) and its transformed row (1, D); (None, None)
+        without one. The raw one is for the text-match column, the transformed one for the model."""
+        if not intention:
+            return None, None
+        e = self._encode_raw([intention])
+        return e[0], torch.from_numpy(self.transform(e))
 
     def _encode_raw(self, sentences: list[str]) -> np.ndarray:
         """Intention sentences → the text model's own vectors, before the transform.  # (n, D)"""
@@ -321,7 +326,7 @@ class Recommender:
             raise too_strong
         Z_new = torch.stack([it["z"] for it in extra]) if extra else None  # (n, D)
         seen = [np.asarray(idx, dtype=np.int64)] * x0.shape[0]
-        scores, top = self.item_index().search(x0, k, seen, Z_new, exact=self.exact)
+        scores, top = self.item_index().search(x0, k, seen, Z_new)
         if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow
             raise too_strong
         return scores, top
@@ -340,12 +345,11 @@ class Recommender:
             raise ValueError("give a history, an intention, or both")
         steps, k, rho, w, seed = self._check(steps, k, rho, w, seed)
         hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
-        e_q = self._encode_raw([intention]) if intention else None  # (1, D) raw
-        q = None if e_q is None else torch.from_numpy(self.transform(e_q))
+        e_q, q = self._intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
         scores, top = self._rank(x0, idx, k, extra_items)
-        rows = self._rows(scores[0], top[0].tolist(), None if e_q is None else e_q[0], extra_items)
+        rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
                               None if q is None else q[0].numpy(), steps_t)
@@ -372,8 +376,7 @@ class Recommender:
                              f"and {MAX_GUIDANCE:g}")
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
-        e_q = self._encode_raw([intention]) if intention else None  # (1, D) raw
-        q = None if e_q is None else torch.from_numpy(self.transform(e_q))
+        e_q, q = self._intention(intention)
         w = self.default_w if w is None else w
         cond = self.conditions(hist, None if q is None else q.expand(R, -1))
         x0 = sample(self.model, self.diffusion, cond, steps, w, torch.tensor(rhos), seed,
@@ -384,7 +387,7 @@ class Recommender:
         cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
         return {
             "rho": rhos,
-            "items": [self._rows(scores[r], top[r].tolist(), None if e_q is None else e_q[0], extra_items)
+            "items": [self._rows(scores[r], top[r].tolist(), e_q, extra_items)
                       for r in range(R)],
             "oracles": x0.numpy(),
             "intention_similarity": cos(x0, q[0]) if q is not None else [None] * R,

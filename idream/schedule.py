@@ -1,9 +1,10 @@
 """The learning-rate schedule and stopping rule shared by every model trained on a time budget.
 
-A linear warm-up (at most one epoch), then a cosine decay over the epochs that fit the budget: after each epoch the
-number of epochs that fit is re-estimated from the last epoch's length (the first carries the
-set-up and a GPU's warm-up), so a model on a budget ends its decay when its time ends instead of
-stopping half-way down a decay planned for all epochs. iDream and its peers use the same one.
+A linear warm-up (at most one epoch), then a cosine decay over the epochs that fit the budget:
+after each epoch the number of epochs that fit is re-estimated from the last epoch's length (the
+first carries the set-up and a GPU's warm-up), so a model on a budget ends its decay when its
+time ends instead of stopping half-way down a decay planned for all epochs. iDream and its peers
+use the same one; without a budget the decay spans all epochs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ class BudgetSchedule:
     """
 
     def __init__(self, opt: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
-                 max_minutes: float = 0.0, warmup_steps: int = 200, fit_to_budget: bool = True):
+                 max_minutes: float = 0.0, warmup_steps: int = 200):
         self.steps_per_epoch, self.epochs = max(1, steps_per_epoch), epochs
         self.max_s = max_minutes * 60
-        self.fit_to_budget = fit_to_budget and max_minutes > 0
         self.horizon = epochs * self.steps_per_epoch  # steps of the cosine decay
         self.warmup = min(warmup_steps, self.steps_per_epoch)  # never longer than one epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(opt, self.factor)
@@ -57,7 +57,7 @@ class BudgetSchedule:
         None where there is nothing to say. The next epoch is assumed as slow as the slower of
         the last one and the mean (a busy machine slows down)."""
         note = None
-        if self.fit_to_budget:
+        if self.max_s:
             fit = min(self.epochs, max(2, epoch + int((self.max_s - elapsed_s) / max(epoch_s, 1e-9))))
             if fit * self.steps_per_epoch != self.horizon:
                 self.horizon = fit * self.steps_per_epoch
