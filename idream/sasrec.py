@@ -9,9 +9,8 @@ the same time budget, as iDream; early stopping on validation NDCG@10.
 from __future__ import annotations
 
 import copy
-import itertools
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -185,12 +184,6 @@ def train_sasrec(split: Split, n_items: int, cfg: SASRecConfig, progress: bool =
                    "targets_per_epoch": n_targets, "lr_decay_epochs": round(schedule.decay_epochs, 2),
                    "minutes": round((now() - t0) / 60, 2), "history": history,
                    "config": asdict(cfg)}
-
-
-def grid_configs(cfg: SASRecConfig, grid: dict) -> list[SASRecConfig]:
-    """Every combination of the grid's values over cfg, in a fixed order."""
-    keys = sorted(grid)
-    return [replace(cfg, **dict(zip(keys, vals))) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
 def sasrec_scorer(model: SASRec, samples: Samples):

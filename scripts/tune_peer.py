@@ -10,6 +10,7 @@ results/tuning-<model>.md is rewritten from all rows.
 """
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -61,18 +62,21 @@ def table(model: str, all_rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def grid_configs(base, grid: dict) -> list:
+    """Every combination of the grid's values over the config dataclass `base`, in a fixed order."""
+    keys = sorted(grid)
+    return [replace(base, **dict(zip(keys, v))) for v in itertools.product(*(grid[k] for k in keys))]
+
+
 def configs(model: str, seed: int, max_minutes: float, clock: str, grid: dict | None = None) -> list:
-    """Every setting of the grid, in a fixed order, over the model's defaults."""
-    import itertools
-    grid = grid or GRIDS[model]
+    """Every setting of the model's grid (or `grid`) over its defaults."""
     if model == "sasrec":
         from idream.sasrec import SASRecConfig
         base = SASRecConfig(seed=seed, max_minutes=max_minutes, clock=clock)
     else:
         from idream.train import TrainConfig
         base = TrainConfig(item_source="id", seed=seed, max_minutes=max_minutes, clock=clock, threads=0)
-    keys = sorted(grid)
-    return [replace(base, **dict(zip(keys, v))) for v in itertools.product(*(grid[k] for k in keys))]
+    return grid_configs(base, grid or GRIDS[model])
 
 
 def train_one(model: str, cfg, dataset: str) -> dict:

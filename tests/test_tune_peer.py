@@ -25,6 +25,12 @@ def test_grids_have_as_many_settings_as_idreams_recorded_tuning(tune):
     assert all(c.item_source == "id" for c in tune.configs("dreamrec", 0, 4.0, "cpu"))
 
 
+def test_grid_covers_every_combination(tune):
+    from idream.sasrec import SASRecConfig
+    cfgs = tune.grid_configs(SASRecConfig(), {"lr": [1e-3, 3e-3], "hidden": [64, 128], "max_len": [20, 50, 100]})
+    assert len(cfgs) == 12 and len({(c.lr, c.hidden, c.max_len) for c in cfgs}) == 12
+
+
 @pytest.mark.parametrize("model", ["sasrec", "dreamrec"])
 def test_one_run_of_each_peer_and_its_table(tune, model, synthetic_dir):
     cfg = tune.configs(model, 0, 0.05, "cpu")[0]
