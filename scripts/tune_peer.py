@@ -6,7 +6,11 @@ results/tuning-<model>.md is rewritten from all rows.
 
     python scripts/tune_peer.py sasrec --max-minutes 4 --shard 0/2   # two processes,
     python scripts/tune_peer.py sasrec --max-minutes 4 --shard 1/2   # one core each
+    python scripts/tune_peer.py dreamrec --max-minutes 1              # every setting, short budget,
+    python scripts/tune_peer.py dreamrec --max-minutes 4 --promote 8 --from-minutes 1  # the best 8, longer
     python scripts/tune_peer.py dreamrec --table                      # rewrite the table only
+
+The chosen setting is the best one at the longest budget any setting ran.
 """
 
 import argparse
@@ -42,6 +46,39 @@ def rows(model: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def best(all_rows: list[dict]) -> dict | None:
+    """The chosen run: best validation NDCG@10 among the runs at the longest budget."""
+    if not all_rows:
+        return None
+    longest = max(r["max_minutes"] for r in all_rows)
+    return max((r for r in all_rows if r["max_minutes"] == longest), key=lambda r: r["best_valid_NDCG@10"])
+
+
+def promoted(all_rows: list[dict], k: int, from_minutes: float) -> list[dict]:
+    """The settings (as config dicts) of the k best runs at budget `from_minutes`: successive halving."""
+    at = sorted((r for r in all_rows if r["max_minutes"] == from_minutes), key=lambda r: -r["best_valid_NDCG@10"])
+    return [r["config"] for r in at[:k]]
+
+
+def left_out(model: str, all_rows: list[dict]) -> str:
+    """Why the grid's settings that never ran were skipped, from the runs that did (SASRec's long-prefix
+    runs manage about one epoch in the budget, so their dropout-0.5 twins were not run)."""
+    ran = {json.dumps({k: r["config"][k] for k in GRIDS[model]}, sort_keys=True) for r in all_rows}
+    missing = [c for c in configs(model, 0, 1.0, "cpu") if json.dumps({k: getattr(c, k) for k in GRIDS[model]},
+                                                                    sort_keys=True) not in ran]
+    if not missing or model != "sasrec":
+        return ""
+    long_prefix = [r for r in all_rows if r["config"]["train_on"] == "prefixes" and r["config"]["max_len"] >= 50]
+    windows = [r["best_valid_NDCG@10"] for r in all_rows if r["config"]["train_on"] == "windows"]
+    if not long_prefix or not windows:
+        return f"Not run: {len(missing)} settings."
+    return (f"Not run: {len(missing)} settings ({', '.join(sorted({f'{c.train_on}/max_len {c.max_len}/dropout {c.dropout}' for c in missing}))}). "
+            f"The {len(long_prefix)} prefix runs with max_len >= 50 that did run finished at most "
+            f"{max(r['epochs_run'] for r in long_prefix)} epoch(s) in the budget and scored at most "
+            f"{max(r['best_valid_NDCG@10'] for r in long_prefix):.4f}, below the worst windows run "
+            f"({min(windows):.4f}); more dropout cannot help a model that sees the data once.")
+
+
 def table(model: str, all_rows: list[dict]) -> str:
     keys = sorted(GRIDS[model])
     done = sorted(all_rows, key=lambda r: -r["best_valid_NDCG@10"])
@@ -51,7 +88,16 @@ def table(model: str, all_rows: list[dict]) -> str:
            "validation NDCG@10 of the run, sorted.", "",
            f"Runs: {len(all_rows)} of {len(configs(model, 0, 1.0, 'cpu'))}; budgets (minutes): "
            f"{sorted({r['max_minutes'] for r in all_rows})}; commits: {sorted({r['commit'] for r in all_rows})}; "
-           f"machine: {all_rows[0]['machine'] if all_rows else ''}.", "",
+           f"machine: {all_rows[0]['machine'] if all_rows else ''}.", ""]
+    chosen = best(all_rows)
+    if chosen:
+        out += [f"Chosen (best at the longest budget, {chosen['max_minutes']:g} min): "
+                + ", ".join(f"{k}={chosen['config'][k]}" for k in keys)
+                + f" (valid NDCG@10 {chosen['best_valid_NDCG@10']:.4f}).", ""]
+    note = left_out(model, all_rows)
+    if note:
+        out += [note, ""]
+    out += [
            "| " + " | ".join(keys) + " | budget min | clock | seed | valid NDCG@10 | best epoch | epochs | wall min |",
            "|---" * (len(keys) + 7) + "|"]
     for r in done:
@@ -107,16 +153,25 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process (default 1)")
     ap.add_argument("--shard", default="0/1", help="i/n: run every n-th setting from the i-th")
     ap.add_argument("--grid", default="", help="JSON {field: [values]} instead of the model's grid")
+    ap.add_argument("--promote", type=int, default=0,
+                    help="run only the K best settings of the runs at --from-minutes (successive halving)")
+    ap.add_argument("--from-minutes", type=float, default=None, help="the shorter budget --promote reads")
     ap.add_argument("--table", action="store_true", help="only rewrite the table from the rows")
     a = ap.parse_args()
     md = log_path(a.model).with_suffix(".md")
     if a.table:
         md.write_text(table(a.model, rows(a.model)))
         return
+    if a.promote and a.from_minutes is None:
+        ap.error("--promote needs --from-minutes")
     torch.set_num_threads(a.threads)
     i, n = (int(x) for x in a.shard.split("/"))
     done = {json.dumps(r["config"], sort_keys=True) for r in rows(a.model)}
-    for cfg in configs(a.model, a.seed, a.max_minutes, a.clock, json.loads(a.grid) if a.grid else None)[i::n]:
+    todo = configs(a.model, a.seed, a.max_minutes, a.clock, json.loads(a.grid) if a.grid else None)
+    if a.promote:
+        keep = [{k: c[k] for k in GRIDS[a.model]} for c in promoted(rows(a.model), a.promote, a.from_minutes)]
+        todo = [c for c in todo if {k: getattr(c, k) for k in GRIDS[a.model]} in keep]
+    for cfg in todo[i::n]:
         if json.dumps(asdict(cfg), sort_keys=True, default=list) in done:
             continue
         t = time.time()

@@ -42,3 +42,17 @@ def test_one_run_of_each_peer_and_its_table(tune, model, synthetic_dir):
            {**{k: getattr(cfg, k) for k in tune.GRIDS[model]}, "seed": 0, "clock": "cpu"}, **res}
     md = tune.table(model, [row])
     assert f"| {res['best_valid_NDCG@10']:.4f} |" in md and "Runs: 1 of 48" in md
+
+
+def test_promotion_takes_the_best_short_runs_and_the_choice_the_longest_budget(tune):
+    def row(lr, minutes, ndcg):
+        return {"max_minutes": minutes, "best_valid_NDCG@10": ndcg,
+                "config": {"lr": lr, "dropout": 0.1, "id_dim": 64, "history_len": 10, "ce_weight": 10.0}}
+    short = [row(1e-3, 1, 0.05), row(3e-3, 1, 0.07), row(5e-4, 1, 0.06)]
+    assert [c["lr"] for c in tune.promoted(short, 2, 1)] == [3e-3, 5e-4]
+    assert tune.promoted(short, 2, 4) == []
+    # a short run that scored higher does not win over the runs at the longest budget
+    long = [row(3e-3, 4, 0.08), row(5e-4, 4, 0.09)]
+    assert tune.best(short + long)["config"]["lr"] == 5e-4
+    assert tune.best(short + [row(1e-3, 4, 0.01)])["config"]["lr"] == 1e-3
+    assert tune.best([]) is None
