@@ -453,6 +453,42 @@ def main_table(a) -> Path:
     return out
 
 
+def merge_quality(results: list[dict]) -> dict:
+    """One result from quality runs made side by side (one process per seed or per model): their rows
+    together. Refuses runs of another dataset, split or cold-start fraction, or a (model, seed) twice."""
+    first = results[0]
+    for key in ("dataset", "split", "cold_frac"):
+        if len({json.dumps(r.get(key)) for r in results}) > 1:
+            raise ValueError(f"cannot merge runs with different {key}: {[r.get(key) for r in results]}")
+    seen, rows = set(), []
+    for r in results:
+        for row in r["rows"]:
+            key = (row["model"], row["seed"])
+            if key in seen:
+                raise ValueError(f"{row['model']} seed {row['seed']} is in more than one run")
+            seen.add(key)
+            rows.append(row)
+    out = {k: v for k, v in first.items() if k not in ("rows", "command", "wall_minutes")}
+    out["rows"] = rows
+    out["seeds"] = sorted({row["seed"] for row in rows})
+    out["commit"] = ", ".join(dict.fromkeys(r["commit"] for r in results))
+    out["complete"] = all(r.get("complete", True) for r in results)
+    out["command"] = "  and, side by side,  ".join(r.get("command", "?") for r in results) + "  (rows merged)"
+    return out
+
+
+def main_merge(a) -> Path:
+    try:
+        results = [json.loads(Path(p).read_text()) for p in a.jsons]
+        result = merge_quality(results)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"cannot merge {' '.join(a.jsons)}: {e}") from None
+    stem = f"bench-quality-{result['dataset']}" + ("-cold" if result.get("cold_frac") else "")
+    md = write_results(result, a.out, stem, quality_markdown(result))
+    print(md.read_text())
+    return md
+
+
 def main_speed(a) -> dict:
     result = run_speed(a.checkpoint, tuple(a.sizes), a.repeats,
                        log_fn=lambda s: print(s, file=sys.stderr, flush=True), users=a.users)

@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the text benchmark's own options: `bench text --help` lists them")
     tb = bs.add_parser("table", help="rewrite a quality table (.md) from its .json, no retraining")
     tb.add_argument("json", help="a bench-quality-*.json written by `bench quality`")
+    mg = bs.add_parser("merge", help="one quality table from runs made side by side (other seeds or models)")
+    mg.add_argument("jsons", nargs="+", help="bench-quality-*.json files of the same dataset and split")
+    mg.add_argument("--out", type=Path, default=Path("results"), help="folder for the merged .json/.md")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -454,6 +457,9 @@ def cmd_bench(a) -> int:
     elif a.what == "table":
         from .bench import main_table
         main_table(a)
+    elif a.what == "merge":
+        from .bench import main_merge
+        main_merge(a)
     else:
         from .bench import main_speed
         main_speed(a)

@@ -72,7 +72,8 @@ def left_out(model: str, all_rows: list[dict]) -> str:
     windows = [r["best_valid_NDCG@10"] for r in all_rows if r["config"]["train_on"] == "windows"]
     if not long_prefix or not windows:
         return f"Not run: {len(missing)} settings."
-    return (f"Not run: {len(missing)} settings ({', '.join(sorted({f'{c.train_on}/max_len {c.max_len}/dropout {c.dropout}' for c in missing}))}). "
+    kinds = sorted({f"{c.train_on}/max_len {c.max_len}/dropout {c.dropout}" for c in missing})
+    return (f"Not run: {len(missing)} settings ({', '.join(kinds)}). "
             f"The {len(long_prefix)} prefix runs with max_len >= 50 that did run finished at most "
             f"{max(r['epochs_run'] for r in long_prefix)} epoch(s) in the budget and scored at most "
             f"{max(r['best_valid_NDCG@10'] for r in long_prefix):.4f}, below the worst windows run "

@@ -79,6 +79,34 @@ def test_bench_table_rewrites_the_markdown_from_the_json_with_validation(tmp_pat
         main(["bench", "table", str(path)])
 
 
+def test_bench_merge_joins_runs_made_side_by_side_and_refuses_a_mismatch(tmp_path):
+    import pytest
+
+    from idream.cli import main
+    base = {"dataset": "ml-100k", "split": "test", "machine": "m", "complete": True}
+    a = {**base, "seeds": [0, 1], "commit": "abc", "command": "A",
+         "rows": [_row("sasrec", 0, 0.10, 0.12), _row("sasrec", 1, 0.12, 0.14)]}
+    b = {**base, "seeds": [2], "commit": "def", "command": "B", "rows": [_row("sasrec", 2, 0.20, 0.16)]}
+    c = {**base, "seeds": [0], "commit": "abc", "command": "C", "rows": [_row("dreamrec", 0, 0.09, 0.1)]}
+    paths = []
+    for name, res in zip("abc", (a, b, c)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(res))
+    out = tmp_path / "out"
+    assert main(["bench", "merge", *map(str, paths), "--out", str(out)]) == 0
+    merged = json.loads((out / "bench-quality-ml-100k.json").read_text())
+    assert merged["seeds"] == [0, 1, 2] and len(merged["rows"]) == 4 and merged["commit"] == "abc, def"
+    md = (out / "bench-quality-ml-100k.md").read_text()
+    sas = next(x for x in md.splitlines() if x.startswith("| SASRec"))
+    assert "0.1400 ± 0.0200" in sas  # valid NDCG@10 of 0.12, 0.14, 0.16 across the two runs
+    assert "A  and, side by side,  B" in md
+    with pytest.raises(SystemExit, match="more than one run"):
+        main(["bench", "merge", str(paths[0]), str(paths[0]), "--out", str(out)])
+    paths[1].write_text(json.dumps({**b, "dataset": "ml-1m"}))
+    with pytest.raises(SystemExit, match="different dataset"):
+        main(["bench", "merge", str(paths[0]), str(paths[1]), "--out", str(out)])
+
+
 def test_cold_start_protocol_reports_cold_and_warm_cases(synthetic_dir, tmp_path):
     tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=2, batch_size=64, lr=3e-3,
                 T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,), max_minutes=0.5)
