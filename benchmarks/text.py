@@ -195,8 +195,8 @@ def main(argv=None, prog: str = "python -m benchmarks.text"):
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    from idream.bench import git_commit
-    from idream.report import machine
+    from benchmarks.quality import git_commit
+    from benchmarks.report import machine
     r = run(a.checkpoint, a.users, a.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
     r.update(command=f"{prog} " + " ".join(sys.argv[1:] if argv is None else argv),
              commit=git_commit(), machine=machine())

@@ -346,8 +346,9 @@ def _text_model(a) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 def cmd_train(a) -> int:
+    from benchmarks.report import standard_evaluation, write_model_card  # the model card compares to the peers
+
     from .checkpoint import save_checkpoint
-    from .report import standard_evaluation, write_model_card
     from .train import TrainConfig, train
 
     a.text_model = _text_model(a)
@@ -365,8 +366,9 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    from benchmarks.report import evaluate_command
+
     from .checkpoint import check_text_request, read_config
-    from .report import evaluate_command
 
     a.text_model = _text_model(a)
     if a.checkpoint:
@@ -445,23 +447,24 @@ def cmd_describe(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    """The harness lives outside the library; only the job asked for is imported."""
     if a.what == "coldstart":
-        from .report import bench_coldstart
+        from benchmarks.report import bench_coldstart
         print(json.dumps(bench_coldstart(a.checkpoint, a.repeats), indent=2))
     elif a.what == "quality":
-        from .bench import main_quality
+        from benchmarks.quality import main_quality
         main_quality(a)  # it refuses unknown model names before any work
-    elif a.what == "text":  # the harness lives with the benchmark data, outside the library
+    elif a.what == "text":
         from benchmarks import text as bench_text
         bench_text.main(a.args, prog="python -m idream bench text")
     elif a.what == "table":
-        from .bench import main_table
+        from benchmarks.quality import main_table
         main_table(a)
     elif a.what == "merge":
-        from .bench import main_merge
+        from benchmarks.quality import main_merge
         main_merge(a)
     else:
-        from .bench import main_speed
+        from benchmarks.quality import main_speed
         main_speed(a)
     return 0
 

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
     from demo.callbacks import Callbacks
     from demo.service import get_service
-    from idream.report import machine
+    from benchmarks.report import machine
 
     t = time.perf_counter()
     s = get_service(a.checkpoint)

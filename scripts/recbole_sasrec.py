@@ -56,7 +56,7 @@ VENV_HELP = ('python -m venv /work/recbole-venv && /work/recbole-venv/bin/pip in
              '"numpy<2" "setuptools<81" torch==2.13.0 "pandas<2.2" "scipy<1.14" "scikit-learn<1.6"')
 
 # Everything RecBole is told; the rest are RecBole 1.2.1's defaults (the full resolved config is
-# saved in the JSON). Values match idream.sasrec.SASRecConfig where ours has an equivalent.
+# saved in the JSON). Values match benchmarks.peers.sasrec.SASRecConfig where ours has an equivalent.
 RECBOLE_CONFIG = {
     # data: exactly the interactions in the atomic file, nothing filtered, nothing downloaded
     "USER_ID_FIELD": "user_id",
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     rb = json.loads(result_path.read_text())
 
     sys.path.insert(0, str(ROOT))
-    from idream.report import machine
+    from benchmarks.report import machine
 
     seen = rb["counts"]
     checks = {

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from idream.bench import git_commit  # noqa: E402
-from idream.report import machine  # noqa: E402
+from benchmarks.quality import git_commit  # noqa: E402
+from benchmarks.report import machine  # noqa: E402
 
 GRIDS = {
     "sasrec": {"train_on": ["prefixes", "windows"], "lr": [1e-3, 3e-3], "dropout": [0.2, 0.5],
@@ -118,7 +118,7 @@ def grid_configs(base, grid: dict) -> list:
 def configs(model: str, seed: int, max_minutes: float, clock: str, grid: dict | None = None) -> list:
     """Every setting of the model's grid (or `grid`) over its defaults."""
     if model == "sasrec":
-        from idream.sasrec import SASRecConfig
+        from benchmarks.peers.sasrec import SASRecConfig
         base = SASRecConfig(seed=seed, max_minutes=max_minutes, clock=clock)
     else:
         from idream.train import TrainConfig
@@ -130,7 +130,7 @@ def train_one(model: str, cfg, dataset: str) -> dict:
     """Train one setting; its best validation NDCG@10, epochs and curve."""
     if model == "sasrec":
         from idream.data import chronological_split, load_dataset
-        from idream.sasrec import train_sasrec
+        from benchmarks.peers.sasrec import train_sasrec
         ds = load_dataset(dataset)
         _, info = train_sasrec(chronological_split(ds, 10), ds.n_items, cfg, progress=False)
         return {"best_valid_NDCG@10": info["best_valid_NDCG@10"], "best_epoch": info["best_epoch"],

@@ -104,7 +104,7 @@ def test_evaluate_baselines(synthetic_dir, cache_dir):
         from idream import text
         from idream.catalog import item_embeddings
         from idream.data import chronological_split, load_dataset
-        from idream.report import baseline_entry
+        from benchmarks.report import baseline_entry
         ds = load_dataset(str(synthetic_dir))
         E = item_embeddings(ds, text.get_backend("hash:32"), cache_dir=cache_dir, progress=False)
         direct = baseline_entry(b, ds, chronological_split(ds, 10), "test", E)

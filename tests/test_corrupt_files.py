@@ -405,7 +405,7 @@ def test_checkpoint_writes_are_atomic(ckpt, copy, monkeypatch):
 
 
 def test_model_card_write_is_atomic(copy, monkeypatch):
-    from idream.report import write_model_card
+    from benchmarks.report import write_model_card
 
     card = copy / "README.md"
     card.write_text("the previous card\n")

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from idream.baselines import popularity_scorer
+from benchmarks.peers.baselines import popularity_scorer
 from idream.data import chronological_split, load_dataset
 from idream.evaluate import rank_all
-from idream.sasrec import Prefixes, SASRec, SASRecConfig, evaluate_sasrec, train_sasrec
+from benchmarks.peers.sasrec import Prefixes, SASRec, SASRecConfig, evaluate_sasrec, train_sasrec
 
 
 def _split(synthetic_dir):

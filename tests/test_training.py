@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from idream.baselines import popularity_scorer
+from benchmarks.peers.baselines import popularity_scorer
 from idream.checkpoint import CheckpointError, save_checkpoint
 from idream.recommender import load_checkpoint
 from idream.data import load_dataset, test_cases

@@ -26,7 +26,7 @@ def test_grids_have_as_many_settings_as_idreams_recorded_tuning(tune):
 
 
 def test_grid_covers_every_combination(tune):
-    from idream.sasrec import SASRecConfig
+    from benchmarks.peers.sasrec import SASRecConfig
     cfgs = tune.grid_configs(SASRecConfig(), {"lr": [1e-3, 3e-3], "hidden": [64, 128], "max_len": [20, 50, 100]})
     assert len(cfgs) == 12 and len({(c.lr, c.hidden, c.max_len) for c in cfgs}) == 12
 

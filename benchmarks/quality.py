@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import popularity_scorer, textknn_scorer
-from .catalog import item_embeddings
-from .data import chronological_split, cold_items, load_dataset, test_cases
-from .device import training_device
-from .evaluate import evaluate_recommender, generated_intentions, rank_all
-from .metrics import mask_seen, top_k
-from .report import METRIC_KEYS, machine
+from benchmarks.peers.baselines import popularity_scorer, textknn_scorer
+from benchmarks.report import METRIC_KEYS, machine
+from idream.catalog import item_embeddings
+from idream.data import chronological_split, cold_items, load_dataset, test_cases
+from idream.device import training_device
+from idream.evaluate import evaluate_recommender, generated_intentions, rank_all
+from idream.metrics import mask_seen, top_k
 
 MODELS = ("popularity", "textknn", "sasrec", "dreamrec", "idream")
 
@@ -64,8 +64,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     DreamRec alone. on_rows(result) is called after each model, so a long run that is stopped
     keeps what it finished. cold_frac > 0: the cold-start protocol, a seeded share of the items
     (drawn per seed) never trains, and the rows also report the cases whose target is cold/warm."""
-    from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
-    from .train import TrainConfig, train
+    from benchmarks.peers.sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
+    from idream.train import TrainConfig, train
 
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -100,7 +100,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             m = measured(lambda c: rank_all(lambda r: pop(c.histories[r]), c), test, cold)
             return [{"model": name, "seed": seed, **m, "train_s": round(time.time() - t, 1), "params": 0}]
         if name == "textknn":
-            from . import text
+            from idream import text
             tm = (train_overrides or {}).get("text_model", "minilm")
             E = item_embeddings(ds, text.get_backend(tm), progress=False) if E is None else E
             knn = textknn_scorer(E)
@@ -271,8 +271,8 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     What decides idream.index.EXACT_BELOW."""
     import faiss
 
-    from .index import EF_SEARCH, ItemIndex
-    from .recommender import Recommender
+    from idream.index import EF_SEARCH, ItemIndex
+    from idream.recommender import Recommender
 
     torch.set_grad_enabled(False)
     rec = Recommender.load(ckpt)
@@ -281,7 +281,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     rng = np.random.default_rng(0)
     hist_items = [rec.dataset.item_meta(i)["item_id"] for i in range(5)]
     idx = [rec.resolve_item(i) for i in hist_items]
-    from .data import window
+    from idream.data import window
     hist = window(np.asarray(idx), len(idx), rec.history_len)[None]
     intention = "something light and funny from the 90s"
     cases = test_cases(rec.dataset, rec.history_len)
@@ -343,8 +343,8 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
         Vn = index = None  # free the catalog and its graph before the next size
     # training throughput: denoised targets per second of the training step, in the form the
     # checkpoint trains (the causal encoder denoises every position of 32 sequences at once)
-    from .diffusion import training_loss
-    from .train import TrainConfig
+    from idream.diffusion import training_loss
+    from idream.train import TrainConfig
     torch.set_grad_enabled(True)
     model = rec.model.train()
     L, causal = rec.history_len, rec.model.cfg.encoder == "causal"

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from .baselines import popularity_scorer, textknn_scorer
-from .catalog import item_embeddings
-from .checkpoint import atomic_write, read_config, write_json
-from .data import chronological_split, evaluation_cases, load_dataset
-from .evaluate import dump_rankings, evaluate_recommender, generated_intentions, rank_all
+from benchmarks.peers.baselines import popularity_scorer, textknn_scorer
+from idream.catalog import item_embeddings
+from idream.checkpoint import atomic_write, read_config, write_json
+from idream.data import chronological_split, evaluation_cases, load_dataset
+from idream.evaluate import dump_rankings, evaluate_recommender, generated_intentions, rank_all
 
 METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
@@ -117,7 +117,7 @@ def evaluate_command(a) -> dict:
     command = "python -m idream " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] \
         else "python -m idream evaluate"
     if a.baseline:
-        from . import text
+        from idream import text
         if a.checkpoint:
             cfg = read_config(Path(a.checkpoint))
             ds_spec, L = a.dataset or cfg["data"]["dataset"], cfg["data"]["history_len"]
@@ -137,7 +137,7 @@ def evaluate_command(a) -> dict:
         return {"dataset": ds.name, "split": a.split, "seed": a.seed, "results": entries}
     if not a.checkpoint:
         raise ValueError("evaluate needs --checkpoint DIR (or --baseline NAME --dataset D)")
-    from .recommender import Recommender
+    from idream.recommender import Recommender
     rec = Recommender.load(a.checkpoint)
     if a.cache_dir:
         rec.config["cache_dir"] = a.cache_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import PAD, Split
+from idream.data import PAD, Split
 
 BASELINES = ("popularity", "textknn")
 
