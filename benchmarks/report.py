@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -11,31 +10,11 @@ import time
 from pathlib import Path
 
 from benchmarks.peers.baselines import popularity_scorer, textknn_scorer
+from benchmarks.results import METRIC_KEYS, machine
 from idream.catalog import item_embeddings
 from idream.checkpoint import atomic_write, read_config, write_json
 from idream.data import chronological_split, evaluation_cases, load_dataset
 from idream.evaluate import dump_rankings, evaluate_recommender, generated_intentions, rank_all
-
-METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
-
-
-def machine(device: str = "cpu") -> str:
-    """The CPU (and the GPU, where training ran on one) for the header of a results file."""
-    import os
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    out = f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-    if str(device).startswith("cuda"):
-        import torch
-        if torch.cuda.is_available():
-            out += f", training on GPU {torch.cuda.get_device_name(torch.device(device))}"
-    return out
 
 
 def _entry_key(e: dict) -> str:

@@ -195,8 +195,7 @@ def main(argv=None, prog: str = "python -m benchmarks.text"):
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    from benchmarks.quality import git_commit
-    from benchmarks.report import machine
+    from benchmarks.results import git_commit, machine
     r = run(a.checkpoint, a.users, a.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
     r.update(command=f"{prog} " + " ".join(sys.argv[1:] if argv is None else argv),
              commit=git_commit(), machine=machine())

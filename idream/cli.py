@@ -464,7 +464,7 @@ def cmd_bench(a) -> int:
         from benchmarks.quality import main_merge
         main_merge(a)
     else:
-        from benchmarks.quality import main_speed
+        from benchmarks.speed import main_speed
         main_speed(a)
     return 0
 

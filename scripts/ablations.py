@@ -23,9 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality import git_commit  # noqa: E402
+from benchmarks.results import git_commit, machine  # noqa: E402
 from idream.evaluate import evaluate_recommender, generated_intentions, rank_all  # noqa: E402
-from benchmarks.report import machine  # noqa: E402
 
 SPLITS = ("valid", "test")
 COLS = ("NDCG@10", "HR@10")

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
     from demo.callbacks import Callbacks
     from demo.service import get_service
-    from benchmarks.report import machine
+    from benchmarks.results import machine
 
     t = time.perf_counter()
     s = get_service(a.checkpoint)

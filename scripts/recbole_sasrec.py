@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     rb = json.loads(result_path.read_text())
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks.report import machine
+    from benchmarks.results import machine
 
     seen = rb["counts"]
     checks = {

@@ -573,7 +573,7 @@ def main(argv=None) -> int:
     import gradio
     import torch
 
-    from benchmarks.report import machine
+    from benchmarks.results import machine
 
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     checkpoint = a.checkpoint

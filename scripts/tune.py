@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import machine  # noqa: E402
+from benchmarks.results import machine  # noqa: E402
 from idream.train import TrainConfig, train  # noqa: E402
 
 LOG = ROOT / "results" / "tuning.jsonl"

@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks.quality import git_commit  # noqa: E402
-from benchmarks.report import machine  # noqa: E402
+from benchmarks.results import git_commit, machine  # noqa: E402
 
 GRIDS = {
     "sasrec": {"train_on": ["prefixes", "windows"], "lr": [1e-3, 3e-3], "dropout": [0.2, 0.5],

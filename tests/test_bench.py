@@ -2,7 +2,8 @@
 
 import json
 
-from benchmarks.quality import quality_markdown, run_quality, summarize, write_results
+from benchmarks.quality import quality_markdown, run_quality, summarize
+from benchmarks.results import write_results
 
 
 def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):

@@ -291,7 +291,7 @@ def test_recommender_rebuilds_an_index_for_other_vectors(rec):
 
 
 def test_speed_benchmark_has_the_retrieval_rows(tmp_path):
-    from benchmarks.quality import run_speed, speed_markdown
+    from benchmarks.speed import run_speed, speed_markdown
 
     if not (SHIPPED / "model.safetensors").exists():
         pytest.skip("no shipped checkpoint")
