@@ -16,7 +16,7 @@ from .data import Samples
 from .intentions import generate_intention
 from .metrics import (KS, MASKED, expected_ranks, mask_seen, metrics_from_counts, rank_counts,
                       top_k_random_ties)
-from .text import text_fingerprint
+from .text.cache import text_fingerprint
 
 DUMP_TOP = 50
 

@@ -13,7 +13,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from idream.text import GENRE_MOODS, item_genres, item_year, with_article
+from .text.descriptions import GENRE_MOODS, item_genres, item_year, with_article
 
 # How each genre reads in front of "movie"; the order puts modifiers first so that two genres
 # read naturally ("romantic comedy", "crime thriller", "war drama").

@@ -30,7 +30,8 @@ from safetensors.numpy import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from idream.text import _default_model_path, default_cache_dir  # noqa: E402
+from idream.text.backends import _default_model_path  # noqa: E402
+from idream.text.cache import default_cache_dir  # noqa: E402
 
 RESTORE = '''"""On the GPU machine: sentence caches carried as float16 -> float32 files, provenance kept."""
 import glob, os, shutil, sys

@@ -26,10 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from idream import text
 from idream.checkpoint import CheckpointError, atomic_write, save_checkpoint
 from idream.recommender import load_checkpoint
 from idream.recommender import Recommender
+from idream.text.backends import HashingBackend
+from idream.text.cache import embed_texts
 from tests.conftest import report_to_reliability_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,7 +282,7 @@ def test_text_model_giving_other_vectors_is_a_clear_error(copy):
 TEXTS = [f"Film number {i}, a {g} story." for i, g in enumerate(["sad", "funny", "scary"] * 4)]
 
 
-class Counting(text.HashingBackend):
+class Counting(HashingBackend):
     def __init__(self, dim=16):
         super().__init__(dim)
         self.calls = 0
@@ -323,21 +324,21 @@ def _meta_of(path: Path, data: bytes) -> dict:
 def test_corrupt_cache_is_rebuilt(tmp_path, how, caplog):
     path = tmp_path / "emb.safetensors"
     b = Counting()
-    fresh = text.embed_texts(TEXTS, b, path, progress=False)
+    fresh = embed_texts(TEXTS, b, path, progress=False)
     _corrupt(path, how)
     FAULTS["corrupt cache"] += 1
-    with caplog.at_level(logging.WARNING, logger="idream.text"):
-        again = text.embed_texts(TEXTS, b, path, progress=False)
+    with caplog.at_level(logging.WARNING, logger="idream.text.cache"):
+        again = embed_texts(TEXTS, b, path, progress=False)
     assert b.calls == 2 and np.array_equal(again, fresh)
     assert any("recomputing" in r.message for r in caplog.records)
-    third = text.embed_texts(TEXTS, b, path, progress=False)  # the rebuilt cache is used
+    third = embed_texts(TEXTS, b, path, progress=False)  # the rebuilt cache is used
     assert b.calls == 2 and np.array_equal(third, fresh)
 
 
 @pytest.mark.parametrize("change", ["texts", "order", "backend", "dim"])
 def test_stale_cache_is_rebuilt(tmp_path, change):
     path = tmp_path / "emb.safetensors"
-    text.embed_texts(TEXTS, Counting(16), path, progress=False)
+    embed_texts(TEXTS, Counting(16), path, progress=False)
     FAULTS["stale cache"] += 1
     texts, b = list(TEXTS), Counting(16)
     if change == "texts":
@@ -348,7 +349,7 @@ def test_stale_cache_is_rebuilt(tmp_path, change):
         b.name = "another-model"
     else:
         b = Counting(24)
-    out = text.embed_texts(texts, b, path, progress=False)
+    out = embed_texts(texts, b, path, progress=False)
     assert b.calls == 1 and out.shape == (len(texts), b.dim)
     assert np.array_equal(out, b.encode(texts))
 
@@ -359,7 +360,7 @@ def test_corrupt_catalog_cache_rebuilt_by_training_path(synthetic_dir, tmp_path)
     from idream.data import load_dataset
 
     ds = load_dataset(str(synthetic_dir))
-    b = text.HashingBackend(32)
+    b = HashingBackend(32)
     fresh = item_embeddings(ds, b, cache_dir=tmp_path, progress=False)
     (cache,) = (tmp_path / "embeddings").glob("*.safetensors")
     cache.write_bytes(b"\x00" * 100)
@@ -422,14 +423,14 @@ def test_model_card_write_is_atomic(copy, monkeypatch):
 
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "emb.safetensors"
-    old = text.embed_texts(TEXTS, Counting(16), path, progress=False)
+    old = embed_texts(TEXTS, Counting(16), path, progress=False)
     _fail_replace(monkeypatch)
     FAULTS["crash while writing"] += 1
     with pytest.raises(OSError, match="simulated"):
-        text.embed_texts(TEXTS[::-1], Counting(16), path, progress=False)
+        embed_texts(TEXTS[::-1], Counting(16), path, progress=False)
     monkeypatch.undo()
     assert [f.name for f in tmp_path.iterdir()] == ["emb.safetensors"]
-    assert np.array_equal(text.embed_texts(TEXTS, Counting(16), path, progress=False), old)
+    assert np.array_equal(embed_texts(TEXTS, Counting(16), path, progress=False), old)
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path):

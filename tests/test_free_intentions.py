@@ -147,7 +147,7 @@ def test_no_text_contains_a_long_template_phrase(rows):
 
 
 def test_no_bare_mood_word_glued_to_a_genre(rows):
-    from idream.text import GENRE_MOODS
+    from idream.text.descriptions import GENRE_MOODS
 
     moods = {m for ms in GENRE_MOODS.values() for m in ms}
     names = set(GENRE_PHRASES) | set(GENRE_PHRASES.values()) | {"noir", "scifi", "sci fi"}

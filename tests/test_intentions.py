@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from idream.intentions import decade_names, generate_intention, intention_pool
-from idream.text import GENRE_MOODS
+from idream.text.descriptions import GENRE_MOODS
 
 RICH = {
     "title": "The Godfather Part II",

@@ -16,19 +16,11 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from idream import text
-from idream.text import (
-    GENRE_MOODS,
-    EmbeddingBackend,
-    HashingBackend,
-    SentenceTransformerBackend,
-    default_cache_dir,
-    describe,
-    embed_texts,
-    get_backend,
-    register_backend,
-    text_fingerprint,
-)
+from idream.backend import EmbeddingBackend
+from idream.text import backends
+from idream.text.backends import HashingBackend, SentenceTransformerBackend, get_backend, register_backend
+from idream.text.cache import default_cache_dir, embed_texts, text_fingerprint
+from idream.text.descriptions import GENRE_MOODS, describe
 
 TOY_STORY = {
     "title": "Toy Story",
@@ -106,7 +98,7 @@ def _forbid_model_load(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the model must not be loaded here")
 
-    monkeypatch.setattr(text, "_load_sentence_transformer", boom)
+    monkeypatch.setattr(backends, "_load_sentence_transformer", boom)
 
 
 def test_get_backend_minilm_is_cheap_and_knows_its_dimension(monkeypatch):
@@ -156,7 +148,7 @@ def test_missing_model_package_says_what_to_install(monkeypatch):
 
 
 def test_register_backend_adds_a_new_spec(monkeypatch):
-    monkeypatch.setattr(text, "_BACKENDS", dict(text._BACKENDS))  # keep the registry clean
+    monkeypatch.setattr(backends, "_BACKENDS", dict(backends._BACKENDS))  # keep the registry clean
     seen = []
 
     def factory(arg: str) -> EmbeddingBackend:
@@ -183,7 +175,7 @@ def test_hashing_backend_is_deterministic_normalised_float32():
 
 def test_hashing_backend_is_stable_across_processes():
     code = (
-        "from idream.text import HashingBackend;"
+        "from idream.text.backends import HashingBackend;"
         "print(HashingBackend(32).encode(['stable hash']).tolist())"
     )
     runs = [
@@ -293,7 +285,7 @@ def test_cache_rebuilds_when_a_text_or_backend_changes(tmp_path, caplog):
     embed_texts(TEXTS, backend, path, progress=False)
 
     changed = [TEXTS[0], "a tender romance", TEXTS[2]]
-    with caplog.at_level(logging.WARNING, logger="idream.text"):
+    with caplog.at_level(logging.WARNING, logger="idream.text.cache"):
         out = embed_texts(changed, backend, path, progress=False)
     assert backend.calls == 2
     assert "stale" in caplog.text and "texts_sha256" in caplog.text
@@ -301,7 +293,7 @@ def test_cache_rebuilds_when_a_text_or_backend_changes(tmp_path, caplog):
 
     renamed = CountingBackend(name="another-model")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="idream.text"):
+    with caplog.at_level(logging.WARNING, logger="idream.text.cache"):
         embed_texts(changed, renamed, path, progress=False)
     assert renamed.calls == 1 and "backend" in caplog.text
     embed_texts(changed, renamed, path, progress=False)
@@ -330,7 +322,7 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(tmp_path, caplog, damage):
     backend = CountingBackend()
     good = embed_texts(TEXTS, backend, path, progress=False)
     damage(path)
-    with caplog.at_level(logging.WARNING, logger="idream.text"):
+    with caplog.at_level(logging.WARNING, logger="idream.text.cache"):
         again = embed_texts(TEXTS, backend, path, progress=False)
     assert backend.calls == 2
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
