@@ -14,15 +14,20 @@ from idream.data import test_cases
 from idream.metrics import mask_seen, top_k
 
 
-def _time(fn, repeats: int, warmup: int = 2) -> dict:
+def timings_ms(fn, repeats: int, warmup: int) -> list[float]:
+    """Wall milliseconds of each of `repeats` calls of fn, after `warmup` calls left unmeasured."""
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t)
-    ts = np.array(ts) * 1000
+        ts.append((time.perf_counter() - t) * 1000)
+    return ts
+
+
+def _time(fn, repeats: int, warmup: int = 2) -> dict:
+    ts = np.array(timings_ms(fn, repeats, warmup))
     return {"median_ms": round(float(np.median(ts)), 3), "p95_ms": round(float(np.percentile(ts, 95)), 3)}
 
 
