@@ -87,8 +87,8 @@ def process_group(device: torch.device):
 
 def _collective_failure(e: RuntimeError) -> bool:
     """Whether an error came from the process group (not from the model or the data)."""
-    words = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout",
-             "processgroup", "store", "socket")
+    words = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "processgroup",
+             "tcpstore", "socket")
     return isinstance(e, dist.DistError) or any(w in str(e).lower() for w in words)
 
 
