@@ -354,8 +354,11 @@ def cmd_train(a) -> int:
     a.text_model = _text_model(a)
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(a).items() if k in known})
-    rec, split, E = train(cfg, cache_dir=a.cache_dir, progress=not a.quiet,
-                          log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+    trained = train(cfg, cache_dir=a.cache_dir, progress=not a.quiet,
+                    log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+    if trained is None:  # another process of a torchrun run: rank 0 writes the checkpoint
+        return 0
+    rec, split, E = trained
     rec.config["train"]["command"] = "python -m idream " + " ".join(sys.argv[1:])
     out = save_checkpoint(rec, a.out, E)
     print(f"checkpoint written to {out}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Training: item space, intention pool, the denoising loop with per-epoch validation, early
-stopping on validation NDCG@10, and the choice of guidance defaults on validation."""
+stopping on validation NDCG@10, and the choice of guidance defaults on validation. Under torchrun
+the same loop runs in every process, each on its share of every batch (idream/distributed.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__, text
+from . import __version__, distributed, text
 from .device import training_device
 from .catalog import embed_sentences, item_embeddings
 from .data import PAD, chronological_split, cold_items, load_dataset, sequence_windows
@@ -157,7 +159,17 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
 
 
 def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print):
-    """Train, keep the best validation epoch, pick guidance defaults; returns (rec, split, E, log)."""
+    """Train, keep the best validation epoch, pick guidance defaults; returns (rec, split, E).
+
+    Under torchrun every process calls it and trains its share of each batch; rank 0 validates,
+    decides when all stop, picks the guidance and returns the model, the other ranks None."""
+    with distributed.process_group(training_device(cfg.device)) as dev:
+        return _train(cfg, dev, cache_dir, progress, log_fn)
+
+
+def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_fn):
+    if not distributed.is_main():  # rank 0 logs and draws the progress bar for every rank
+        progress, log_fn = False, (lambda s: None)
     now = budget_clock(cfg.clock)
     t0 = now()
     if cfg.threads:
@@ -167,13 +179,13 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
                          "k must be at least 1 and the decay above 0")
     rec, split, E, Q = build(cfg, cache_dir, progress)
     model, table, diffusion = rec.model, rec.items, rec.diffusion
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # the same draws on every rank: one data order for all
+    torch.manual_seed(cfg.seed + distributed.rank())  # dropout: a stream per rank
+    gen = distributed.batch_generator(cfg.seed, dev)  # the batches' draws: one stream for all ranks
     train = split.train
     if cfg.max_train_samples and len(train) > cfg.max_train_samples:
         train = train.subset(rng.choice(len(train), cfg.max_train_samples, replace=False))
-    dev = training_device(cfg.device)  # the model moves there at the start of each epoch
-    Q = Q.to(dev)
+    Q = Q.to(dev)  # the model moves to dev at the start of each epoch
     cold = rec.config["data"].get("cold_items", [])
     exclude = None  # cold items are not even negatives of the ranking loss: training never sees them
     if cold:
@@ -189,80 +201,95 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
             n = int(np.searchsorted(np.cumsum((seq_out[keep] != PAD).sum(1).numpy()), cfg.max_train_samples)) + 1
             seq_in, seq_out = seq_in[keep[:n]], seq_out[keep[:n]]
         seq_in, seq_out = seq_in.to(dev), seq_out.to(dev)
-        n_batches = math.ceil(len(seq_in) / cfg.seq_batch_size)
-    else:
-        n_batches = math.ceil(len(train) / cfg.batch_size)
+    units, unit = (len(seq_in), "windows") if causal else (len(train), "cases")
+    bs = cfg.seq_batch_size if causal else cfg.batch_size  # the global batch, shared by the ranks
+    world = distributed.world_size()
+    if world > units:
+        raise ValueError(f"fewer training {unit} ({units}) than training processes ({world}): "
+                         f"every process needs a share; start at most {units}")
+    if world > bs:
+        raise ValueError(f"a batch of {bs} {unit} cannot be shared by {world} training processes: "
+                         f"raise --{'seq-' if causal else ''}batch-size to {world} or more")
+    n_batches = math.ceil(units / bs)
+    if 0 < units % bs < world:  # a last batch too small to share joins the one before it
+        n_batches -= 1
     schedule = BudgetSchedule(opt, n_batches, cfg.epochs, cfg.max_minutes)
     best, best_state, bad, history = -1.0, None, 0, []
     hist_t = torch.as_tensor(train.histories).to(dev)
     tgt_t = torch.as_tensor(train.targets).to(dev)
-    P = Q.shape[1]
+    P, D = Q.shape[1], table.z.shape[1]
+    rank = distributed.rank()
+    model.to(dev), table.to(dev)  # DDP wraps the model where it trains
+    objective = distributed.wrap(Objective(model, table, diffusion, cfg.ce_weight, cfg.tau, exclude), dev)
     for epoch in range(1, cfg.epochs + 1):
         epoch_start_elapsed = now() - t0
         model.to(dev).train(), table.to(dev)
-        perm = torch.from_numpy(rng.permutation(len(seq_in) if causal else len(train))).to(dev)
+        perm = torch.from_numpy(rng.permutation(units)).to(dev)
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
         sums = {}
         for b in bar:
-            V = table.vectors()  # (N, D)
+            rows = perm[b * bs:(b + 1) * bs if b + 1 < n_batches else None]  # the global batch
+            r = c = None
             if causal:
-                rows = perm[b * cfg.seq_batch_size:(b + 1) * cfg.seq_batch_size]
                 h, out = seq_in[rows], seq_out[rows]  # (S, L) each
                 r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
                 y, valid = out[r, c], h != PAD
                 has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
             else:
-                rows = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 h, y = hist_t[rows], tgt_t[rows]
                 valid = h != PAD
                 has_h = valid.any(1)
             B = len(y)
-            has_h = has_h & (torch.rand(B, device=dev) >= cfg.p_uncond)
-            has_q = torch.rand(B, device=dev) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
-            q = Q[y, torch.randint(P, (B,), device=dev)]
+            has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
+            has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
+            q = Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
             y_rank, y_w = y, None  # the ranking targets: the next item alone, or
             if causal and cfg.future_k > 1:  # the next k (an intention describes the next item: its rows rank it alone)
                 y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
-            x0 = V[y].detach()  # a target that pulled the item vectors would let them collapse
-            t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev)
-            x_t = diffusion.q_sample(x0, t, torch.randn_like(x0))
-            if causal:
-                pred = model.forward_sequence(x_t, t, V[h.clamp(min=0)], valid, r, c, has_h, q, has_q)
-            else:
-                pred = model(x_t, t, V[h.clamp(min=0)], valid, has_h, q, has_q)
-            loss, parts = training_loss(pred, x0, y_rank, V, cfg.ce_weight, cfg.tau, y_w, exclude)
+            t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev, gen)
+            noise = torch.randn(B, D, device=dev, generator=gen)
+            batch = Batch(h, valid, y, y_rank, y_w, t, noise, has_h, q, has_q, r, c).share(rank, world)
+            loss, parts = objective(batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # under torchrun the gradients are averaged over the ranks here
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             schedule.step()
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
+                sums[k] = sums.get(k, 0.0) + v * batch.weight
             if b % 20 == 0:
                 bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
-        model.cpu().eval(), table.cpu()  # evaluation (and the checkpoint) live on the CPU
-        rec.invalidate()
-        val = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
-        elapsed = now() - t0
-        row = {"epoch": epoch, **{k: round(v / n_batches, 4) for k, v in sums.items()},
-               "valid_NDCG@10": round(val["NDCG@10"], 5), "valid_HR@10": round(val["HR@10"], 5),
-               "minutes": round(elapsed / 60, 2)}
-        history.append(row)
-        log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
-        if val["NDCG@10"] > best:
-            best, bad = val["NDCG@10"], 0
-            best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(table.state_dict()), epoch)
-        else:
-            bad += 1
-        if bad >= cfg.patience:
+        sums = distributed.mean(sums)  # the losses of the whole global batches
+        decision = None  # (stop early, seconds since the start, seconds of this epoch)
+        if distributed.is_main():  # rank 0 validates and keeps the best epoch
+            model.cpu().eval(), table.cpu()  # evaluation (and the checkpoint) live on the CPU
+            rec.invalidate()
+            val = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
+            elapsed = now() - t0
+            row = {"epoch": epoch, **{k: round(v / n_batches, 4) for k, v in sums.items()},
+                   "valid_NDCG@10": round(val["NDCG@10"], 5), "valid_HR@10": round(val["HR@10"], 5),
+                   "minutes": round(elapsed / 60, 2)}
+            history.append(row)
+            log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
+            if val["NDCG@10"] > best:
+                best, bad = val["NDCG@10"], 0
+                best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(table.state_dict()), epoch)
+            else:
+                bad += 1
+            decision = (bad >= cfg.patience, elapsed, elapsed - epoch_start_elapsed)
+        # every rank stops, and fits its learning-rate decay, by rank 0's validation and clock
+        stop_early, elapsed, epoch_s = distributed.from_main(decision)
+        if stop_early:
             log_fn(f"early stop: no validation gain for {cfg.patience} epochs")
             break
-        note, stop = schedule.end_epoch(epoch, elapsed, elapsed - epoch_start_elapsed)
+        note, stop = schedule.end_epoch(epoch, elapsed, epoch_s)
         if note:
             log_fn(note)
         if stop:
             log_fn(stop)
             break
+    if not distributed.is_main():
+        return None
     model.load_state_dict(best_state[0])
     table.load_state_dict(best_state[1])
     model.eval()
@@ -271,14 +298,81 @@ def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print)
     rec.config["train_log"] = {"epochs_run": len(history), "best_epoch": best_state[2],
                                "lr_decay_epochs": round(schedule.decay_epochs, 2),
                                "best_valid_NDCG@10": round(best, 5), "history": history,
-                               "minutes": round((now() - t0) / 60, 2)}
+                               "minutes": round((now() - t0) / 60, 2),
+                               **({"processes": world} if world > 1 else {})}
     return rec, split, E
 
 
-def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu") -> torch.Tensor:
+@dataclass
+class Batch:
+    """One step's targets with every random draw made: the noise, the timesteps, the dropped
+    histories and the intentions. Under torchrun every rank draws the same global batch and
+    trains its share() of it, so N processes take the steps that one process would."""
+
+    h: torch.Tensor  # (S, L) history items, PAD-filled: one row per target, or per window (causal)
+    valid: torch.Tensor  # (S, L) bool: a real item in this slot
+    y: torch.Tensor  # (M,) target items
+    y_rank: torch.Tensor  # (M,) or (M, k): what the ranking loss targets
+    y_w: torch.Tensor | None  # (M, k) their weights; None with (M,) targets
+    t: torch.Tensor  # (M,) diffusion steps
+    noise: torch.Tensor  # (M, D)
+    has_h: torch.Tensor  # (M,) bool: the history is kept (not dropped for guidance)
+    q: torch.Tensor  # (M, D) intentions
+    has_q: torch.Tensor  # (M,) bool
+    r: torch.Tensor | None = None  # (M,) causal: the window and
+    c: torch.Tensor | None = None  # (M,) position whose next item each target is
+    weight: float = 1.0  # this share's targets per target of the global batch, times the ranks
+
+    def share(self, rank: int, world: int) -> "Batch":
+        """Rank `rank` of `world`'s part: a contiguous block of rows (windows) with their targets,
+        weighted so that DDP's mean of the ranks' losses is the global batch's mean loss."""
+        if world == 1:
+            return self
+        S, M = len(self.h), len(self.y)
+        lo, hi = S * rank // world, S * (rank + 1) // world
+        first, end = lo, hi  # the targets: one per row, or
+        if self.r is not None:  # (causal) those of the windows lo..hi-1, listed window by window
+            first, end = torch.searchsorted(self.r, torch.tensor([lo, hi], device=self.r.device)).tolist()
+
+        def cut(v):
+            return None if v is None else v[first:end]
+
+        return Batch(self.h[lo:hi], self.valid[lo:hi], cut(self.y), cut(self.y_rank), cut(self.y_w),
+                     cut(self.t), cut(self.noise), cut(self.has_h), cut(self.q), cut(self.has_q),
+                     None if self.r is None else self.r[first:end] - lo, cut(self.c),
+                     weight=(end - first) * world / M)
+
+
+class Objective(nn.Module):
+    """The training loss of a Batch, as one module over the denoiser and the item table: under
+    torchrun DistributedDataParallel wraps it, so the gradients of both are averaged."""
+
+    def __init__(self, model: Denoiser, table: ItemTable, diffusion: Diffusion, ce_weight: float,
+                 tau: float, exclude: torch.Tensor | None = None):
+        super().__init__()
+        self.model, self.table, self.diffusion = model, table, diffusion
+        self.ce_weight, self.tau, self.exclude = ce_weight, tau, exclude
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        V = self.table.vectors()  # (N, D)
+        x0 = V[batch.y].detach()  # a target that pulled the item vectors would let them collapse
+        x_t = self.diffusion.q_sample(x0, batch.t, batch.noise)
+        history = V[batch.h.clamp(min=0)]  # (S, L, D)
+        args = (batch.has_h, batch.q, batch.has_q)
+        if batch.r is None:
+            pred = self.model(x_t, batch.t, history, batch.valid, *args)
+        else:
+            pred = self.model.forward_sequence(x_t, batch.t, history, batch.valid, batch.r, batch.c, *args)
+        loss, parts = training_loss(pred, x0, batch.y_rank, V, self.ce_weight, self.tau, batch.y_w,
+                                    self.exclude)
+        return loss * batch.weight, parts
+
+
+def training_timesteps(B: int, T: int, p_t_max: float = 0.0, device="cpu",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
     """t ~ U{0..T-1}, with a share p_t_max moved to T-1 (pure noise: what one-step sampling sees).  # (B,)"""
-    t = torch.randint(0, T, (B,), device=device)
-    t[torch.rand(B, device=device) < p_t_max] = T - 1
+    t = torch.randint(0, T, (B,), device=device, generator=generator)
+    t[torch.rand(B, device=device, generator=generator) < p_t_max] = T - 1
     return t
 
 
