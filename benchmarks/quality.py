@@ -36,6 +36,10 @@ def _metrics(res) -> dict:
     return {k: res.metrics[k] for k in METRIC_KEYS}
 
 
+# DreamRec's best setting on the validation grid (results/tuning-dreamrec.md), over iDream's defaults
+DREAMREC_TUNED = {"ce_weight": 50.0, "dropout": 0.1, "history_len": 10, "id_dim": 128, "lr": 3e-3}
+
+
 def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
                 sasrec_overrides: dict | None = None, log_fn=print,
                 device: str = "cpu", on_rows=None, dreamrec_overrides: dict | None = None,
@@ -100,7 +104,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         cfg = TrainConfig(dataset=dataset, seed=seed, cold_frac=cold_frac, cold_seed=seed,
                           **{"device": device, **(train_overrides or {})})
         if name == "dreamrec":
-            cfg = replace(cfg, item_source="id", **(dreamrec_overrides or {}))
+            cfg = replace(cfg, item_source="id", **{**DREAMREC_TUNED, **(dreamrec_overrides or {})})
         rec, _, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
         cases = tests.setdefault(rec.history_len, test_cases(ds, rec.history_len))
         train_s = round(time.time() - t, 1)

@@ -56,3 +56,12 @@ def test_promotion_takes_the_best_short_runs_and_the_choice_the_longest_budget(t
     assert tune.best(short + long)["config"]["lr"] == 5e-4
     assert tune.best(short + [row(1e-3, 4, 0.01)])["config"]["lr"] == 1e-3
     assert tune.best([]) is None
+
+
+def test_peers_run_with_the_setting_their_tuning_chose(tune):
+    from benchmarks.peers.sasrec import SASRecConfig
+    from benchmarks.quality import DREAMREC_TUNED
+    chosen = tune.best(tune.rows("sasrec"))["config"]
+    assert {k: getattr(SASRecConfig(), k) for k in tune.GRIDS["sasrec"]} == {k: chosen[k] for k in tune.GRIDS["sasrec"]}
+    chosen = tune.best(tune.rows("dreamrec"))["config"]
+    assert DREAMREC_TUNED == {k: chosen[k] for k in tune.GRIDS["dreamrec"]}

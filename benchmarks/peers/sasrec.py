@@ -25,15 +25,16 @@ from idream.schedule import BudgetSchedule, budget_clock
 
 @dataclass
 class SASRecConfig:
-    max_len: int = 50
+    # max_len, hidden, dropout, lr and train_on: the best of the validation grid (results/tuning-sasrec.md)
+    max_len: int = 20
     hidden: int = 64
     depth: int = 2
     heads: int = 2
-    dropout: float = 0.2
-    lr: float = 1e-3
+    dropout: float = 0.5
+    lr: float = 3e-3
     weight_decay: float = 0.0
     batch_size: int = 128  # sequences (prefixes or windows) per step
-    train_on: str = "prefixes"  # "prefixes": every prefix predicts its next item (RecBole);
+    train_on: str = "windows"  # "prefixes": every prefix predicts its next item (RecBole);
     # "windows": non-overlapping windows of max_len, a target at every position
     epochs: int = 200
     patience: int = 10  # evaluations without a validation gain before stopping
