@@ -224,8 +224,7 @@ def main_quality(a) -> dict:
         result["command"] = command
         result["complete"] = final
         result["wall_minutes"] = round((time.time() - start) / 60, 1)
-        stem = f"bench-quality-{result['dataset']}" + ("-cold" if result.get("cold_frac") else "")
-        return write_results(result, a.out, stem, quality_markdown(result))
+        return write_results(result, a.out, quality_stem(result), quality_markdown(result))
 
     result = run_quality(a.dataset, a.seeds, tuple(a.models), overrides, sas,
                          log_fn=lambda s: print(s, file=sys.stderr, flush=True),
@@ -233,6 +232,11 @@ def main_quality(a) -> dict:
                          dreamrec_overrides=dream, cold_frac=a.cold)
     print(save(result, final=True).read_text())
     return result
+
+
+def quality_stem(result: dict) -> str:
+    """The results files' name: bench-quality-<dataset>, -cold under the cold-start protocol."""
+    return f"bench-quality-{result['dataset']}" + ("-cold" if result.get("cold_frac") else "")
 
 
 def main_table(a) -> Path:
@@ -281,7 +285,6 @@ def main_merge(a) -> Path:
         result = merge_quality(results)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"cannot merge {' '.join(a.jsons)}: {e}") from None
-    stem = f"bench-quality-{result['dataset']}" + ("-cold" if result.get("cold_frac") else "")
-    md = write_results(result, a.out, stem, quality_markdown(result))
+    md = write_results(result, a.out, quality_stem(result), quality_markdown(result))
     print(md.read_text())
     return md
