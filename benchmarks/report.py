@@ -91,6 +91,21 @@ def update_metrics(ckpt: Path, entries: list[dict], dataset: str, command: str) 
     write_json(path, data)
 
 
+def forget_guided(ckpt: Path) -> int:
+    """Drop metrics.json's rows measured with an intention: a new guidance (mode, κ) changes what
+    their ρ means. Returns how many were dropped."""
+    path = Path(ckpt) / "metrics.json"
+    if not path.exists():
+        return 0
+    data = json.loads(path.read_text())
+    results = data.get("results", {})
+    stale = [k for k, e in results.items() if e.get("model") == "idream" and e.get("intention", "none") != "none"]
+    for k in stale:
+        del results[k]
+    write_json(path, data)
+    return len(stale)
+
+
 def evaluate_command(a) -> dict:
     """The body of `python -m idream evaluate`."""
     command = "python -m idream " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] \
@@ -242,7 +257,13 @@ def write_model_card(ckpt: Path) -> Path:
         f"{tl.get('epochs_run', '?')} epochs run, best epoch {tl.get('best_epoch', '?')} "
         f"(validation NDCG@10 {tl.get('best_valid_NDCG@10', '?')}), {tl.get('minutes', '?')} minutes.",
         f"- Guidance defaults chosen on validation: w = {g.get('w')}, ρ = {g.get('rho')} "
-        f"(w grid {g.get('w_grid')}, ρ grid {g.get('rho_grid')}).",
+        f"(w grid {g.get('w_grid')}, ρ grid {g.get('rho_grid')}"
+        + (f", HR@10 lift per ρ {g.get('rho_lift')}" if g.get("rho_lift") else "") + ")."
+        + (f" Text-steered (`idream.steer`): ρ ∈ [0, 1] turns the oracle toward the intention's text "
+           f"direction, the learned term at κρ, κ = {g.get('kappa')}; "
+           f"ρ is {g.get('chosen_on', '').split('ρ ', 1)[-1]}; "
+           f"re-chosen without retraining by `python -m idream guidance --checkpoint {ckpt}`."
+           if g.get("mode") == "turn" else ""),
         f"- Weights and vectors: {size / 1e6:.1f} MB of safetensors.",
         "",
         "## Results",

@@ -31,7 +31,7 @@ import torch
 
 from benchmarks import free_intentions
 
-RHOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # the slider's range, 0..10
+RHOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # the learned-guidance slider, 0..10
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 K = 10
 
@@ -79,13 +79,31 @@ def summarise(tops: np.ndarray, ok: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
+def slider(rec) -> list[float]:
+    """The ρ positions to measure: the slider's range of this checkpoint, its default included."""
+    rhos = list(rec.rho_positions()) if rec.steered else list(RHOS)
+    return sorted(set(rhos) | {rec.default_rho})
+
+
+def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, guidance: dict | None = None,
+        labels: str | None = None) -> dict:
+    """labels: a dataset with the same item ids whose genres and years score the lists (for a
+    catalog that has none of its own, e.g. scripts/titles_only.py's twin of ml-100k)."""
     from idream.catalog import item_embeddings
     from idream.data import test_cases
     from idream.recommender import Recommender
 
     rec = Recommender.load(checkpoint)
+    if guidance:  # e.g. {"mode": "turn", "kappa": 0.5, "rho": 0.7}: measure other settings
+        rec.config["guidance"] = {**rec.config.get("guidance", {}), **guidance}
     ds = rec.dataset
+    rhos = slider(rec)
+    truth = ds
+    if labels:
+        from idream.data import load_dataset
+        truth = load_dataset(labels)
+        if truth.items["item_id"].tolist() != ds.items["item_id"].tolist():
+            raise ValueError(f"--labels {labels}: its items are not the checkpoint's (same ids, same order)")
     w = rec.default_w
     cases = test_cases(ds, rec.history_len)
     users = np.random.default_rng(seed).choice(len(cases), n_users, replace=False)
@@ -94,25 +112,30 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print) -> dict:
                         rec.config.get("cache_dir"), progress=False)
     En = torch.from_numpy(E / np.linalg.norm(E, axis=1, keepdims=True)).float()  # (N, D) raw text space
     U = len(users)
-    out = {"checkpoint": str(checkpoint), "dataset": ds.name, "users": U, "seed": seed, "w": w,
-           "default_rho": rec.default_rho, "rhos": list(RHOS), "lambdas": list(LAMBDAS), "halves": {}}
+    out = {"checkpoint": str(checkpoint), "dataset": ds.name, "labels": truth.name, "users": U, "seed": seed, "w": w,
+           "default_rho": rec.default_rho, "rhos": rhos,
+           "guidance": {k: v for k, v in rec.config.get("guidance", {}).items()
+                        if k in ("mode", "kappa", "w", "rho")},
+           "lambdas": list(LAMBDAS), "halves": {}}
     for half in free_intentions.HALVES:
         rows = free_intentions.load(half)
         t = time.time()
         e = rec.backend.encode([r["text"] for r in rows])  # (I, D) raw
         q_raw = torch.from_numpy(e / np.linalg.norm(e, axis=1, keepdims=True)).float()
         q = torch.from_numpy(rec.transform(e)).float()  # (I, D) the model's space
-        ok = np.stack([matches(ds, r) for r in rows])  # (I, N)
+        ok = np.stack([matches(truth, r) for r in rows])  # (I, N)
         I = len(rows)
         hist = np.repeat(H[None], I, 0).reshape(I * U, -1)  # (I·U, L): every user for each intention
         qq = q.repeat_interleave(U, 0)  # (I·U, D)
+        # toward the intention: its text direction in a steered model (what ρ turns to), else q
+        toward = rec.intention_directions(qq) if rec.steered else qq
         # unguided from the same batch and seed, so each row starts from the noise its guided rows do
         unguided = rec.scores(rec.oracle(hist, None, steps=1, w=w, rho=0.0, seed=seed))  # (I·U, N)
         res = {"intentions": I, "ids": [r["id"] for r in rows], "dial": []}
-        for rho in RHOS:
+        for rho in rhos:
             x0 = rec.oracle(hist, qq, steps=1, w=w, rho=rho, seed=seed)  # (I·U, D)
             tops = masked_top(rec.scores(x0), hist).reshape(I, U, K)
-            cos = torch.cosine_similarity(x0, qq, dim=1).reshape(I, U).mean(1)  # per intention
+            cos = torch.cosine_similarity(x0, toward, dim=1).reshape(I, U).mean(1)  # per intention
             res["dial"].append({"rho": rho, **summarise(tops, ok), "cos_oracle_intention": float(cos.mean()),
                                 "cos_per_intention": cos.numpy().round(4).tolist()})
         text = (q_raw @ En.T).repeat_interleave(U, 0)  # (I·U, N)
@@ -150,7 +173,9 @@ def generated_lift(rec, seed: int = 0) -> dict:
 def markdown(r: dict) -> str:
     lam = str(r["lambda"])
     rho0 = r["default_rho"]
-    lines = [f"Checkpoint `{r['checkpoint']}` ({r['dataset']}), {r['users']} users (seed {r['seed']}; "
+    scored = (f", scored with the genres and years of {r['labels']}" if r.get("labels", r["dataset"]) != r["dataset"]
+              else "")
+    lines = [f"Checkpoint `{r['checkpoint']}` ({r['dataset']}{scored}), {r['users']} users (seed {r['seed']}; "
              "their last items before the test item as history), free-phrased intentions from "
              "`benchmarks/intentions/free_phrased.jsonl`; one-step sampling, w = "
              f"{r['w']:g}. Genre precision@10: share of the top-10 with a genre the intention means "
@@ -166,12 +191,20 @@ def markdown(r: dict) -> str:
 
     at = {x["rho"]: i for i, x in enumerate(r["halves"]["dev"]["dial"])}
     row(f"iDream at the default ρ = {rho0:g}", lambda h: h["dial"][at[rho0]])
+    best = max(r["halves"]["dev"]["dial"], key=lambda d: d["precision"])["rho"]  # chosen on dev
+    if best != rho0:
+        row(f"iDream at ρ = {best:g} (best dev precision)", lambda h: h["dial"][at[best]])
     row("iDream unguided (ρ = 0, the intention ignored)", lambda h: h["unguided"])
     row("text search (intention vs item text, raw space)", lambda h: h["text_search"])
     row(f"late fusion (unguided + {lam} × text search)", lambda h: h["late_fusion"][lam])
-    lines += ["", "The dial (test half): genre precision@10 and cos(oracle, intention) in the scoring space "
-              "at each slider position.", "", "| ρ | precision | overlap | cos(oracle, intention) |",
-              "|---|---|---|---|"]
+    g = r.get("guidance", {})
+    toward = ("the intention's text direction d (idream.steer: the scoring-space direction whose item "
+              "scores are the text model's cosines)" if g.get("mode") == "turn" else "the transformed intention vector")
+    steer = (f" Text-steered model: ρ turns the oracle toward d by ρ·90°, the learned guidance term at "
+             f"κρ, κ = {g['kappa']:g}." if g.get("mode") == "turn" else "")
+    lines += ["", "The dial (test half): genre precision@10 and the cosine between the oracle and "
+              f"{toward}, at each slider position.{steer}", "",
+              "| ρ | precision | overlap | cos(oracle, intention) |", "|---|---|---|---|"]
     for d in r["halves"]["test"]["dial"]:
         lines.append(f"| {d['rho']:g} | {d['precision']:.3f} | {d['overlap']:.3f} | "
                      f"{d['cos_oracle_intention']:.3f} |")
@@ -191,12 +224,16 @@ def main(argv=None, prog: str = "python -m benchmarks.text"):
     ap.add_argument("--users", type=int, default=20, help="real users whose histories are used (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="draws the users and the sampling noise")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--labels", default=None, metavar="NAME|DIR",
+                    help="score with this dataset's genres and years (same item ids), for a "
+                         "catalog without its own (default: the checkpoint's dataset)")
     ap.add_argument("--out", default="results", help="folder for bench-text-<dataset>.{md,json}")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     from benchmarks.results import git_commit, machine
-    r = run(a.checkpoint, a.users, a.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
+    r = run(a.checkpoint, a.users, a.seed, log=lambda s: print(s, file=sys.stderr, flush=True),
+            labels=a.labels)
     r.update(command=f"{prog} " + " ".join(sys.argv[1:] if argv is None else argv),
              commit=git_commit(), machine=machine())
     out = Path(a.out)

@@ -12,13 +12,13 @@ import gradio as gr
 from . import figures
 from .callbacks import HISTORY_COLUMNS, NEW_ITEM_COLUMNS, RESULT_COLUMNS, Callbacks
 from .projection import PARAMS
-from .service import RHO_RANGE, W_RANGE, Service, get_service
+from .service import W_RANGE, Service, get_service
 
 DEFAULT_CHECKPOINT = "checkpoints/ml-100k"
 QUEUE_SIZE = int(os.environ.get("IDREAM_QUEUE_SIZE", "32"))
 MODEL_CONCURRENCY = int(os.environ.get("IDREAM_CONCURRENCY", "2"))  # model calls at once
 
-INTENTION_EXAMPLES = [
+FILM_EXAMPLES = [  # for catalogs of films; others get examples from their own genres
     "something light and funny from the 90s",
     "a dark, tense crime thriller",
     "a romantic comedy for a date night",
@@ -26,6 +26,20 @@ INTENTION_EXAMPLES = [
     "mind-bending science fiction",
     "a classic western with gunfights",
 ]
+
+
+
+def intention_examples(ds) -> list[str]:
+    """Example intentions that fit the catalog: film examples for films, else its common genres."""
+    if ds.item_kind[0] == "film":
+        return FILM_EXAMPLES
+    counts = {}
+    for gs in ds.items["genres"]:
+        for g in gs:
+            counts[g] = counts.get(g, 0) + 1
+    top = sorted(counts, key=counts.get, reverse=True)[:4]
+    return [f"something {g.lower()}" for g in top]
+
 
 METHOD = r"""
 ### The method in a few lines
@@ -38,8 +52,11 @@ typed in plain words; it then ranks every catalog item by ⟨x̂₀, zᵢ⟩ (hi
   a learned per-item residual is added for items seen in training); intentions go through the same
   text model and transform.
 - **Guidance.** With u = f(x_t, ∅, ∅), c_h = f(x_t, H, ∅), c_hq = f(x_t, H, q):
-  x̂₀ = u + (1 + w)(c_h − u) + ρ (c_hq − c_h). w strengthens the history; ρ the intention
-  (ρ = 0 ignores it, ρ = 1 is the plain conditional model, ρ > 1 pushes harder).
+  x̂₀ = u + (1 + w)(c_h − u) + ρ (c_hq − c_h). w strengthens the history; ρ the intention.
+- **Text steering** (models trained with it): the learned term runs at κρ, then the oracle is
+  turned toward the intention's own text direction d (the scoring-space direction whose scores
+  are the text model's cosines) by ρ·90°, its spread kept. ρ = 0: the history alone; ρ = 1: the
+  intention alone, as a text search would rank.
 - **Sampling.** Deterministic DDIM over `steps` evenly strided timesteps; one step is a single
   batched forward pass. The denoising path shows x̂₀ after each step.
 - **New items need no retraining:** describe → embed → whiten → score like any other item.
@@ -66,15 +83,20 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
     cb = Callbacks(s)
     rec = s.rec
     text_on = s.text_reason is None
+    kinds = s.kinds
+    rho_lo, rho_hi = rec.rho_range
+    examples = intention_examples(rec.dataset)
     model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
     light = dict(concurrency_limit=4, show_progress="hidden")
 
     with gr.Blocks(title="iDream: text-guided diffusion recommender") as demo:
         gr.Markdown(
             "# iDream · text-guided diffusion recommender\n"
-            f"Build a history from the **{rec.dataset.name}** catalog ({s.n_items:,} films), say what "
+            f"Build a history from the **{rec.dataset.name}** catalog ({s.n_items:,} {kinds}), say what "
             "you are in the mood for, and watch a diffusion model *generate* the ideal next item, "
-            "then rank real films around it. Turn ρ up to follow your words more, w to follow your "
+            f"then rank real {kinds} around it. Turn ρ up to follow your words more "
+            f"({rho_lo:g}: your history alone, {rho_hi:g}: " +
+            ("your words alone" if rec.steered else "strongly your words") + "), w to follow your "
             "history more.")
         if not text_on:
             gr.Markdown(f"⚠️ **Intentions and new items are off on this server:** {s.text_reason} "
@@ -88,7 +110,7 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                         gr.Markdown("### 1 · History (oldest first)")
                         history = gr.Dropdown(
                             choices=s.labels, value=[], multiselect=True, filterable=True,
-                            label="Films you watched", elem_id="history",
+                            label=f"{kinds.capitalize()} in your history", elem_id="history",
                             info="Type to search; the order you pick them in is the order the model reads.")
                         with gr.Row():
                             user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
@@ -102,14 +124,15 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                         intention = gr.Textbox(
                             label="What are you in the mood for?", lines=2, elem_id="intention",
                             interactive=text_on,
-                            placeholder="e.g. something light and funny from the 90s" if text_on
+                            placeholder=f"e.g. {examples[0]}" if examples and text_on else "" if text_on
                             else f"Off on this server: {s.text_reason}")
-                        gr.Examples([[e] for e in INTENTION_EXAMPLES], inputs=[intention],
+                        gr.Examples([[e] for e in examples] or [[""]], inputs=[intention],
                                     label="Example intentions", api_name="intention_example",
-                                    visible=text_on)
+                                    visible=text_on and bool(examples))
                         gr.Markdown("### 3 · Controls")
                         with gr.Row():
-                            rho = gr.Slider(*RHO_RANGE, value=rec.default_rho, step=0.05,
+                            rho = gr.Slider(rho_lo, rho_hi, value=rec.default_rho,
+                                            step=0.05 if rho_hi - rho_lo <= 2 else 0.25,
                                             label="ρ · intention strength", elem_id="rho")
                             w = gr.Slider(*W_RANGE, value=rec.default_w, step=0.1,
                                           label="w · history guidance", elem_id="w")
@@ -135,7 +158,7 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                                                             "oracle, denoising path and top-K"),
                     label="Embedding space", elem_id="space-plot")
                 gr.Markdown(
-                    "**Reading the map.** Each dot is a film (colour: first genre; hover for the title). "
+                    f"**Reading the map.** Each dot is one of the {kinds} (colour: first genre; hover for the title). "
                     "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
                     "line: x̂₀ after each DDIM step, ending at the oracle. Left: raw text embeddings; "
                     "right: the item vectors the model scores with (transformed text vector + learned "

@@ -19,14 +19,13 @@ from .projection import Projection
 
 log = logging.getLogger(__name__)
 
-RHO_RANGE = W_RANGE = (0.0, 10.0)
-SWEEP_RHOS = tuple(float(r) for r in range(11))
+W_RANGE = (0.0, 10.0)  # ρ's range is the model's own (Recommender.rho_range)
 SWEEP_MAX_STEPS = 25  # the sweep runs 11 guided generations at once: keep it interactive
 MAX_K = 100
 MAX_NEW_ITEMS = 20
 MAX_TITLE_CHARS = 200  # a new item's title
 MAX_UNKNOWN_NAMED = 5  # unknown history items listed (with closest titles) in the notices
-EMPTY_HINT = ("Pick a few films for the history, or type what you are in the mood for in the "
+EMPTY_HINT = ("Pick a few {kinds} for the history, or type what you are in the mood for in the "
               "intention box (or both), then press Recommend.")
 
 
@@ -161,8 +160,8 @@ class Service:
             intention = intention[:MAX_INTENTION_CHARS]
             notices.append(f"The intention was cut to its first {MAX_INTENTION_CHARS:,} characters.")
         if not rows and not intention:
-            raise InputProblem(" ".join(notices + [EMPTY_HINT]))
-        rho = self._clip_float("ρ", rho, self.rec.default_rho, RHO_RANGE, notices)
+            raise InputProblem(" ".join(notices + [EMPTY_HINT.format(kinds=self.kinds)]))
+        rho = self._clip_float("ρ", rho, self.rec.default_rho, self.rec.rho_range, notices)
         w = self._clip_float("w", w, self.rec.default_w, W_RANGE, notices)
         steps = self._clip_int("steps", steps, 1, 1, self.rec.T, notices)
         available = self.n_items + n_extra - len(rows)
@@ -211,8 +210,14 @@ class Service:
         return self.rec.recommend(ids, q.intention, rho=q.rho, w=q.w, steps=q.steps, k=q.k,
                                   seed=q.seed, return_path=return_path, extra_items=extra_items or None)
 
-    def sweep(self, q: Query, extra_items=None, rhos=SWEEP_RHOS) -> dict:
-        """One batched generation per ρ value, from the same noise (at most SWEEP_MAX_STEPS steps)."""
+    @property
+    def kinds(self) -> str:
+        """What the catalog's items are called, plural ("films", "books", "items")."""
+        return self.rec.dataset.item_kind[1]
+
+    def sweep(self, q: Query, extra_items=None, rhos=None) -> dict:
+        """One batched generation per ρ value, from the same noise (at most SWEEP_MAX_STEPS steps);
+        rhos None: eleven positions over the model's range."""
         ids = [self.metas[i]["item_id"] for i in q.history]
         steps = min(q.steps, SWEEP_MAX_STEPS)
         if steps < q.steps:

@@ -141,9 +141,14 @@ def _config_problem(cfg: dict) -> str | None:
             return f"text.{key} must be a string"
     if not isinstance(d.get("dataset"), str) or not d["dataset"].strip():
         return "data.dataset (the catalog the model was trained on) is missing or not a string"
-    for key, v in cfg.get("guidance", {}).items():
-        if key in ("w", "rho") and not (_is_number(v) and abs(v) <= MAX_GUIDANCE):
+    g = cfg.get("guidance", {})
+    for key, v in g.items():
+        if key in ("w", "rho", "kappa") and not (_is_number(v) and abs(v) <= MAX_GUIDANCE):
             return f"guidance.{key} = {v!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
+    if g.get("mode", "learned") not in ("turn", "learned"):
+        return f"guidance.mode = {g['mode']!r} is not 'turn' or 'learned'"
+    if g.get("mode") == "turn" and "rho" in g and not 0 <= g["rho"] <= 1:
+        return f"guidance.rho = {g['rho']!r}: with mode 'turn' it must be between 0 and 1"
     return None
 
 

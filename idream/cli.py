@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import fields
@@ -73,7 +74,9 @@ HELP = {
     "p_intention": "share of targets trained with an intention sentence",
     "intention_pool": "generated intention sentences per item for training",
     "w_grid": "history guidance weights w tried on validation after training",
-    "rho_grid": "intention strengths rho tried on validation after training",
+    "rho_grid": "intention strengths rho tried on validation after training (--guidance learned)",
+    "guidance": "what rho does: turn (toward the intention's text direction) or learned (the paper's)",
+    "kappa": "--guidance turn: weight of the learned guidance term per unit of rho",
     # training
     "lr": "learning rate of AdamW",
     "weight_decay": "weight decay of AdamW",
@@ -106,13 +109,13 @@ TRAIN_GROUPS = (
     ("data", None, ("dataset", "history_len")),
     ("text", None, ("text_model", "tem_dim", "descriptions", "transform")),
     ("model", None, ("width", "depth", "heads", "dropout", "encoder", "item_residual")),
-    ("diffusion", None, ("T", "schedule", "p_t_max")),
+    ("diffusion", None, ("T", "schedule", "p_t_max", "guidance")),
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
     ("budget", None, ("max_minutes", "clock")),
     ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
-                 "intention_pool", "encoder_depth", "residual_scale", "item_source", "id_dim",
+                 "intention_pool", "kappa", "encoder_depth", "residual_scale", "item_source", "id_dim",
                  "max_train_samples", "cold_frac", "cold_seed")),
 )
 
@@ -174,7 +177,8 @@ def _add_train_flags(t) -> None:
                 continue
             default = getattr(defaults, name)
             flags = ["--" + name.replace("_", "-")] + (["--tem"] if name == "text_model" else [])
-            extra = {"choices": DESCRIPTION_SOURCES} if name == "descriptions" else {}
+            extra = {"choices": DESCRIPTION_SOURCES} if name == "descriptions" else \
+                {"choices": ("turn", "learned")} if name == "guidance" else {}
             kind = _bool if isinstance(default, bool) else type(default)
             metavar = _FIELD_METAVAR.get(name, _METAVAR.get(type(default), "VALUE"))
             g.add_argument(*flags, type=kind, default=default, metavar=metavar,
@@ -248,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score every item even where the catalog is large enough for the approximate "
                         "index (default: the index above its size threshold, exact below)")
     _add_text_flags(r, model_help="must be the checkpoint's text model (default: the checkpoint's)")
+
+    gd = sub.add_parser("guidance", help="choose w and ρ again on validation (no retraining), "
+                                         "then refresh metrics.json and the model card",
+                        description="Choose the checkpoint's default w and ρ again on the validation "
+                                    "split, as training does at its end (after a change to how "
+                                    "guidance works; the weights stay as they are), then evaluate "
+                                    "the new defaults and rewrite metrics.json and the model card.")
+    gd.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder to update")
+    gd.add_argument("--mode", choices=["turn", "learned"], default=None,
+                    help="turn: ρ turns the oracle toward the intention's text direction; learned: "
+                         "ρ weighs the learned guidance term alone (default: the training config's)")
+    gd.add_argument("--kappa", type=float, default=None, metavar="K",
+                    help="turn: the learned term's weight per unit of ρ (default: the training config's)")
+    gd.add_argument("--no-eval", action="store_true", help="only choose and write the defaults")
 
     d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")
     d.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR",
@@ -409,6 +427,40 @@ def cmd_recommend(a) -> int:
     return 0
 
 
+def cmd_guidance(a) -> int:
+    import numpy as np
+    from benchmarks.report import forget_guided, standard_evaluation, write_model_card
+
+    from .catalog import item_embeddings
+    from .checkpoint import write_json
+    from .data import chronological_split
+    from .recommender import Recommender
+    from .train import TrainConfig, choose_guidance
+
+    if a.kappa is not None and not (math.isfinite(a.kappa) and 0 <= a.kappa <= 10):
+        raise CLIError("--kappa must be a number between 0 and 10")
+    rec = Recommender.load(a.checkpoint)
+    cfg = TrainConfig.from_dict(rec.config["train"])
+    cfg.guidance = a.mode or cfg.guidance
+    cfg.kappa = cfg.kappa if a.kappa is None else a.kappa
+    split = chronological_split(rec.dataset, rec.history_len,
+                                cold_items=np.asarray(rec.config["data"].get("cold_items", []), dtype=np.int64))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    choose_guidance(rec, split, cfg, log)
+    rec.config["train"].update(guidance=cfg.guidance, kappa=cfg.kappa)
+    out = Path(a.checkpoint)
+    write_json(out / "config.json", rec.config)
+    g = rec.config["guidance"]
+    print(f"{out}: w = {g['w']:g}, rho = {g['rho']:g}" + (f" (turn, kappa {g['kappa']:g})" if "mode" in g else ""))
+    forget_guided(out)  # measured under the old guidance
+    if not a.no_eval:
+        E = item_embeddings(rec.dataset, rec.backend, rec.config["text"].get("descriptions", "template"),
+                            rec.config.get("cache_dir"), progress=False)
+        standard_evaluation(rec, split, E, out, seed=cfg.seed, log_fn=log)
+        write_model_card(out)
+    return 0
+
+
 def cmd_describe(a) -> int:
     from urllib.parse import urlsplit
 
@@ -486,7 +538,7 @@ def main(argv=None) -> int:
     else:
         args = parser.parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-               "describe": cmd_describe, "bench": cmd_bench}[args.command]
+               "guidance": cmd_guidance, "describe": cmd_describe, "bench": cmd_bench}[args.command]
     from .checkpoint import CheckpointError
     from .data import DatasetError
     from .openai_backend import OpenAIServiceError

@@ -8,6 +8,7 @@ dataset's own ids are kept for everything a user sees.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,16 @@ class Dataset:
     items: pd.DataFrame  # index 0..N-1; columns item_id, title, year, genres (tuple), description
     sequences: dict  # user_id -> np.ndarray[int64] of item indices, oldest first
     source: str = ""  # where it was read from (for the checkpoint's provenance)
+    kind: tuple | None = None  # what an item is, (singular, plural); None: from the name, else "item"
     _index: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self._index = {_norm_id(v): i for i, v in enumerate(self.items["item_id"].tolist())}
+
+    @property
+    def item_kind(self) -> tuple[str, str]:
+        """What the catalog's items are, (singular, plural): for labels such as "Films you watched"."""
+        return self.kind or ITEM_KINDS.get(self.name, ("item", "items"))
 
     @property
     def n_items(self) -> int:
@@ -99,6 +106,24 @@ def _norm_id(v) -> str:
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
+
+ITEM_KINDS = {"ml-100k": ("film", "films"), "ml-1m": ("film", "films"), "ml-20m": ("film", "films")}
+
+
+def read_item_kind(path: Path) -> tuple | None:
+    """The optional dataset.json of a folder: {"item_kind": "book", "item_kind_plural": "books"}."""
+    f = path / "dataset.json"
+    if not f.exists():
+        return None
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+        one = str(meta["item_kind"]).strip()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"{f} must be JSON like {{\"item_kind\": \"book\"}}: {e}") from None
+    if not one or len(one) > 40:
+        raise DatasetError(f"{f}: item_kind must be a short word such as \"book\"")
+    return one, str(meta.get("item_kind_plural") or one + "s").strip()
+
 
 def load_dataset(spec: str) -> Dataset:
     """Load `ml-100k` (from the recbole package) or a generic dataset folder."""
@@ -182,7 +207,9 @@ def load_folder(path: Path) -> Dataset:
     if numeric:
         inter = inter[inter["item_id"].str.fullmatch(r"-?\d+")]
         inter["item_id"] = inter["item_id"].astype(int)
-    return _build(path.name, items, inter, source=str(path.resolve()))
+    ds = _build(path.name, items, inter, source=str(path.resolve()))
+    ds.kind = read_item_kind(path)
+    return ds
 
 
 def _build(name: str, items: pd.DataFrame, inter: pd.DataFrame, source: str) -> Dataset:

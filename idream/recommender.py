@@ -19,10 +19,12 @@ from .diffusion import Diffusion
 from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
 from .sampler import DDIMSampler, sample
+from .steer import TextSteer
 from .transform import Transform
 
 MAX_INTENTION_CHARS = 2000
 MAX_GUIDANCE = 100.0  # |w|, |ρ| beyond this only overflow the oracle; the UI offers 0–10
+STEER_RANGE = (0.0, 1.0)  # ρ of a text-steered model: 0 the history alone, 1 the intention alone
 
 
 def clean_text(s) -> str:
@@ -91,6 +93,7 @@ class Recommender:
         self.config = config
         self._backend = backend
         self._vectors = None
+        self._steer = None
         self.exact = exact  # True: score every item even where the catalog has a graph index
         self._index = None
         self._index_lock = threading.Lock()  # one build when the first requests arrive together
@@ -132,6 +135,22 @@ class Recommender:
         return float(self.config.get("guidance", {}).get("rho", 1.0))
 
     @property
+    def steered(self) -> bool:
+        """True when ρ turns the oracle toward the intention's text direction (idream.steer);
+        False for checkpoints whose ρ only weighs the learned guidance term (the paper's form)."""
+        return self.config.get("guidance", {}).get("mode") == "turn"
+
+    @property
+    def kappa(self) -> float:
+        """Weight of the learned guidance term per unit of ρ in a steered model."""
+        return float(self.config.get("guidance", {}).get("kappa", 1.0))
+
+    @property
+    def rho_range(self) -> tuple[float, float]:
+        """The range of ρ this model is meant for (the demo's slider)."""
+        return STEER_RANGE if self.steered else (0.0, 10.0)
+
+    @property
     def T(self) -> int:
         return self.diffusion.T
 
@@ -145,7 +164,19 @@ class Recommender:
     def invalidate(self) -> None:
         """Forget cached item vectors and their index (after training steps or appended items)."""
         self._vectors = None
+        self._steer = None
         self._index = None
+
+    def text_steer(self) -> TextSteer:
+        """Text directions and the catalog covariance for the current item vectors."""
+        if self._steer is None:
+            self._steer = TextSteer(self.transform, self.item_vectors())
+        return self._steer
+
+    def intention_directions(self, intentions: torch.Tensor) -> torch.Tensor:
+        """Transformed intentions → the scoring-space directions that mean them (idream.steer).
+        (B, D) -> (B, D)"""
+        return self.text_steer().directions(intentions)
 
     def item_index(self) -> ItemIndex:
         """The search index over item_vectors(): built on first use, rebuilt when they change."""
@@ -253,12 +284,27 @@ class Recommender:
 
     def oracle(self, histories: np.ndarray, intentions: torch.Tensor | None = None,
                has_intention=None, steps: int = 1, w=None, rho=None, seed: int | None = 0,
-               return_path: bool = False):
-        """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)"""
+               return_path: bool = False, shared_noise: bool = False):
+        """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)
+        rho: a float or (B,); in a steered model it turns the oracle toward each intention's text
+        direction and weighs the learned guidance term by κρ."""
         w = self.default_w if w is None else w
         rho = self.default_rho if rho is None else rho
         cond = self.conditions(histories, intentions, has_intention)
-        return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path)
+        steer = None
+        if self.steered and intentions is not None:
+            B = cond["intention"].shape[0]
+            angle = torch.as_tensor(rho, dtype=torch.float32).expand(B) * cond["has_intention"].float()
+            lo, hi = STEER_RANGE
+            if not bool(((angle >= lo) & (angle <= hi)).all()):
+                raise ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the "
+                                 "intention alone) for this model")
+            d = self.intention_directions(cond["intention"])  # (B, D)
+            ts = self.text_steer()
+            steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
+            rho = self.kappa * angle
+        return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
+                      shared_noise=shared_noise, steer=steer)
 
     def scores(self, oracle: torch.Tensor) -> torch.Tensor:
         """s_i = ⟨x̂0, z_i⟩ for every item.  (B, D) -> (B, N)"""
@@ -285,7 +331,16 @@ class Recommender:
         if k < 1:
             raise ValueError("k must be at least 1")
         seed = None if seed is None else _whole("seed", seed)
-        return steps, k, _guidance("rho", rho), _guidance("w", w), seed
+        return steps, k, self._rho(rho), _guidance("w", w), seed
+
+    def _rho(self, v) -> float | None:
+        """A checked ρ: within ±MAX_GUIDANCE, and within STEER_RANGE for a steered model."""
+        rho = _guidance("rho", v)
+        lo, hi = STEER_RANGE
+        if rho is not None and self.steered and not lo <= rho <= hi:
+            raise ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the "
+                             f"intention alone) for this model, got {v!r}")
+        return rho
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,
                        genres=()) -> dict:
@@ -354,7 +409,12 @@ class Recommender:
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
                               None if q is None else q[0].numpy(), steps_t)
 
-    def sweep_rho(self, history=(), intention: str | None = None, rhos=tuple(range(11)),
+    def rho_positions(self) -> list[float]:
+        """Eleven evenly spaced ρ over the model's range (the sweep's default)."""
+        lo, hi = self.rho_range
+        return [round(lo + (hi - lo) * i / 10, 4) for i in range(11)]
+
+    def sweep_rho(self, history=(), intention: str | None = None, rhos=None,
                   w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
                   extra_items: list | None = None) -> dict:
         """What ρ does: one batched generation for every ρ from the same starting noise.
@@ -367,30 +427,32 @@ class Recommender:
         if not idx and intention is None:
             raise ValueError("give a history, an intention, or both")
         steps, k, _, w, seed = self._check(steps, k, None, w, seed)
+        if rhos is None:
+            rhos = self.rho_positions()
         try:
             rhos = [float(r) for r in rhos]
         except (TypeError, ValueError):
             rhos = []
-        if not rhos or not all(math.isfinite(r) and abs(r) <= MAX_GUIDANCE for r in rhos):
-            raise ValueError(f"rhos must be a non-empty list of numbers between -{MAX_GUIDANCE:g} "
-                             f"and {MAX_GUIDANCE:g}")
+        lo, hi = self.rho_range if self.steered else (-MAX_GUIDANCE, MAX_GUIDANCE)
+        if not rhos or not all(math.isfinite(r) and lo <= r <= hi for r in rhos):
+            raise ValueError(f"rhos must be a non-empty list of numbers between {lo:g} and {hi:g}")
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
         e_q, q = self._intention(intention)
-        w = self.default_w if w is None else w
-        cond = self.conditions(hist, None if q is None else q.expand(R, -1))
-        x0 = sample(self.model, self.diffusion, cond, steps, w, torch.tensor(rhos), seed,
-                    shared_noise=True)  # (R, D)
+        x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
+                         rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
         scores, top = self._rank(x0, idx, k, extra_items)
         V = self.item_vectors()
         h_mean = V[idx].mean(0) if idx else None
+        # toward the intention: its text direction in a steered model (what ρ turns to), else q
+        toward = None if q is None else (self.intention_directions(q)[0] if self.steered else q[0])
         cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
         return {
             "rho": rhos,
             "items": [self._rows(scores[r], top[r].tolist(), e_q, extra_items)
                       for r in range(R)],
             "oracles": x0.numpy(),
-            "intention_similarity": cos(x0, q[0]) if q is not None else [None] * R,
+            "intention_similarity": cos(x0, toward) if toward is not None else [None] * R,
             "history_similarity": cos(x0, h_mean) if h_mean is not None else [None] * R,
         }
 

@@ -61,12 +61,13 @@ def initial_noise(batch: int, dim: int, seed: int | None, device="cpu") -> torch
 
 @torch.no_grad()
 def sample(model, diffusion: Diffusion, cond: dict, steps: int, w, rho, seed=None,
-           return_path: bool = False, shared_noise: bool = False):
+           return_path: bool = False, shared_noise: bool = False, steer=None):
     """Generate the oracle x0 for a batch of conditions.
 
     cond: history (B, L, D), history_valid (B, L), intention (B, D), has_intention (B,).
     w, rho: floats or (B,) tensors; shared_noise starts every row from the same x_T (for sweeps
-    over ρ or w of one request). Returns x0 (B, D), and with return_path the list of x̂0 at
+    over ρ or w of one request). steer: a function applied to every step's x̂0 (B, D) -> (B, D),
+    e.g. the text steering's turn. Returns x0 (B, D), and with return_path the list of x̂0 at
     every visited step (the denoising path).
     """
     B, D = cond["intention"].shape
@@ -81,6 +82,8 @@ def sample(model, diffusion: Diffusion, cond: dict, steps: int, w, rho, seed=Non
         tt = torch.full((B,), int(t), dtype=torch.long, device=device)
         x0 = model.guided(x, tt, cond["history"], cond["history_valid"], cond["intention"],
                           cond["has_intention"], w, rho, tokens)
+        if steer is not None:
+            x0 = steer(x0)
         path.append(x0)
         x = sampler.step(x0, int(t), x).prev_sample
     return (x, path) if return_path else x

@@ -67,7 +67,10 @@ class TrainConfig:
     T: int = 1000
     schedule: str = "linear"
     w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
-    rho_grid: tuple = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+    rho_grid: tuple = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0)  # guidance "learned" only
+    guidance: str = "turn"  # ρ turns the oracle toward the intention's text direction (idream.steer);
+    # "learned": ρ weighs the learned guidance term alone (the paper's form)
+    kappa: float = 0.5  # "turn": the learned term's weight per unit of ρ (results/experiments/text-guidance.md)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
     cold_frac: float = 0.0  # cold-start protocol: this share of the items never trains (0: none)
     cold_seed: int = 0  # which items: a seeded draw
@@ -137,6 +140,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
                  "descriptions": cfg.descriptions, "template_version": text.TEMPLATE_VERSION},
         "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(N),
                  "history_len": cfg.history_len, "split": "chronological leave-one-out",
+                 "item_kind": list(ds.item_kind),
                  **({"cold_items": cold.tolist()} if len(cold) else {})},
         "train": asdict(cfg),
         "guidance": {"w": 0.0, "rho": 1.0},
@@ -391,25 +395,47 @@ def future_targets(out: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, 
     return items.clamp(min=0), w / w.sum(1, keepdim=True)
 
 
+TURN_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # ρ for guidance "turn" (1.0: text alone)
+MIN_LIFT = 2.0  # "turn": the default ρ keeps at least this HR@10 lift from generated intentions
+
+
 def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
-    """Pick w (unguided, one-step) then ρ (generated intentions) on the validation split."""
-    scores = {}
+    """Pick w (unguided, one-step) then ρ (generated intentions) on the validation split.
+
+    learned: ρ with the best NDCG@10. turn: the strongest ρ whose HR@10 with generated
+    intentions is still ≥ MIN_LIFT × the unguided one: as far toward what the person says as the
+    history's predictive value allows (the best NDCG@10 if no ρ keeps the lift).
+    """
+    if cfg.guidance not in ("turn", "learned"):
+        raise ValueError(f"unknown guidance {cfg.guidance!r}: use turn or learned")
+    scores, hits = {}, {}
     for w in cfg.w_grid:
-        scores[w] = evaluate_recommender(rec, split.valid, 1, w=w, rho=0.0, seed=cfg.seed).metrics["NDCG@10"]
+        m = evaluate_recommender(rec, split.valid, 1, w=w, rho=0.0, seed=cfg.seed).metrics
+        scores[w], hits[w] = m["NDCG@10"], m["HR@10"]
     w_best = max(scores, key=scores.get)
     if cfg.item_source == "id":  # no text space, no intentions
         rec.config["guidance"] = {"w": float(w_best), "rho": 0.0,
                                   "w_grid": {str(k): round(v, 5) for k, v in scores.items()}}
         return
     q = generated_intentions(rec, split.valid, seed=cfg.seed + 1)
-    rscores = {}
-    for rho in cfg.rho_grid:
-        rscores[rho] = evaluate_recommender(rec, split.valid, 1, w=w_best, rho=rho, intentions=q,
-                                            seed=cfg.seed).metrics["NDCG@10"]
+    turn = cfg.guidance == "turn"
+    # the mode first: it decides what ρ means while the grid is measured
+    rec.config["guidance"] = {"w": float(w_best), "rho": 0.0,
+                              **({"mode": "turn", "kappa": float(cfg.kappa)} if turn else {})}
+    rscores, lifts = {}, {}
+    for rho in TURN_GRID if turn else cfg.rho_grid:
+        m = evaluate_recommender(rec, split.valid, 1, w=w_best, rho=rho, intentions=q, seed=cfg.seed).metrics
+        rscores[rho], lifts[rho] = m["NDCG@10"], m["HR@10"] / max(hits[w_best], 1e-12)
     rho_best = max(rscores, key=rscores.get)
-    rec.config["guidance"] = {"w": float(w_best), "rho": float(rho_best),
-                              "chosen_on": "validation NDCG@10, one-step",
+    keep = [r for r in rscores if lifts[r] >= MIN_LIFT]
+    if turn and keep:
+        rho_best = max(keep)
+    how = (f"the strongest ρ with HR@10 lift ≥ {MIN_LIFT:g}× from generated intentions" if turn and keep
+           else "the best NDCG@10 with generated intentions")
+    rec.config["guidance"] = {**rec.config["guidance"], "rho": float(rho_best),
+                              "chosen_on": f"validation, one-step: w the best NDCG@10 unguided, ρ {how}",
                               "w_grid": {str(k): round(v, 5) for k, v in scores.items()},
-                              "rho_grid": {str(k): round(v, 5) for k, v in rscores.items()}}
-    log_fn(f"guidance on validation: w={w_best} (NDCG@10 {scores[w_best]:.4f}), "
-           f"rho={rho_best} with generated intentions (NDCG@10 {rscores[rho_best]:.4f})")
+                              "rho_grid": {str(k): round(v, 5) for k, v in rscores.items()},
+                              "rho_lift": {str(k): round(v, 3) for k, v in lifts.items()}}
+    log_fn(f"guidance on validation: w={w_best} (NDCG@10 {scores[w_best]:.4f}), rho={rho_best} "
+           f"with generated intentions (NDCG@10 {rscores[rho_best]:.4f}, HR@10 lift {lifts[rho_best]:.2f}x)")

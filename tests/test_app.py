@@ -66,9 +66,12 @@ def test_rho_zero_with_intention_equals_no_intention(client):
 
 def test_sweep_returns_one_list_per_rho(client):
     out = client.predict(HISTORY, INTENTION, 0.0, 1, 5, 0, api_name="/sweep")
-    assert out["rho"] == [float(r) for r in range(11)]
+    # the app's checkpoint is text-steered: eleven positions from 0 (history) to 1 (intention)
+    assert out["rho"] == [i / 10 for i in range(11)]
     assert len(out["items"]) == 11 and all(len(rows) == 5 for rows in out["items"])
     assert len(out["intention_similarity"]) == len(out["history_similarity"]) == 11
+    cos = out["intention_similarity"]
+    assert all(b > a for a, b in zip(cos, cos[1:])) and cos[-1] > 0.999  # a dial toward the intention
     # ρ = 0 in the sweep is the unguided ranking of /recommend (same noise, same seed)
     plain = recommend(client, intention="", rho=0.0, k=5)["items"]
     assert [r["item_id"] for r in out["items"][0]] == [r["item_id"] for r in plain]
@@ -85,7 +88,7 @@ def test_sweep_caps_its_steps_with_a_notice(client):
 def test_bad_inputs_give_readable_notices(client):
     with pytest.raises(Exception) as err:
         recommend(client, history=[], intention="  ")
-    assert EMPTY_HINT in str(err.value) and "Traceback" not in str(err.value)
+    assert EMPTY_HINT.format(kinds="films") in str(err.value) and "Traceback" not in str(err.value)
 
     out = recommend(client, history=["No Such Film 1234", "Toy Story (1995)"], intention="x" * 2500,
                     k=100000, steps=0, rho=50)
@@ -111,7 +114,7 @@ def test_explore_endpoint_returns_table_plot_and_status(client, service):
     assert [row[1] for row in table["data"]] == [r["title"] for r in same]
     table, plot, status = client.predict([], "", 1.0, 0.0, 1, 6, 0, api_name="/explore")
     assert not any(any(row) for row in table["data"])
-    assert EMPTY_HINT in status and "Traceback" not in status
+    assert EMPTY_HINT.format(kinds="films") in status and "Traceback" not in status
 
 
 def user_labels(service, user) -> list[str]:

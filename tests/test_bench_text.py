@@ -43,9 +43,14 @@ def test_small_run_end_to_end(checkpoint, tmp_path):
     bt.main(["--checkpoint", str(checkpoint), "--users", "3", "--out", str(tmp_path), "--threads", "1"])
     r = json.loads((tmp_path / "bench-text-ml-100k.json").read_text())
     md = (tmp_path / "bench-text-ml-100k.md").read_text()
-    assert set(r["halves"]) == {"dev", "test"} and "late fusion" in md and "| 10 |" in md
+    # the tiny checkpoint is text-steered: the slider runs over 0..1, its default included
+    assert r["rhos"][0] == 0.0 and r["rhos"][-1] == 1.0 and len(r["rhos"]) >= 11
+    assert r["default_rho"] in r["rhos"] and r["guidance"]["mode"] == "turn"
+    assert set(r["halves"]) == {"dev", "test"} and "late fusion" in md and "| 1 |" in md
     for h in r["halves"].values():
-        assert [d["rho"] for d in h["dial"]] == list(bt.RHOS)
+        assert [d["rho"] for d in h["dial"]] == r["rhos"]
+        # ρ = 1 is the intention's text direction alone: cos(oracle, direction) = 1
+        assert h["dial"][-1]["cos_oracle_intention"] > 0.999
         # ρ = 0 ignores the intention: the dial's first position is the unguided ranking
         assert h["dial"][0]["per_intention"] == h["unguided"]["per_intention"]
     assert str(r["lambda"]) in r["halves"]["dev"]["late_fusion"]

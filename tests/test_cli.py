@@ -82,14 +82,14 @@ def test_evaluate_leaves_the_checkpoint_alone_unless_asked(ckpt):
 
 def test_evaluate_generated_intentions_jsonl(ckpt, tmp_path):
     dump = tmp_path / "rank.jsonl"
-    p = run("evaluate", "--checkpoint", str(ckpt), "--intention", "generated", "--rho", "2",
+    p = run("evaluate", "--checkpoint", str(ckpt), "--intention", "generated", "--rho", "0.5",
             "--w", "0", "--json", "--dump-rankings", str(dump), "--save")
     r = json.loads(p.stdout)["results"][0]
-    assert r["intention"] == "generated" and r["rho"] == 2.0 and r["w"] == 0.0
+    assert r["intention"] == "generated" and r["rho"] == 0.5 and r["w"] == 0.0
     first = json.loads(dump.read_text().splitlines()[0])
     assert set(first) == {"user_id", "target_item_id", "top_item_ids"}
     # saved into metrics.json and the model card, as asked
-    assert any(e["intention"] == "generated" and e["rho"] == 2.0
+    assert any(e["intention"] == "generated" and e["rho"] == 0.5
                for e in json.loads((ckpt / "metrics.json").read_text())["results"].values()
                if e["model"] == "idream")
 
@@ -124,7 +124,7 @@ def test_recommend_json(ckpt):
 
 def test_recommend_user_intention_and_table(ckpt):
     p = run("recommend", "--checkpoint", str(ckpt), "--user", "u3", "--intention",
-            "a scary horror movie", "--rho", "2", "--steps", "5")
+            "a scary horror movie", "--rho", "0.5", "--steps", "5")
     assert "rank" in p.stdout.splitlines()[0] and len(p.stdout.splitlines()) == 11
     p = run("recommend", "--checkpoint", str(ckpt), "--intention", "something funny", "--json")
     assert len(json.loads(p.stdout)["items"]) == 10
@@ -172,3 +172,27 @@ def test_usage_error_quoting_a_control_character_stays_one_line(capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "error: " in err
     assert "\\n\\x01" in err  # shown escaped, not dropped
+
+
+def test_guidance_rechooses_without_retraining(ckpt, tmp_path):
+    """`guidance` switches a checkpoint between the two meanings of ρ, chosen again on validation;
+    the weights stay byte for byte, and guided metrics of the old meaning are dropped."""
+    import shutil
+    ck = tmp_path / "ck"
+    shutil.copytree(ckpt, ck)
+    weights = (ck / "model.safetensors").read_bytes()
+    run("guidance", "--checkpoint", str(ck), "--mode", "learned", "--no-eval")
+    g = json.loads((ck / "config.json").read_text())["guidance"]
+    assert "mode" not in g and str(g["rho"]) in g["rho_grid"]
+    assert not any(e.get("intention") == "generated"
+                   for e in json.loads((ck / "metrics.json").read_text())["results"].values())
+    p = run("guidance", "--checkpoint", str(ck), "--mode", "turn", "--kappa", "1", "--no-eval")
+    g = json.loads((ck / "config.json").read_text())["guidance"]
+    assert g["mode"] == "turn" and g["kappa"] == 1.0 and 0 < g["rho"] < 1 and "turn, kappa 1" in p.stdout
+    # the rule: the strongest ρ whose lift is ≥ 2×, else the best NDCG@10
+    keep = [float(r) for r, v in g["rho_lift"].items() if v >= 2.0]
+    best = max(g["rho_grid"], key=g["rho_grid"].get)
+    assert g["rho"] == (max(keep) if keep else float(best))
+    assert (ck / "model.safetensors").read_bytes() == weights
+    bad = run("guidance", "--checkpoint", str(ck), "--kappa", "nan", ok=False)
+    assert bad.returncode == 2 and "kappa" in bad.stderr and "Traceback" not in bad.stderr

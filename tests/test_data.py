@@ -130,3 +130,29 @@ def test_cold_items_never_train_but_stay_in_evaluation(ml100k):
     assert cold_set & set(test_cases(ml100k, 10).targets.tolist())
     with pytest.raises(ValueError, match="cold share"):
         cold_items(ml100k, 1.0)
+
+
+def test_item_kind_from_the_name_or_the_folder(ml100k, synthetic_dir, tmp_path):
+    """Labels name the catalog's own kind of item: films for MovieLens, the folder's dataset.json
+    where it says, "items" otherwise; a broken dataset.json is a clear error."""
+    import shutil
+
+    from demo.app import FILM_EXAMPLES, intention_examples
+
+    assert ml100k.item_kind == ("film", "films") and intention_examples(ml100k) == FILM_EXAMPLES
+    plain = load_dataset(str(synthetic_dir))
+    assert plain.item_kind == ("item", "items")
+    books = tmp_path / "books"
+    shutil.copytree(synthetic_dir, books)
+    (books / "dataset.json").write_text('{"item_kind": "book"}')
+    ds = load_dataset(str(books))
+    assert ds.item_kind == ("book", "books")
+    ex = intention_examples(ds)  # from the catalog's own genres, never film examples
+    assert ex and not set(ex) & set(FILM_EXAMPLES)
+    assert all(any(g.lower() in e for gs in ds.items["genres"] for g in gs) for e in ex)
+    (books / "dataset.json").write_text('{"item_kind": "story", "item_kind_plural": "stories"}')
+    assert load_dataset(str(books)).item_kind == ("story", "stories")
+    for bad in ("not json", '{"kind": "book"}', '{"item_kind": ""}'):
+        (books / "dataset.json").write_text(bad)
+        with pytest.raises(DatasetError, match="dataset.json"):
+            load_dataset(str(books))

@@ -738,8 +738,9 @@ def draw_valid_api_call(data, service, sweep: bool = False) -> dict:
     call = {"history": data.draw(st.lists(st.sampled_from(service.labels), min_size=1, max_size=L,
                                           unique=True), label="history"),
             "intention": data.draw(st.one_of(st.none(), st.sampled_from(API_INTENTIONS)), label="intention")}
-    for name in (("w",) if sweep else ("rho", "w")):
-        call[name] = data.draw(st.one_of(st.none(), st.floats(0, 10)), label=name)
+    for name in (("w",) if sweep else ("rho", "w")):  # within the sliders: ρ's is the model's own
+        lo, hi = service.rec.rho_range if name == "rho" else (0, 10)
+        call[name] = data.draw(st.one_of(st.none(), st.floats(lo, hi)), label=name)
     call["steps"] = data.draw(st.integers(1, 4), label="steps")
     call["k"] = data.draw(st.integers(1, 50), label="k")
     call["seed"] = data.draw(st.one_of(st.none(), st.integers(0, 10**6)), label="seed")
@@ -836,7 +837,7 @@ def test_api_sweep_any_input(client, service):
             call = draw_valid_api_call(data, service, sweep=True)
             out, err = api(client, "/sweep", *call.values())
             assert err is None, err
-            assert out["notices"] == [] and out["rho"] == [float(r) for r in range(11)], out["notices"]
+            assert out["notices"] == [] and out["rho"] == service.rec.rho_positions(), out["notices"]
             for rows in out["items"]:
                 check_rows(rows, label_ids(service, call["history"]), call["k"], service.n_items, known)
             outcomes["answered"] += 1
@@ -867,7 +868,8 @@ def test_explore_and_add_item_any_ui_value(client, service, data):
     a table and a readable status, never an error."""
     history = data.draw(st.lists(st.sampled_from(service.labels), max_size=12), label="history")
     intention = data.draw(st.one_of(st.none(), API_TEXT), label="intention")
-    rho, w = (data.draw(st.floats(0, 10), label=n) for n in ("rho", "w"))
+    rho = data.draw(st.floats(*service.rec.rho_range), label="rho")
+    w = data.draw(st.floats(0, 10), label="w")
     steps = data.draw(st.integers(1, min(service.rec.T, 30)), label="steps")
     k = data.draw(st.integers(1, 50), label="k")
     seed = data.draw(st.one_of(st.none(), st.integers(-10**12, 10**12), st.floats(-1e300, 1e300)),
@@ -881,6 +883,7 @@ def test_explore_and_add_item_any_ui_value(client, service, data):
         assert len(table["data"]) == k and f"Top-{k} of " in status, status  # k ≤ 50: never clipped
     else:
         from demo.service import EMPTY_HINT
+        EMPTY_HINT = EMPTY_HINT.format(kinds=service.kinds)
 
         assert EMPTY_HINT in status
     CASES["/add_item API"] += 1

@@ -49,14 +49,14 @@ def short_requests(labels: list[str]) -> list[tuple]:
     L = labels
     return [
         (0, "recommend", [[L[0], L[1]], "", 1.0, 0.0, 1, 10, 0]),
-        (1, "recommend", [[L[2]], "a dark, tense crime thriller", 2.5, 0.0, 1, 10, 1]),
+        (1, "recommend", [[L[2]], "a dark, tense crime thriller", 0.75, 0.0, 1, 10, 1]),
         (2, "recommend", [[], "an animated film the whole family can watch", 1.0, 1.0, 4, 20, 2]),
         (3, "recommend", [[L[6], L[7], L[0]], "mind-bending science fiction", 1.0, 0.0, 1, 5, 3]),
         (0, "sweep", [[L[1]], "a romantic comedy for a date night", 0.0, 1, 5, 4]),
         (1, "sweep", [[L[7], L[2]], "a classic western with gunfights", 1.0, 3, 5, 5]),
         (0, "explore", [[L[3], L[4]], "something light and funny from the 90s", 1.0, 0.0, 1, 8, 6]),
         (1, "explore", [[L[5]], "", 1.0, 0.0, 2, 8, 7]),
-        (2, "explore", [[L[8], L[9], L[10]], "a dark, tense crime thriller", 2.0, 0.0, 1, 8, 8]),
+        (2, "explore", [[L[8], L[9], L[10]], "a dark, tense crime thriller", 0.6, 0.0, 1, 8, 8]),
         (3, "explore", [[], "a romantic comedy for a date night", 1.0, 0.0, 1, 8, 9]),
     ]
 

@@ -158,9 +158,10 @@ def test_pure_text_variant_learns(synthetic_dir, cache_dir):
 def test_sweep_rho_matches_single_requests(trained):
     rec, _, _ = trained
     hist = [101, 102, 103, 104, 105]
-    sweep = rec.sweep_rho(hist, "a scary horror movie", rhos=[0, 1, 4], w=0.0, steps=3, k=5, seed=2)
+    assert rec.steered  # the default: ρ ∈ [0, 1] turns toward the intention's text direction
+    sweep = rec.sweep_rho(hist, "a scary horror movie", rhos=[0, 0.5, 1], w=0.0, steps=3, k=5, seed=2)
     assert len(sweep["items"]) == 3 and sweep["oracles"].shape == (3, rec.transform.dim)
-    for r, rows in zip([0, 1, 4], sweep["items"]):
+    for r, rows in zip([0, 0.5, 1], sweep["items"]):
         single = rec.recommend(hist, "a scary horror movie", rho=r, w=0.0, steps=3, k=5, seed=2)
         assert [x["item_id"] for x in rows] == [x["item_id"] for x in single.items]
     # ρ = 0 with an intention is the same as no intention at all
@@ -170,7 +171,8 @@ def test_sweep_rho_matches_single_requests(trained):
     # away from the history
     q_sim, h_sim = sweep["intention_similarity"], sweep["history_similarity"]
     assert len(q_sim) == len(h_sim) == 3 and all(-1 <= v <= 1 for v in q_sim + h_sim)
-    assert q_sim[0] < q_sim[1] < q_sim[2] and h_sim[0] > h_sim[1] > h_sim[2], (q_sim, h_sim)
+    assert q_sim[0] < q_sim[1] < q_sim[2] and h_sim[0] > h_sim[2], (q_sim, h_sim)
+    assert q_sim[2] == pytest.approx(1.0, abs=1e-4)  # ρ = 1: the intention's direction alone
 
 
 def test_new_item_is_recommendable_without_retraining(trained):
@@ -179,7 +181,7 @@ def test_new_item_is_recommendable_without_retraining(trained):
     new = rec.embed_new_item("Brand New Horror Night", "a scary horror movie full of ghosts",
                              genres=("Horror",))
     q = "Brand New Horror Night a scary horror movie full of ghosts"
-    out = rec.recommend([], q, rho=5.0, k=rec.dataset.n_items + 1, extra_items=[new])
+    out = rec.recommend([], q, rho=1.0, k=rec.dataset.n_items + 1, extra_items=[new])
     ids = [r["item_id"] for r in out.items]
     assert "new:1" in ids and len(ids) == n_before + 1
     row = out.items[ids.index("new:1")]
@@ -196,11 +198,11 @@ def test_recommend_input_errors(trained):
     with pytest.raises(ValueError, match="closest titles"):
         rec.recommend(["Synthetic Flim 3"])
     for kw in ({"steps": 0}, {"steps": 10_000}, {"k": 0}, {"k": -3}, {"rho": float("nan")},
-               {"w": float("inf")}, {"rho": 1e9}, {"w": -1e9}):
+               {"w": float("inf")}, {"rho": 1e9}, {"w": -1e9}, {"rho": -3.0}, {"rho": 1.01}):
         with pytest.raises(ValueError):
             rec.recommend([101], "funny", **kw)
     # odd but harmless inputs give finite results
-    for kw in ({"seed": -5}, {"seed": 2**70}, {"rho": -3.0}, {"intention": "ha\x00\x07 😀 \udcff" * 5000}):
+    for kw in ({"seed": -5}, {"seed": 2**70}, {"rho": 1.0}, {"intention": "ha\x00\x07 😀 \udcff" * 5000}):
         out = rec.recommend([101, 101, 102], **{"intention": "funny", **kw})
         assert all(np.isfinite(r["score"]) for r in out.items) and out.history == [1, 2]
         assert len(out.items) == 10 and not {101, 102} & {r["item_id"] for r in out.items}
