@@ -35,6 +35,7 @@ BLOCKS = [
     ("docs/benchmarks.md", "bench-quality-ml-1m", "results/bench-quality-ml-1m.md"),
     ("docs/benchmarks.md", "recbole-sasrec-ml-100k", "results/recbole-sasrec-ml-100k.md"),
     ("docs/benchmarks.md", "bench-text-ml-100k", "results/bench-text-ml-100k.md"),
+    ("docs/benchmarks.md", "bench-text-ml-100k-titles", "results/bench-text-ml-100k-titles.md"),
     ("docs/benchmarks.md", "app-speed", "results/app-speed.md"),
     ("docs/benchmarks.md", "bench-speed", "results/bench-speed.md"),
     ("docs/tuning.md", "tuning", "results/tuning.md"),
