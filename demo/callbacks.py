@@ -203,6 +203,10 @@ class Callbacks:
         msg = (f"Added **{item['meta']['title']}**: embedded with the checkpoint's text model and "
                "transform, no retraining. It can now appear in your recommendations (marked [new]) "
                "and on the map; other visitors do not see it.")
+        if not item["meta"]["description"].strip():
+            msg += (" It has no description, so only its title" + (" and genres" if item["meta"]["genres"] else "")
+                    + " tell the text model what it is: intentions find it less well than with a sentence "
+                    "or two about it.")
         return new_items, self.new_items_table(new_items), msg, "", ""
 
     def clear_items(self):

@@ -152,9 +152,12 @@ def test_new_item_is_recommendable_in_its_session_only(service):
     cb = Callbacks(service)
     items, table, msg, *_ = cb.add_item("Heist of the Magicians", "Three retired magicians rob a casino.",
                                         ["Comedy", "Crime"], 2024, [])
-    assert len(items) == 1 and "Added" in msg and len(table) == 1
+    assert len(items) == 1 and "Added" in msg and len(table) == 1 and "no description" not in msg
     _, _, msg, *_ = cb.add_item("", "", [], None, items)
     assert "title" in msg
+    # no description: added, with a word on what that costs
+    bare, _, msg, *_ = cb.add_item("Untold", "", [], None, [])
+    assert len(bare) == 1 and "Added" in msg and "no description" in msg and "genres" not in msg
     rows, _ = service.resolve(HISTORY)
     n = service.n_items + 1 - len(rows)
     q = Query(rows, INTENTION, 1.0, 0.0, 1, n, 0)
