@@ -1,7 +1,8 @@
 """The page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python API).
 
 Picks two history items, types an intention, presses Recommend, and checks the result rows and
-the plots; the screenshot goes to artifacts/app.png.
+the plots; the screenshot goes to artifacts/app.png (and, with IDREAM_SCREENSHOT=docs/app.png and
+IDREAM_TEST_CHECKPOINT=checkpoints/ml-100k, the README's picture of the real page).
 
 Without Chromium or Playwright the test skips on a developer's machine, but fails under CI=true:
 CI must not pass without having driven the page.
@@ -143,3 +144,8 @@ def check_recommend_from_the_page(page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(500)  # let plotly finish drawing before the picture
     page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+    if os.environ.get("IDREAM_SCREENSHOT"):  # the README's picture: IDREAM_TEST_CHECKPOINT=checkpoints/ml-100k
+        page.set_viewport_size({"width": 1400, "height": 1250})
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(500)
+        page.screenshot(path=os.environ["IDREAM_SCREENSHOT"], full_page=False)
