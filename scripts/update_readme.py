@@ -28,6 +28,7 @@ BLOCKS = [
     ("README.md", "bench-quality-ml-100k", "results/bench-quality-ml-100k.md"),
     ("docs/benchmarks.md", "results", CHECKPOINT),
     ("docs/benchmarks.md", "bench-quality-ml-100k", "results/bench-quality-ml-100k.md"),
+    ("docs/benchmarks.md", "bench-quality-ml-100k-cold", "results/bench-quality-ml-100k-cold.md"),
     ("docs/benchmarks.md", "bench-quality-ml-100k-minus2", "results/bench-quality-ml-100k-minus2.md"),
     ("docs/benchmarks.md", "bench-quality-ml-1m-gpu", "results/bench-quality-ml-1m-gpu.md"),
     ("docs/benchmarks.md", "bench-quality-ml-1m-gpu-idream-batch128",
