@@ -78,15 +78,14 @@ def summarise(tops: np.ndarray, ok: np.ndarray) -> dict:
             "per_intention": prec.round(3).tolist()}
 
 
-@torch.no_grad()
 def slider(rec) -> list[float]:
     """The ρ positions to measure: the slider's range of this checkpoint, its default included."""
     rhos = list(rec.rho_positions()) if rec.steered else list(RHOS)
     return sorted(set(rhos) | {rec.default_rho})
 
 
-def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, guidance: dict | None = None,
-        labels: str | None = None) -> dict:
+@torch.no_grad()
+def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, labels: str | None = None) -> dict:
     """labels: a dataset with the same item ids whose genres and years score the lists (for a
     catalog that has none of its own, e.g. scripts/titles_only.py's twin of ml-100k)."""
     from idream.catalog import item_embeddings
@@ -94,8 +93,6 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, guidance: 
     from idream.recommender import Recommender
 
     rec = Recommender.load(checkpoint)
-    if guidance:  # e.g. {"mode": "turn", "kappa": 0.5, "rho": 0.7}: measure other settings
-        rec.config["guidance"] = {**rec.config.get("guidance", {}), **guidance}
     ds = rec.dataset
     rhos = slider(rec)
     truth = ds

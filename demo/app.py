@@ -28,7 +28,6 @@ FILM_EXAMPLES = [  # for catalogs of films; others get examples from their own g
 ]
 
 
-
 def intention_examples(ds) -> list[str]:
     """Example intentions that fit the catalog: film examples for films, else its common genres."""
     if ds.item_kind[0] == "film":

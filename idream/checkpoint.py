@@ -20,6 +20,7 @@ from .data import DatasetError, load_dataset
 from .diffusion import SCHEDULES, Diffusion, DiffusionConfig
 from .files import atomic_write
 from .model import Denoiser, ItemTable, ModelConfig
+from .steer import STEER_RANGE
 from .transform import KINDS, Transform
 
 FORMAT = "idream-checkpoint-v1"
@@ -147,8 +148,9 @@ def _config_problem(cfg: dict) -> str | None:
             return f"guidance.{key} = {v!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
     if g.get("mode", "learned") not in ("turn", "learned"):
         return f"guidance.mode = {g['mode']!r} is not 'turn' or 'learned'"
-    if g.get("mode") == "turn" and "rho" in g and not 0 <= g["rho"] <= 1:
-        return f"guidance.rho = {g['rho']!r}: with mode 'turn' it must be between 0 and 1"
+    lo, hi = STEER_RANGE
+    if g.get("mode") == "turn" and "rho" in g and not lo <= g["rho"] <= hi:
+        return f"guidance.rho = {g['rho']!r}: with mode 'turn' it must be between {lo:g} and {hi:g}"
     return None
 
 

@@ -453,9 +453,10 @@ def cmd_guidance(a) -> int:
     g = rec.config["guidance"]
     print(f"{out}: w = {g['w']:g}, rho = {g['rho']:g}" + (f" (turn, kappa {g['kappa']:g})" if "mode" in g else ""))
     forget_guided(out)  # measured under the old guidance
-    if not a.no_eval:
-        E = item_embeddings(rec.dataset, rec.backend, rec.config["text"].get("descriptions", "template"),
-                            rec.config.get("cache_dir"), progress=False)
+    if not a.no_eval:  # the checkpoint's own text vectors, else embedded again
+        E = rec.embeddings if rec.embeddings is not None else item_embeddings(
+            rec.dataset, rec.backend, rec.config["text"].get("descriptions", "template"),
+            rec.config.get("cache_dir"), progress=False)
         standard_evaluation(rec, split, E, out, seed=cfg.seed, log_fn=log)
         write_model_card(out)
     return 0

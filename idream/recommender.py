@@ -19,18 +19,24 @@ from .diffusion import Diffusion
 from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
 from .sampler import DDIMSampler, sample
-from .steer import TextSteer
+from .steer import STEER_RANGE, TextSteer
 from .transform import Transform
 
 MAX_INTENTION_CHARS = 2000
 MAX_GUIDANCE = 100.0  # |w|, |ρ| beyond this only overflow the oracle; the UI offers 0–10
-STEER_RANGE = (0.0, 1.0)  # ρ of a text-steered model: 0 the history alone, 1 the intention alone
 
 
 def clean_text(s) -> str:
     """Printable text: undecodable bytes (surrogates from argv) replaced, control chars dropped."""
     s = str(s).encode("utf-8", "replace").decode("utf-8")
     return "".join(ch for ch in s if ch.isprintable() or ch in " \t\n").strip()
+
+
+def _outside_steer_range(got: str = "") -> ValueError:
+    """The refusal of a ρ outside a text-steered model's range."""
+    lo, hi = STEER_RANGE
+    return ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the intention "
+                      f"alone) for this model{got}")
 
 
 class UnknownItemError(ValueError):
@@ -297,8 +303,7 @@ class Recommender:
             angle = torch.as_tensor(rho, dtype=torch.float32).expand(B) * cond["has_intention"].float()
             lo, hi = STEER_RANGE
             if not bool(((angle >= lo) & (angle <= hi)).all()):
-                raise ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the "
-                                 "intention alone) for this model")
+                raise _outside_steer_range()
             d = self.intention_directions(cond["intention"])  # (B, D)
             ts = self.text_steer()
             steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
@@ -338,8 +343,7 @@ class Recommender:
         rho = _guidance("rho", v)
         lo, hi = STEER_RANGE
         if rho is not None and self.steered and not lo <= rho <= hi:
-            raise ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the "
-                             f"intention alone) for this model, got {v!r}")
+            raise _outside_steer_range(f", got {v!r}")
         return rho
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,

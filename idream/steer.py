@@ -15,6 +15,8 @@ import torch
 
 from .transform import Transform
 
+STEER_RANGE = (0.0, 1.0)  # ρ of a text-steered model: 0 the history alone, 1 the intention alone
+
 
 class TextSteer:
     """Directions and the catalog's covariance for one transform and one set of item vectors."""
