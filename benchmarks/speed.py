@@ -37,30 +37,99 @@ def _top10(search, oracles: torch.Tensor, seen: list, chunk: int = 16) -> torch.
     return torch.cat([search(oracles[i:i + chunk], seen[i:i + chunk]) for i in range(0, len(oracles), chunk)])
 
 
+def _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn) -> list[dict]:
+    """Latency of the request scoring every item (1 and 50 steps, with and without an
+    intention) next to the floor, one bare matrix-vector product over the catalog."""
+    rows = []
+    for steps in (1, 50):
+        for with_q in (False, True):
+            def request():
+                q = rec.encode_intentions([intention]) if with_q else None
+                x0 = rec.oracle(hist, q, steps=steps, seed=0)
+                scores = mask_seen(x0 @ Vn.T, [np.asarray(idx)])
+                return top_k(scores, 10)
+            rows.append({"catalog": len(Vn), "steps": steps, "intention": with_q, **_time(request, n_repeats)})
+    x = torch.randn(1, Vn.shape[1])
+    floor = _time(lambda: x @ Vn.T, repeats)
+    for r in rows:
+        r["floor_median_ms"] = floor["median_ms"]
+        r["ratio_to_floor"] = round(r["median_ms"] / floor["median_ms"], 1)
+    log_fn(f"catalog {len(Vn)}: floor {floor['median_ms']} ms")
+    return rows
+
+
 def _recall(found: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean share of each row's true top-10 that was found.  (U, 10), (U, 10) -> float"""
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
 
 
+def catalog(V: torch.Tensor, n: int, rows: str, seed: int = 0) -> torch.Tensor:
+    """The real item vectors V (N, D) and n - N synthetic rows after them.  -> (n, D)
+
+    rows="gaussian": independent draws with the catalog's per-dimension mean and spread;
+    "near copies": each row a real item's offset from the mean mixed with such a draw's (weight
+    a ~ U(0.6, 0.95) on the item, √(1 − a²) on the draw: the same mean and about the same spread),
+    so that many synthetic items compete with the real ones for an oracle's top-10."""
+    N, D = V.shape
+    out = torch.empty(n, D)
+    out[:N] = V
+    rng = np.random.default_rng(seed)
+    mu, sd = V.mean(0), V.std(0)
+    for lo in range(N, n, 100_000):  # in blocks: no full-size temporaries
+        m = min(n, lo + 100_000) - lo
+        block = torch.from_numpy(rng.standard_normal((m, D), dtype=np.float32)) * sd  # (m, D)
+        if rows == "near copies":
+            a = torch.from_numpy(rng.uniform(0.6, 0.95, (m, 1)).astype(np.float32))
+            block = a * (V[torch.from_numpy(rng.integers(0, N, m))] - mu) + (1 - a ** 2).sqrt() * block
+        out[lo:lo + m] = block + mu
+    return out
+
+
+def _available_bytes() -> int:
+    """Memory the system can still give (MemAvailable), or a large number where unknown."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**62
+
+
+def searches(n: int, d: int) -> list[tuple[str, str | None, str]]:
+    """(label, faiss factory, search parameters) of the indexes compared at n items: the
+    default, and an IVF clustering and an HNSW graph (the graph only up to 100k items: its
+    one-thread build takes minutes beyond)."""
+    from idream.index import CANDIDATES, default_factory
+
+    nlist = 1024 if n >= 500_000 else 256
+    out = [("default", None, ""), (f"IVF{nlist},Flat nprobe={nlist // 16}", f"IVF{nlist},Flat",
+                                   f"nprobe={nlist // 16}")]
+    if n <= 100_000:
+        out.append((f"HNSW32 efSearch={CANDIDATES}", "HNSW32", f"efSearch={CANDIDATES}"))
+    return [(label if label != "default" else default_factory(d) + " (default)", f, p)
+            for label, f, p in out]
+
+
 def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, log_fn=print,
-              users: int = 200) -> dict:
+              users: int = 200, synthetic=("gaussian", "near copies")) -> dict:
     """Per-request latency of recommend (oracle + scoring + masking + top-k) at several catalog
     sizes, next to the floor (one matrix-vector product over the catalog), and training throughput.
 
-    Retrieval: at every size both searches of idream.index (exact, and the HNSW graph whatever the
-    size) with their build time, memory, one-step latency and recall@10 against the exact ranking,
-    on the oracles of `users` real users (their last test window, their earlier items left out).
-    What decides idream.index.EXACT_BELOW."""
+    Retrieval: at every size and kind of synthetic rows, exact search, idream.index's default
+    faiss index and two others (IVF, HNSW) with their build time, memory, one-step latency and
+    recall@10 against the exact ranking on the oracles of `users` real users (their last test
+    window, their earlier items left out). What decides idream.index.EXACT_BELOW and CANDIDATES.
+    A size whose vectors would take more than half the memory left is skipped and said so."""
     import faiss
 
-    from idream.index import EF_SEARCH, ItemIndex
+    from idream.index import CANDIDATES, ItemIndex
     from idream.recommender import Recommender
 
     torch.set_grad_enabled(False)
     rec = Recommender.load(ckpt)
     V = rec.item_vectors()
     N, D = V.shape
-    rng = np.random.default_rng(0)
     hist_items = [rec.dataset.item_meta(i)["item_id"] for i in range(5)]
     idx = [rec.resolve_item(i) for i in hist_items]
     from idream.data import window
@@ -70,59 +139,45 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     real = cases.subset(np.sort(np.random.default_rng(0).choice(len(cases), min(users, len(cases)),
                                                                  replace=False)))
     oracles = rec.oracle(real.histories)  # (U, D) one step, the checkpoint's w and rho
-    rows, retrieval = [], []
+    rows, retrieval, skipped = [], [], []
     for n in sizes:
-        if n <= N:
-            Vn = V[:n]
-        else:  # synthetic rows with the catalog's per-dimension mean and spread
-            mu, sd = V.mean(0), V.std(0)
-            extra = torch.from_numpy(rng.standard_normal((n - N, D), dtype=np.float32)) * sd + mu
-            Vn = torch.cat([V, extra])
+        if n * D * 4 > _available_bytes() // 2:
+            skipped.append(n)
+            log_fn(f"catalog {n}: skipped, its vectors need more than half the memory left")
+            continue
         n_repeats = repeats if n < 500_000 else max(5, repeats // 3)
-        for steps in (1, 50):
-            for with_q in (False, True):
-                def request():
-                    q = rec.encode_intentions([intention]) if with_q else None
-                    x0 = rec.oracle(hist, q, steps=steps, seed=0)
-                    scores = mask_seen(x0 @ Vn.T, [np.asarray(idx)])
-                    return top_k(scores, 10)
-                r = _time(request, n_repeats)
-                rows.append({"catalog": n, "steps": steps, "intention": with_q, **r})
-        x = torch.randn(1, D)
-        floor = _time(lambda: x @ Vn.T, repeats)
-        for r in rows:
-            if r["catalog"] == n:
-                r["floor_median_ms"] = floor["median_ms"]
-                r["ratio_to_floor"] = round(r["median_ms"] / floor["median_ms"], 1)
-        log_fn(f"catalog {n}: floor {floor['median_ms']} ms")
-        seen = [s[s < n] for s in real.seen]
-        exact = ItemIndex(Vn, "exact")  # the ranking the graph's recall is measured against
-        truth = _top10(lambda q, s: exact.search(q, 10, s)[1], oracles, seen)
-        for kind in ("exact", "hnsw"):
-            t = time.perf_counter()
-            index = ItemIndex(Vn, kind)
-            build_s = time.perf_counter() - t
-            found = _top10(lambda q, s: index.search(q, 10, s)[1], oracles, seen)
-            row = {"catalog": n, "search": kind, "build_s": round(build_s, 3), "index_bytes": index.nbytes(),
-                   "recall@10": round(_recall(found, truth), 4)}
-            for with_q in (False, True):
-                def request():
-                    q = rec.encode_intentions([intention]) if with_q else None
-                    return index.search(rec.oracle(hist, q, steps=1, seed=0), 10, [np.asarray(idx)])
-                r = _time(request, n_repeats)
-                row.update({f"{'intention_' if with_q else ''}{k}": v for k, v in r.items()})
-            if kind == "hnsw":  # the dial behind EF_SEARCH
-                row["ef_search"] = index.ef_search
-                row["recall@10_by_ef"] = {}
-                for ef in (32, 64, EF_SEARCH, 2 * EF_SEARCH):
-                    index.ef_search = ef
-                    found = _top10(lambda q, s: index.search(q, 10, s)[1], oracles, seen)
-                    row["recall@10_by_ef"][str(ef)] = round(_recall(found, truth), 4)
-                index.ef_search = row["ef_search"]
-            retrieval.append(row)
-            log_fn(f"catalog {n}: {kind} build {row['build_s']} s, recall@10 {row['recall@10']}, "
-                   f"{row['median_ms']} ms")
-        Vn = index = None  # free the catalog and its graph before the next size
+        for kind in (("real",) if n <= N else synthetic):
+            Vn = V[:n] if n <= N else catalog(V, n, kind)
+            if kind in ("real", synthetic[0]):  # the exact path's latency, as before the index
+                rows += _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn)
+            seen = [s[s < n] for s in real.seen]
+            exact = ItemIndex(Vn, "exact")  # the ranking every index's recall is measured against
+            truth = _top10(lambda q, s: exact.search(q, 10, s)[1], oracles, seen)
+            for label, factory, params in [("exact", None, "")] + searches(n, D):
+                t = time.perf_counter()
+                index = exact if label == "exact" else ItemIndex(Vn, "faiss", factory=factory, params=params)
+                build_s = time.perf_counter() - t
+                found = _top10(lambda q, s: index.search(q, 10, s)[1], oracles, seen)
+                row = {"catalog": n, "rows": kind, "search": label, "build_s": round(build_s, 3),
+                       "index_bytes": index.nbytes(), "recall@10": round(_recall(found, truth), 4)}
+                for with_q in (False, True):
+                    def request():
+                        q = rec.encode_intentions([intention]) if with_q else None
+                        return index.search(rec.oracle(hist, q, steps=1, seed=0), 10, [np.asarray(idx)])
+                    r = _time(request, n_repeats)
+                    row.update({f"{'intention_' if with_q else ''}{k}": v for k, v in r.items()})
+                if label.endswith("(default)"):  # the dial behind CANDIDATES
+                    row["recall@10_by_candidates"] = {}
+                    for c in (100, 300, CANDIDATES, 3 * CANDIDATES):
+                        index.candidates = c
+                        found = _top10(lambda q, s: index.search(q, 10, s)[1], oracles, seen)
+                        row["recall@10_by_candidates"][str(c)] = round(_recall(found, truth), 4)
+                    index.candidates = CANDIDATES
+                retrieval.append(row)
+                log_fn(f"catalog {n} ({kind}): {label} build {row['build_s']} s, recall@10 "
+                       f"{row['recall@10']}, {row['median_ms']} ms")
+                index = None
+            Vn = exact = None  # free the catalog and its index before the next one
     # training throughput: denoised targets per second of the training step, in the form the
     # checkpoint trains (the causal encoder denoises every position of 32 sequences at once)
     from idream.diffusion import training_loss
@@ -156,6 +211,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     return {"checkpoint": str(ckpt), "machine": machine(), "commit": git_commit(),
             "threads": torch.get_num_threads(), "repeats": repeats, "rows": rows,
             "retrieval": retrieval, "recall_users": len(real), "faiss": faiss.__version__,
+            "skipped_sizes": skipped, "candidates": CANDIDATES,
             "train_batch": f"{S} sequences × {L} positions" if causal else f"{S} cases",
             "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
 
@@ -175,20 +231,26 @@ def speed_markdown(result: dict) -> str:
                      f"{r['ratio_to_floor']} |")
     if result.get("retrieval"):
         lines += ["", f"Retrieval (idream.index, faiss {result['faiss']}): the same one-step request "
-                  "with the top-10 from the index's search (exact: every item scored; hnsw: an HNSW "
-                  "graph's candidates, rescored exactly, history dropped from them). Recall@10 against "
-                  f"the exact ranking on the oracles of {result['recall_users']} real users (their last "
-                  "window, their earlier items left out); index memory is what the index holds beyond "
-                  "the item vectors; the graph is built on one thread (the same graph in every run).", "",
-                  "| catalog | search | build s | index MB | recall@10 | median ms | p95 ms | "
-                  "median ms, intention | p95 ms, intention | recall@10 by efSearch |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "with the top-10 from a search. exact: every item scored; the faiss indexes propose "
+                  f"{result['candidates']:,} candidates each, rescored exactly, history dropped from "
+                  "them. Synthetic rows are either independent draws with the catalog's per-dimension "
+                  "mean and spread (gaussian) or real items mixed with such draws (near copies, which "
+                  "compete for the top-10). Recall@10 against the exact ranking on the oracles of "
+                  f"{result['recall_users']} real users (their last window, their earlier items left "
+                  "out); index MB is the faiss index's own size beside the item vectors; built on one "
+                  "thread (the same index in every run).", "",
+                  "| catalog | rows | search | build s | index MB | recall@10 | median ms | p95 ms | "
+                  "median ms, intention | p95 ms, intention | recall@10 by candidates |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["retrieval"]:
-            by_ef = ", ".join(f"{ef}: {v:.3f}" for ef, v in r.get("recall@10_by_ef", {}).items()) or "–"
-            lines.append(f"| {r['catalog']:,} | {r['search']} | {r['build_s']:.2f} | "
+            by_c = ", ".join(f"{c}: {v:.3f}" for c, v in r.get("recall@10_by_candidates", {}).items()) or "–"
+            lines.append(f"| {r['catalog']:,} | {r['rows']} | {r['search']} | {r['build_s']:.2f} | "
                          f"{r['index_bytes'] / 2**20:.1f} | {r['recall@10']:.4f} | {r['median_ms']:.2f} | "
                          f"{r['p95_ms']:.2f} | {r['intention_median_ms']:.2f} | {r['intention_p95_ms']:.2f} | "
-                         f"{by_ef} |")
+                         f"{by_c} |")
+    if result.get("skipped_sizes"):
+        lines += ["", "Skipped (their vectors need more than half the memory left): "
+                  + ", ".join(f"{n:,}" for n in result["skipped_sizes"]) + " items."]
     lines += ["", f"Training throughput: {result['train_samples_per_s']:,} denoised targets/s "
               f"(batch: {result.get('train_batch', '256 cases')}).",
               "", f"Command: `{result.get('command', 'python -m idream bench speed')}`"]

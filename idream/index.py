@@ -1,9 +1,12 @@
-"""Top-k retrieval over the item vectors: exact below a catalog size, an HNSW graph above it.
+"""Top-k retrieval over the item vectors: exact below a catalog size, a faiss index above it.
 
 The model ranks items by the inner product ⟨x̂0, z_i⟩. Up to EXACT_BELOW items one matrix
-product and a partial top-k (idream.metrics) are both exact and fast; beyond it a faiss HNSW
-graph proposes candidates and only those are scored. Three things stay exact on every path:
-the scores returned (recomputed from the vectors, never the graph's own), the history masking
+product and a partial top-k (idream.metrics) are both exact and fast. Beyond it a faiss index
+proposes CANDIDATES items per request and only those are scored. The default index is a
+product quantizer with 4-bit codes scanned by faiss's fast-scan kernels: a full scan of short
+codes, so it needs no structure in the catalog (a graph or a clustering loses the oracle's best
+items on these vectors: results/bench-speed.md). Three things stay exact on every path: the
+scores returned (recomputed from the vectors, never the index's own), the history masking
 (excluded items are dropped from the candidates, never searched around) and a session's new
 items (scored beside the catalog and merged). Ties go to the lower index, as in metrics.top_k.
 """
@@ -15,34 +18,39 @@ import torch
 
 from .metrics import mask_seen, top_k
 
-# Catalogs smaller than this are searched exactly. The threshold belongs where the graph's gain
-# in latency outweighs its build time and lost recall; measured on real oracles the graph's
-# recall@10 is far below 0.98 (results/bench-speed.md, "Retrieval"), so every size is searched
-# exactly until a search reaches it (kind="hnsw" still builds the graph on request).
-EXACT_BELOW = 2**62
-# The graph's dials; the benchmark's "recall@10 by efSearch" column is where to retune them.
-HNSW_M = 32  # links per item (2·M at the base layer): more cost memory and build time, gain recall
-EF_CONSTRUCTION = 80  # candidates kept while linking an item in
-EF_SEARCH = 128  # candidates kept while searching; raised to the number of results asked for
-KINDS = ("auto", "exact", "hnsw")
+# Catalogs smaller than this are searched exactly; the threshold is where the quantized scan's
+# latency gain is worth its build time and lost recall (results/bench-speed.md, "Retrieval").
+EXACT_BELOW = 50_000
+# Candidates the quantized scan proposes for exact rescoring; the benchmark's "recall@10 by
+# candidates" column is where to retune it.
+CANDIDATES = 1000
+TRAIN_SAMPLE = 65_536  # rows the quantizer's codebooks are fitted on (seeded sample)
+MIN_FAISS = 256  # fewer items than this cannot fit a quantizer's codebooks: searched exactly
+KINDS = ("auto", "exact", "faiss")
 
 
 def kind_for(n: int) -> str:
     """The search "auto" picks for a catalog of n items."""
-    return "exact" if n < EXACT_BELOW else "hnsw"
+    return "exact" if n < EXACT_BELOW else "faiss"
+
+
+def default_factory(d: int) -> str:
+    """The faiss index for d-dim vectors: one 4-bit sub-quantizer per two dimensions."""
+    return f"PQ{(d + d % 2) // 2}x4fs"
 
 
 class ItemIndex:
     """Inner-product search over fixed item vectors (N, D), with exclusions and extra items.
 
-    kind: "auto" (exact below EXACT_BELOW items, HNSW above), "exact" or "hnsw".
-    build_threads: threads for building the graph. One (the default) gives the same graph, and
-    so the same answers, in every process; more build faster but the graph then depends on the
-    threads' timing.
+    kind: "auto" (exact below EXACT_BELOW items, faiss above), "exact" or "faiss".
+    factory: the faiss index_factory string (default: default_factory(D)); params: faiss
+    search parameters ("nprobe=64", "efSearch=256") for the factories that have them.
+    build_threads: threads for building. One (the default) gives the same index, and so the
+    same answers, in every process.
     """
 
-    def __init__(self, vectors: torch.Tensor, kind: str = "auto", *, ef_search: int = EF_SEARCH,
-                 m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION, build_threads: int = 1):
+    def __init__(self, vectors: torch.Tensor, kind: str = "auto", *, factory: str | None = None,
+                 params: str = "", candidates: int = CANDIDATES, build_threads: int = 1):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         vectors = torch.as_tensor(vectors)
@@ -50,15 +58,18 @@ class ItemIndex:
             raise ValueError(f"item vectors must be a non-empty (N, D) matrix, got {tuple(vectors.shape)}")
         self.vectors = vectors  # (N, D) kept, not copied: the exact scores come from here
         self.n, self.d = vectors.shape
+        self._width = self.d + self.d % 2  # the faiss index's width: PQ codes pair the dimensions
         self._version = _version(vectors)  # an in-place change of the vectors makes this index stale
-        self.ef_search = int(ef_search)
-        self.hnsw = None
-        if (kind_for(self.n) if kind == "auto" else kind) == "hnsw":
-            self.hnsw = _build_hnsw(self._numpy(vectors), m, ef_construction, build_threads)
+        self.candidates = int(candidates)
+        self.factory = None
+        self.faiss = None
+        if (kind_for(self.n) if kind == "auto" else kind) == "faiss" and self.n >= MIN_FAISS:
+            self.factory = factory or default_factory(self.d)
+            self.faiss = _build(self._numpy(vectors), self.factory, params, build_threads)
 
     @property
     def kind(self) -> str:
-        return "exact" if self.hnsw is None else "hnsw"
+        return "exact" if self.faiss is None else "faiss"
 
     def fits(self, vectors: torch.Tensor) -> bool:
         """True when this index was built from exactly these vectors, unchanged since."""
@@ -66,14 +77,12 @@ class ItemIndex:
                 and _version(vectors) == self._version)
 
     def nbytes(self) -> int:
-        """Memory the index holds beyond the vectors themselves (the graph and its vector copy)."""
-        if self.hnsw is None:
+        """Memory the faiss index holds (its codes or its vector copy, and its structure)."""
+        if self.faiss is None:
             return 0
         import faiss
 
-        g = self.hnsw.hnsw
-        codes = faiss.downcast_index(self.hnsw.storage).codes.size()
-        return int(codes + 4 * g.neighbors.size() + 8 * g.offsets.size() + 4 * g.levels.size())
+        return int(faiss.serialize_index(self.faiss).size)
 
     # -- search ------------------------------------------------------------------------------
     def search(self, queries, k: int, exclude: list | None = None, extra: torch.Tensor | None = None,
@@ -81,7 +90,7 @@ class ItemIndex:
         """The k best items per query, best first.  queries (B, D) -> scores (B, k), indices (B, k)
 
         exclude: per row, item indices never to return (the history). extra: (n, D) vectors
-        scored exactly beside the catalog, returned as indices N..N+n-1. exact: skip the graph.
+        scored exactly beside the catalog, returned as indices N..N+n-1. exact: skip the index.
         Fewer than k columns only when some row has fewer than k items left to return.
         """
         q = torch.as_tensor(queries, dtype=torch.float32).detach()
@@ -97,7 +106,7 @@ class ItemIndex:
         total = self.n + (0 if extra is None else len(extra))
         exclude = self._exclusions(exclude, len(q), total)
         k = max(0, min(int(k), total - max((len(e) for e in exclude), default=0)))
-        if self.hnsw is None or exact:
+        if self.faiss is None or exact:
             return self._exact(q, k, exclude, extra)
         rows = [self._approximate(q[b], k, exclude[b], extra) for b in range(len(q))]
         if not rows:
@@ -114,24 +123,21 @@ class ItemIndex:
         return scores.gather(1, top), top
 
     def _approximate(self, q, k, exclude, extra):
-        """One row: graph candidates less the excluded, rescored exactly, merged with the extras."""
-        import faiss
-
+        """One row: the index's candidates less the excluded, rescored exactly, merged with the extras."""
         excluded_catalog = int((exclude < self.n).sum())
         want = min(k, self.n - excluded_catalog)  # catalog items this row may need
-        ask = min(self.n, k + excluded_catalog)
+        ask = min(self.n, max(k, self.candidates) + excluded_catalog)
         while True:
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, ask))
-            _, found = self.hnsw.search(self._numpy(q[None]), ask, params=params)
-            cand = found[0][found[0] >= 0]  # -1: the graph reached fewer items than asked
+            _, found = self.faiss.search(self._numpy(q[None]), ask)
+            cand = found[0][found[0] >= 0]  # -1: the index reached fewer items than asked
             cand = cand[~np.isin(cand, exclude)]
             if len(cand) >= want:
                 break
-            if ask >= self.n:  # the whole graph asked for and still short: score every item
+            if ask >= self.n:  # the whole catalog asked for and still short: score every item
                 return tuple(t[0] for t in self._exact(q[None], k, [exclude], extra))
             ask = min(self.n, 2 * ask)
         cand = torch.from_numpy(np.sort(cand).astype(np.int64))
-        scores = self.vectors[cand] @ q  # (C,) the exact scores, not the graph's
+        scores = self.vectors[cand] @ q  # (C,) the exact scores, not the index's
         if extra is not None:
             keep = torch.from_numpy(~np.isin(np.arange(self.n, self.n + len(extra)), exclude))
             cand = torch.cat([cand, torch.arange(self.n, self.n + len(extra))[keep]])
@@ -154,9 +160,12 @@ class ItemIndex:
             out.append(e)
         return out
 
-    @staticmethod
-    def _numpy(vectors: torch.Tensor) -> np.ndarray:
-        return np.ascontiguousarray(vectors.detach().cpu().numpy(), dtype=np.float32)
+    def _numpy(self, vectors: torch.Tensor) -> np.ndarray:
+        """float32 rows, padded with zero columns to the faiss index's width."""
+        x = np.ascontiguousarray(vectors.detach().cpu().numpy(), dtype=np.float32)
+        if x.shape[1] < self._width:
+            x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, self._width - x.shape[1]))))
+        return x
 
 
 def _version(t: torch.Tensor) -> int:
@@ -167,16 +176,20 @@ def _version(t: torch.Tensor) -> int:
         return -1
 
 
-def _build_hnsw(x: np.ndarray, m: int, ef_construction: int, threads: int):
-    """An HNSW graph (faiss.IndexHNSWFlat) for inner-product search over x (N, D)."""
-    import faiss  # here, not at the top: only catalogs that need a graph pay its import
+def _build(x: np.ndarray, factory: str, params: str, threads: int):
+    """A faiss inner-product index over x (N, D): fitted on a seeded sample, then filled."""
+    import faiss  # here, not at the top: only catalogs that need an index pay its import
 
-    index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = ef_construction
+    index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(1, int(threads)))
     try:
+        if not index.is_trained:
+            rows = np.random.default_rng(0).choice(len(x), min(len(x), TRAIN_SAMPLE), replace=False)
+            index.train(x[np.sort(rows)])
         index.add(x)
     finally:
         faiss.omp_set_num_threads(before)
+    if params:
+        faiss.ParameterSpace().set_index_parameters(index, params)
     return index
