@@ -289,11 +289,26 @@ def test_generated_blocks_are_current_and_listed(capsys):
     assert not stale, f"run `python scripts/update_readme.py`: stale blocks in {stale}"
 
 
+def test_recbole_ships_only_data_and_comes_without_its_dependencies():
+    # recbole is there for ml-100k's files alone: its dependencies (ray, tensorboard, ...) must
+    # stay out of every install, so it lives in a file of its own that is installed with --no-deps
+    from idream.data import ML100K_INSTALL
+    pins = [ln.split("#")[0].strip() for ln in (ROOT / "requirements-data.txt").read_text().splitlines()]
+    assert [p for p in pins if p] == ["recbole==1.2.1"] == [ML100K_INSTALL.split()[-1]]
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    assert not re.search(r"^\s*recbole", runtime, re.M)
+    for name in ("README.md", "scripts/test.sh", "docs/usage.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        installs = re.findall(r"pip install[^\n`&]*requirements-data\.txt", text)
+        assert installs and all("--no-deps" in c for c in installs), (name, installs)
+
+
 def test_readme_is_a_front_page():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= README_LIMIT
     assert text.startswith("---\ntitle: iDream\n") and "\napp_file: app.py\n" in text.split("\n---\n")[0]
-    assert "pip install -r requirements.txt && python app.py" in text
+    assert ("pip install -r requirements.txt && pip install --no-deps -r requirements-data.txt && "
+            "python app.py") in text
     assert "bash scripts/test.sh" in text
     linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)", text))
     assert linked == {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")}
