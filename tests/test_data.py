@@ -1,5 +1,9 @@
 """MovieLens-100K as shipped by recbole, generic folders, and the chronological split."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,6 +36,25 @@ def test_ml100k_sequences_are_chronological(ml100k):
     for u in list(ml100k.sequences)[:50]:
         times = [ts[(u, ids[i])] for i in ml100k.sequences[u]]
         assert times == sorted(times)
+
+
+def test_ml100k_is_found_without_importing_recbole():
+    # recbole is installed with --no-deps (requirements-data.txt): its modules must never run
+    code = ("import sys; from idream.data import load_dataset; ds = load_dataset('ml-100k'); "
+            "print(ds.n_items, len(ds.sequences), sorted(m for m in sys.modules "
+            "if m.split('.')[0] in {'recbole', 'ray', 'tensorboard', 'thop'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip().split(maxsplit=2)
+    assert out == ["1682", "943", "[]"]
+
+
+def test_ml100k_missing_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from idream import data
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DatasetError, match=r"pip install --no-deps recbole==1\.2\.1"):
+        data.ml100k_dir()
 
 
 def test_split_targets_and_histories(ml100k):

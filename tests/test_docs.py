@@ -289,14 +289,51 @@ def test_generated_blocks_are_current_and_listed(capsys):
     assert not stale, f"run `python scripts/update_readme.py`: stale blocks in {stale}"
 
 
+def test_recbole_ships_only_data_and_comes_without_its_dependencies():
+    # recbole is there for ml-100k's files alone: its dependencies (ray, tensorboard, ...) must
+    # stay out of every install, so it lives in a file of its own that is installed with --no-deps
+    from idream.data import ML100K_INSTALL
+    pins = [ln.split("#")[0].strip() for ln in (ROOT / "requirements-data.txt").read_text().splitlines()]
+    assert [p for p in pins if p] == ["recbole==1.2.1"] == [ML100K_INSTALL.split()[-1]]
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    assert not re.search(r"^\s*recbole", runtime, re.M)
+    for name in ("README.md", "scripts/test.sh", "docs/usage.md", "Dockerfile"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        installs = re.findall(r"pip install[^\n`&]*requirements-data\.txt", text)
+        assert installs and all("--no-deps" in c for c in installs), (name, installs)
+
+
 def test_readme_is_a_front_page():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= README_LIMIT
-    assert text.startswith("---\ntitle: iDream\n") and "\napp_file: app.py\n" in text.split("\n---\n")[0]
-    assert "pip install -r requirements.txt && python app.py" in text
+    assert text.startswith("---\ntitle: iDream\n")
+    assert ("pip install -r requirements.txt && pip install --no-deps -r requirements-data.txt && "
+            "python app.py") in text
     assert "bash scripts/test.sh" in text
     linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)", text))
     assert linked == {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")}
+
+
+def test_the_space_is_the_dockerfile_running_the_readme_install():
+    """The Space (sdk: docker) builds the Dockerfile: it installs what the README's first command
+    installs, the data wheel without its dependencies, and serves app.py on the Space's port."""
+    front = (ROOT / "README.md").read_text(encoding="utf-8").split("\n---\n")[0]
+    assert "\nsdk: docker\n" in front
+    port = re.search(r"^app_port: (\d+)$", front, re.M).group(1)
+    docker = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
+    steps = [ln.strip() for ln in docker.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    python = re.fullmatch(r"FROM python:(\d+\.\d+)(-slim)?", steps[0])
+    floor = re.search(r'requires-python = ">=(\d+)\.(\d+)"', (ROOT / "pyproject.toml").read_text())
+    assert python and tuple(map(int, python.group(1).split("."))) >= tuple(map(int, floor.groups()))
+    run = " ".join(s for s in steps if s.startswith("RUN pip"))
+    assert re.search(r"pip install [^&]*-r requirements\.txt", run)
+    assert re.search(r"pip install [^&]*--no-deps -r requirements-data\.txt", run)
+    env = " ".join(s for s in steps if s.startswith("ENV"))
+    assert "GRADIO_SERVER_NAME=0.0.0.0" in env and f"GRADIO_SERVER_PORT={port}" in env
+    assert f"EXPOSE {port}" in steps and steps[-1] == 'CMD ["python", "app.py"]'
+    # both requirement files reach the image before their install runs
+    copy = next(i for i, s in enumerate(steps) if s.startswith("COPY") and "requirements-data.txt" in s)
+    assert "requirements.txt" in steps[copy].split() and copy < steps.index(next(s for s in steps if s.startswith("RUN pip")))
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
