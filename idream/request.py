@@ -85,6 +85,14 @@ def _got(v) -> str:
     return r if len(r) <= 60 else r[:57] + "…"
 
 
+def _shown(x) -> str:
+    """A number as a notice writes it (an int too large for a float: its first digits)."""
+    try:
+        return f"{x:g}"
+    except OverflowError:
+        return _got(x)
+
+
 def _number(name: str, v) -> float:
     """A finite float; ValueError naming `name` otherwise."""
     try:
@@ -144,7 +152,7 @@ def check_request(limits: Limits, has_history: bool, intention, rho, w, steps, k
         if clip:
             kept = max(x, lo) if hi is None else min(max(x, lo), hi)
             where = f"below {lo:g}" if hi is None else f"outside {lo:g}…{hi:g}"
-            notices.append(f"{label} = {x:g} is {where}; using {kept:g}.")
+            notices.append(f"{label} = {_shown(x)} is {where}; using {kept:g}.")
             return kept
         if name == "rho" and limits.steered:
             raise outside_steer_range(f", got {_got(v)}")

@@ -24,7 +24,8 @@ STEERED = Limits(steps=(1, T), k=(1, None), rho=STEER_RANGE, w=WIDE, default_rho
                  steered=True)
 LEARNED = Limits(steps=(1, T), k=(1, None), rho=WIDE, w=WIDE, default_rho=2.0, default_w=1.0)
 ANY = st.one_of(st.none(), st.floats(), st.integers(-10**30, 10**30), st.text(max_size=6), st.booleans(),
-                st.sampled_from(["", "1.5", "-0", "1e400", "nan", 1e308, -1e308, MAX_GUIDANCE * 2]))
+                st.sampled_from(["", "1.5", "-0", "1e400", "nan", 1e308, -1e308, MAX_GUIDANCE * 2,
+                                 10**400, -(10**400)]))
 
 
 def offered(limits: Limits, available: int) -> Limits:
