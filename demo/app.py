@@ -12,7 +12,7 @@ import gradio as gr
 from . import figures
 from .callbacks import HISTORY_COLUMNS, NEW_ITEM_COLUMNS, RESULT_COLUMNS, Callbacks
 from .projection import PARAMS
-from .service import W_RANGE, Service, get_service
+from .service import Service, get_service
 
 DEFAULT_CHECKPOINT = "checkpoints/ml-100k"
 QUEUE_SIZE = int(os.environ.get("IDREAM_QUEUE_SIZE", "32"))
@@ -133,7 +133,7 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                             rho = gr.Slider(rho_lo, rho_hi, value=rec.default_rho,
                                             step=0.05 if rho_hi - rho_lo <= 2 else 0.25,
                                             label="ρ · intention strength", elem_id="rho")
-                            w = gr.Slider(*W_RANGE, value=rec.default_w, step=0.1,
+                            w = gr.Slider(*rec.w_range, value=rec.default_w, step=0.1,
                                           label="w · history guidance", elem_id="w")
                         with gr.Row():
                             steps = gr.Slider(1, rec.T, value=1, step=1, label="DDIM steps (1 = one-step)",

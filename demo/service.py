@@ -1,10 +1,10 @@
-"""One loaded recommender per process, and the input checks that turn bad input into notices."""
+"""One loaded recommender per process: catalog labels to items, and the library's input check
+(clipping to the ranges the app offers) with its problems turned into notices."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -13,15 +13,14 @@ from pathlib import Path
 
 import torch
 
-from idream.recommender import MAX_INTENTION_CHARS, Recommender, UnknownItemError, clean_text
+from idream.recommender import Recommender, UnknownItemError
+from idream.request import MAX_INTENTION_CHARS, EmptyRequest, clean_text
 
 from .projection import Projection
 
 log = logging.getLogger(__name__)
 
-W_RANGE = (0.0, 10.0)  # ρ's range is the model's own (Recommender.rho_range)
 SWEEP_MAX_STEPS = 25  # the sweep runs 11 guided generations at once: keep it interactive
-MAX_K = 100
 MAX_NEW_ITEMS = 20
 MAX_TITLE_CHARS = 200  # a new item's title
 MAX_UNKNOWN_NAMED = 5  # unknown history items listed (with closest titles) in the notices
@@ -149,59 +148,25 @@ class Service:
         return rows, notices
 
     def check(self, history, intention, rho, w, steps, k, seed, n_extra: int = 0) -> Query:
-        """Validate and clip one request; raise InputProblem when nothing can be answered."""
+        """One request: history labels resolved to catalog rows, the rest checked by the library
+        and clipped to the ranges the app offers; InputProblem when nothing can be answered."""
         rows, notices = self.resolve(history)
-        intention = clean_text(intention or "")  # as the library will read it
-        if intention and self.text_reason:
+        if self.text_reason and clean_text(intention or ""):
             notices.append(f"Intentions are off on this server ({self.text_reason}); "
                            "the intention was ignored.")
-            intention = ""
-        if len(intention) > MAX_INTENTION_CHARS:
-            intention = intention[:MAX_INTENTION_CHARS]
-            notices.append(f"The intention was cut to its first {MAX_INTENTION_CHARS:,} characters.")
-        if not rows and not intention:
-            raise InputProblem(" ".join(notices + [EMPTY_HINT.format(kinds=self.kinds)]))
-        rho = self._clip_float("ρ", rho, self.rec.default_rho, self.rec.rho_range, notices)
-        w = self._clip_float("w", w, self.rec.default_w, W_RANGE, notices)
-        steps = self._clip_int("steps", steps, 1, 1, self.rec.T, notices)
-        available = self.n_items + n_extra - len(rows)
-        k = self._clip_int("top-K", k, 10, 1, max(1, min(MAX_K, available)), notices)
+            intention = None
         try:
-            seed = 0 if seed is None or seed == "" else int(float(seed)) % 2**31
-        except (TypeError, ValueError, OverflowError):
-            raise InputProblem(f"The seed must be a whole number, got {str(seed)[:50]!r}.") from None
+            req = self.rec.check_request(bool(rows), intention, rho, w, steps, k, seed, clip=True,
+                                         available=self.n_items + n_extra - len(rows))
+        except EmptyRequest:
+            raise InputProblem(" ".join(notices + [EMPTY_HINT.format(kinds=self.kinds)])) from None
+        except ValueError as e:
+            raise InputProblem(f"{e}.") from None
+        notices += req.notices
         if len(rows) > self.rec.history_len:
             notices.append(f"The model reads the last {self.rec.history_len} history items; the "
                            f"{len(rows) - self.rec.history_len} older ones are only kept out of the results.")
-        return Query(rows, intention or None, rho, w, steps, k, seed, notices)
-
-    @staticmethod
-    def _number(name, v, default) -> float:
-        if v is None or v == "":
-            return float(default)
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            raise InputProblem(f"{name} must be a number, got {str(v)[:50]!r}.") from None
-        if not math.isfinite(x):
-            raise InputProblem(f"{name} must be a finite number.")
-        return x
-
-    def _clip_float(self, name, v, default, bounds, notices) -> float:
-        x = self._number(name, v, default)
-        lo, hi = bounds
-        if not lo <= x <= hi:
-            notices.append(f"{name} = {x:g} is outside {lo:g}…{hi:g}; clipped.")
-            x = min(max(x, lo), hi)
-        return x
-
-    def _clip_int(self, name, v, default, lo, hi, notices) -> int:
-        x = int(round(self._number(name, v, default)))
-        if not lo <= x <= hi:
-            clipped = min(max(x, lo), hi)
-            notices.append(f"{name} = {x} is outside {lo}…{hi}; using {clipped}.")
-            x = clipped
-        return x
+        return Query(rows, req.intention, req.rho, req.w, req.steps, req.k, req.seed, notices)
 
     # -- answers -----------------------------------------------------------------------------
     def recommend(self, q: Query, extra_items=None, return_path: bool = False):

@@ -20,6 +20,7 @@ from .data import DatasetError, load_dataset
 from .diffusion import SCHEDULES, Diffusion, DiffusionConfig
 from .files import atomic_write
 from .model import Denoiser, ItemTable, ModelConfig
+from .request import MAX_GUIDANCE
 from .steer import STEER_RANGE
 from .transform import KINDS, Transform
 
@@ -28,7 +29,6 @@ CONFIG_KEYS = {"format", "idream_version", "model", "diffusion", "transform", "t
                "train", "guidance", "train_log", "cache_dir", "items_fingerprint"}
 MAX_T = 100_000  # sanity bounds for a hand-edited config.json (the schedule is a (T,) array)
 MAX_DEPTH = 1_000
-MAX_GUIDANCE = 100.0  # as in recommender.py
 
 
 class CheckpointError(ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -18,56 +17,16 @@ from .data import PAD, Dataset, window
 from .diffusion import Diffusion
 from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
+from .request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
+                      OFFERED_GUIDANCE, Limits, Request, check_request, check_rhos, clean_text,
+                      outside_steer_range)
 from .sampler import DDIMSampler, sample
 from .steer import STEER_RANGE, TextSteer
 from .transform import Transform
 
-MAX_INTENTION_CHARS = 2000
-MAX_GUIDANCE = 100.0  # |w|, |ρ| beyond this only overflow the oracle; the UI offers 0–10
-
-
-def clean_text(s) -> str:
-    """Printable text: undecodable bytes (surrogates from argv) replaced, control chars dropped."""
-    s = str(s).encode("utf-8", "replace").decode("utf-8")
-    return "".join(ch for ch in s if ch.isprintable() or ch in " \t\n").strip()
-
-
-def _outside_steer_range(got: str = "") -> ValueError:
-    """The refusal of a ρ outside a text-steered model's range."""
-    lo, hi = STEER_RANGE
-    return ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the intention "
-                      f"alone) for this model{got}")
-
 
 class UnknownItemError(ValueError):
     """An item given by id or title that is not in the catalog."""
-
-
-def _whole(name: str, v) -> int:
-    """An int from an int or a finite number (truncated); ValueError naming `name` otherwise."""
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, got {v!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be a finite whole number, got {v!r}")
-    return int(x)
-
-
-def _guidance(name: str, v) -> float | None:
-    """A guidance weight as a float within ±MAX_GUIDANCE (None: the checkpoint's default)."""
-    if v is None:
-        return None
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        x = math.nan
-    if not (math.isfinite(x) and abs(x) <= MAX_GUIDANCE):
-        raise ValueError(f"{name} must be a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}, "
-                         f"got {v!r}")
-    return x
 
 
 @dataclass
@@ -154,7 +113,12 @@ class Recommender:
     @property
     def rho_range(self) -> tuple[float, float]:
         """The range of ρ this model is meant for (the demo's slider)."""
-        return STEER_RANGE if self.steered else (0.0, 10.0)
+        return STEER_RANGE if self.steered else OFFERED_GUIDANCE
+
+    @property
+    def w_range(self) -> tuple[float, float]:
+        """The range of w offered to people (the demo's slider)."""
+        return OFFERED_GUIDANCE
 
     @property
     def T(self) -> int:
@@ -303,7 +267,7 @@ class Recommender:
             angle = torch.as_tensor(rho, dtype=torch.float32).expand(B) * cond["has_intention"].float()
             lo, hi = STEER_RANGE
             if not bool(((angle >= lo) & (angle <= hi)).all()):
-                raise _outside_steer_range()
+                raise outside_steer_range()
             d = self.intention_directions(cond["intention"])  # (B, D)
             ts = self.text_steer()
             steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
@@ -328,23 +292,27 @@ class Recommender:
                 idx.append(i)
         return idx
 
-    def _check(self, steps, k, rho, w, seed=None) -> tuple:
-        """Checked (steps, k, rho, w, seed); ValueError with a message for anything unusable."""
-        steps, k = _whole("steps", steps), _whole("k", k)
-        if not 1 <= steps <= self.T:
-            raise ValueError(f"steps must be between 1 and {self.T}")
-        if k < 1:
-            raise ValueError("k must be at least 1")
-        seed = None if seed is None else _whole("seed", seed)
-        return steps, k, self._rho(rho), _guidance("w", w), seed
+    def limits(self, offered: bool = False, available: int | None = None) -> Limits:
+        """The ranges a request may take: steps 1…T, k ≥ 1, ρ within STEER_RANGE for a steered
+        model (else ±MAX_GUIDANCE), w within ±MAX_GUIDANCE.
+        offered: the narrower ones offered to people (rho_range, w_range, at most MAX_K items and
+        no more than `available`), which the demo clips to."""
+        rho = STEER_RANGE if self.steered else (-MAX_GUIDANCE, MAX_GUIDANCE)
+        limits = Limits(steps=(1, self.T), k=(1, None), rho=rho, w=(-MAX_GUIDANCE, MAX_GUIDANCE),
+                        default_rho=self.default_rho, default_w=self.default_w, steered=self.steered)
+        if not offered:
+            return limits
+        k_max = MAX_K if available is None else min(MAX_K, available)
+        return limits.within(rho=self.rho_range, w=self.w_range, k_max=k_max)
 
-    def _rho(self, v) -> float | None:
-        """A checked ρ: within ±MAX_GUIDANCE, and within STEER_RANGE for a steered model."""
-        rho = _guidance("rho", v)
-        lo, hi = STEER_RANGE
-        if rho is not None and self.steered and not lo <= rho <= hi:
-            raise _outside_steer_range(f", got {v!r}")
-        return rho
+    def check_request(self, has_history: bool, intention=None, rho=None, w=None, steps=DEFAULT_STEPS,
+                      k=DEFAULT_K, seed=DEFAULT_SEED, clip: bool = False,
+                      available: int | None = None) -> Request:
+        """A request's inputs checked against this model's limits (idream.request.check_request):
+        refused with a ValueError, or with clip=True clipped to the offered limits with notices
+        (`available`: how many items are left to rank, the most top-K may ask for)."""
+        return check_request(self.limits(offered=clip, available=available), has_history, intention,
+                             rho, w, steps, k, seed, clip=clip)
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,
                        genres=()) -> dict:
@@ -391,18 +359,17 @@ class Recommender:
         return scores, top
 
     def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
-                  w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
-                  return_path: bool = False, extra_items: list | None = None) -> Recommendation:
+                  w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
+                  seed: int | None = DEFAULT_SEED, return_path: bool = False,
+                  extra_items: list | None = None) -> Recommendation:
         """Rank the catalog for a history (ids or titles, oldest first) and an optional intention.
 
         extra_items: new items from `embed_new_item`, ranked alongside the catalog (a session's
         own additions; the shared catalog is never changed).
         """
         idx = self._history_indices(history)
-        intention = clean_text(intention or "")[:MAX_INTENTION_CHARS] or None
-        if not idx and intention is None:
-            raise ValueError("give a history, an intention, or both")
-        steps, k, rho, w, seed = self._check(steps, k, rho, w, seed)
+        req = self.check_request(bool(idx), intention, rho, w, steps, k, seed)
+        intention, rho, w, steps, k, seed = req.intention, req.rho, req.w, req.steps, req.k, req.seed
         hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
         e_q, q = self._intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
@@ -419,27 +386,17 @@ class Recommender:
         return [round(lo + (hi - lo) * i / 10, 4) for i in range(11)]
 
     def sweep_rho(self, history=(), intention: str | None = None, rhos=None,
-                  w: float | None = None, steps: int = 1, k: int = 10, seed: int | None = 0,
-                  extra_items: list | None = None) -> dict:
+                  w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
+                  seed: int | None = DEFAULT_SEED, extra_items: list | None = None) -> dict:
         """What ρ does: one batched generation for every ρ from the same starting noise.
 
         Returns {"rho": [...], "items": [rows per ρ], "oracles": (R, D),
         "intention_similarity": [cos(oracle, q)], "history_similarity": [cos(oracle, mean h)]}.
         """
         idx = self._history_indices(history)
-        intention = clean_text(intention or "")[:MAX_INTENTION_CHARS] or None
-        if not idx and intention is None:
-            raise ValueError("give a history, an intention, or both")
-        steps, k, _, w, seed = self._check(steps, k, None, w, seed)
-        if rhos is None:
-            rhos = self.rho_positions()
-        try:
-            rhos = [float(r) for r in rhos]
-        except (TypeError, ValueError):
-            rhos = []
-        lo, hi = self.rho_range if self.steered else (-MAX_GUIDANCE, MAX_GUIDANCE)
-        if not rhos or not all(math.isfinite(r) and lo <= r <= hi for r in rhos):
-            raise ValueError(f"rhos must be a non-empty list of numbers between {lo:g} and {hi:g}")
+        req = self.check_request(bool(idx), intention, None, w, steps, k, seed)
+        intention, w, steps, k, seed = req.intention, req.w, req.steps, req.k, req.seed
+        rhos = check_rhos(self.limits(), self.rho_positions() if rhos is None else rhos)
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
         e_q, q = self._intention(intention)

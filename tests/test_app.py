@@ -184,3 +184,27 @@ def test_text_model_off_disables_intentions_plainly(service):
     comps = {c["props"].get("elem_id"): c["props"] for c in demo.config["components"]}
     assert comps["intention"]["interactive"] is False
     assert "OPENAI_API_KEY is not set" in comps["text-off"]["value"]
+
+
+def test_the_app_clips_to_the_library_limits(service):
+    """A value the library refuses comes back from the app's check clipped to the library's own
+    bound (or within it, where the app offers less), with a notice; the clipped request is one
+    the library answers as it is."""
+    rec, hard = service.rec, service.rec.limits()
+    cases = [("steps", 0, hard.steps[0]), ("steps", rec.T + 1, hard.steps[1]), ("k", 0, hard.k[0]),
+             ("k", -5, hard.k[0])]
+    if rec.steered:  # the app offers a steered model's whole range of ρ
+        cases += [("rho", hard.rho[1] + 1, hard.rho[1]), ("rho", hard.rho[0] - 1, hard.rho[0])]
+    cases += [("w", hard.w[1] * 10, None), ("rho", 1e300, None)]  # None: within the library's range
+    for name, value, bound in cases:
+        call = dict(rho=None, w=None, steps=1, k=10, seed=0)
+        call[name] = value
+        with pytest.raises(ValueError, match=f"^{name} must"):
+            rec.recommend(HISTORY, "", **call)
+        q = service.check(HISTORY, "", *call.values())
+        got = getattr(q, name)
+        assert got == bound if bound is not None else getattr(hard, name)[0] <= got <= getattr(hard, name)[1]
+        clipped = [n for n in q.notices if " is outside " in n]
+        assert len(clipped) == 1 and f"using {got:g}" in clipped[0], q.notices
+        out = rec.recommend(HISTORY, q.intention, rho=q.rho, w=q.w, steps=q.steps, k=q.k, seed=q.seed)
+        assert len(out.items) == q.k

@@ -211,7 +211,7 @@ def problems(history, intention, steps, k, seed, w, rho=None, rhos=None, sweep=F
         found.append("seed")
     if not guidance_ok(w):
         found.append("w")
-    if sweep and not rhos_ok(rhos):
+    if sweep and rhos is not None and not rhos_ok(rhos):  # None: the model's eleven positions
         found.append("rhos")
     if not sweep and not guidance_ok(rho):
         found.append("rho")
@@ -391,7 +391,8 @@ def call_sweep(rec, history, intention, rhos, w, steps, k, seed) -> str:
         return "refused"
     assert not found, f"an invalid sweep ({', '.join(found)}) was answered"
     hist = set(expected_history(history))
-    assert out["rho"] == [float(r) for r in rhos] and len(out["items"]) == len(out["rho"]) > 0
+    asked = rec.rho_positions() if rhos is None else [float(r) for r in rhos]
+    assert out["rho"] == asked and len(out["items"]) == len(out["rho"]) > 0
     for rows in out["items"]:
         check_rows(rows, hist, as_whole(k), N_SYNTH, SYNTH_IDS)
     assert np.isfinite(out["oracles"]).all() and out["oracles"].shape == (len(out["rho"]), rec.transform.dim)
