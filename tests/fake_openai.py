@@ -208,6 +208,25 @@ FAST_RETRIES = {"IDREAM_OPENAI_BACKOFF": "0.01", "IDREAM_OPENAI_TIMEOUT": "2",
                 "IDREAM_OPENAI_MAX_ATTEMPTS": "5"}
 
 
+def server_fixtures(key: str):
+    """pytest fixtures `fake` (a running FakeOpenAI that accepts `key`) and `env` (the openai
+    client pointed at it, no batch-size override left from the caller's environment).
+    In a test module: `fake, env = server_fixtures(KEY)`."""
+    import pytest
+
+    @pytest.fixture
+    def fake():
+        with FakeOpenAI(key=key, stall_s=5.0) as server:
+            yield server
+
+    @pytest.fixture
+    def env(monkeypatch, fake):
+        monkeypatch.delenv("IDREAM_OPENAI_BATCH", raising=False)
+        return point_client_at(monkeypatch, fake, key)
+
+    return fake, env
+
+
 def point_client_at(monkeypatch, server: "FakeOpenAI", key: str) -> "FakeOpenAI":
     """Environment for the real openai client to talk to `server`, with tiny retry delays."""
     monkeypatch.setenv("OPENAI_API_KEY", key)

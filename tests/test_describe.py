@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import FAST_RETRIES, FakeOpenAI, point_client_at, fake_description, script
+from fake_openai import FAST_RETRIES, FakeOpenAI, fake_description, script, server_fixtures
 from idream import catalog, cli, llm
 from idream.data import load_dataset
 from idream.llm import DescriptionCache, MissingDescriptionsError, build_messages, describe_catalog
@@ -31,15 +31,7 @@ def items(synthetic_dir):
     return load_dataset(str(synthetic_dir)).all_item_meta()  # 40 items
 
 
-@pytest.fixture
-def fake():
-    with FakeOpenAI(key=KEY, stall_s=5.0) as server:
-        yield server
-
-
-@pytest.fixture
-def env(monkeypatch, fake):
-    return point_client_at(monkeypatch, fake, KEY)
+fake, env = server_fixtures(KEY)
 
 
 def assert_complete(path: Path, items, model="fake-chat"):

@@ -333,7 +333,8 @@ def test_the_space_is_the_dockerfile_running_the_readme_install():
     assert f"EXPOSE {port}" in steps and steps[-1] == 'CMD ["python", "app.py"]'
     # both requirement files reach the image before their install runs
     copy = next(i for i, s in enumerate(steps) if s.startswith("COPY") and "requirements-data.txt" in s)
-    assert "requirements.txt" in steps[copy].split() and copy < steps.index(next(s for s in steps if s.startswith("RUN pip")))
+    install = next(i for i, s in enumerate(steps) if s.startswith("RUN pip"))
+    assert "requirements.txt" in steps[copy].split() and copy < install
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from fake_openai import FakeOpenAI, point_client_at, fake_vector, script
+from fake_openai import fake_vector, script, server_fixtures
 from idream import text
 from idream.openai_backend import (
     OpenAIEmbeddingBackend,
@@ -25,17 +25,7 @@ KEY = "sk-test-EMBEDKEY-7f3a9c1e5b2d8f4a6c0e"
 TEXTS = [f"A synthetic film number {i} about {'cats' if i % 2 else 'space'}." for i in range(40)]
 
 
-@pytest.fixture
-def fake():
-    with FakeOpenAI(key=KEY, stall_s=5.0) as server:
-        yield server
-
-
-@pytest.fixture
-def env(monkeypatch, fake):
-    return point_client_at(monkeypatch, fake, KEY)
-    monkeypatch.delenv("IDREAM_OPENAI_BATCH", raising=False)
-    return fake
+fake, env = server_fixtures(KEY)
 
 
 def expected(texts, dim):
