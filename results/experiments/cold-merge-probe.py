@@ -33,6 +33,8 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, captu
                         text=True).stdout.strip()
 print(f"# python results/experiments/cold-merge-probe.py {sys.argv[1]}  (commit {commit}; validation only)")
 
+print("# the checkpoint: python -m idream train --dataset ml-100k --cold-frac 0.1 --cold-seed 0 --out /tmp/ck-cold "
+      "--threads 1 --max-minutes 6 --clock cpu --quiet --no-eval")
 rec = Recommender.load(sys.argv[1]); ds = rec.dataset
 N = ds.n_items
 cold = np.array(sorted(rec.config["data"]["cold_items"]))
