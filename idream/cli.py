@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="timed requests per size (default: %(default)s)")
     sp.add_argument("--users", type=int, default=200, metavar="N",
                     help="real users whose oracles measure the index's recall@10 (default: %(default)s)")
+    sp.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="torch and faiss threads (0: their defaults; 1 when other work shares the CPU)")
     sp.add_argument("--out", default="results", metavar="DIR",
                     help="folder for the .json and .md results (default: %(default)s)")
     return p
