@@ -322,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     mg = bs.add_parser("merge", help="one quality table from runs made side by side (other seeds or models)")
     mg.add_argument("jsons", nargs="+", help="bench-quality-*.json files of the same dataset and split")
     mg.add_argument("--out", type=Path, default=Path("results"), help="folder for the merged .json/.md")
+    sy = bs.add_parser("synthetic", help="write a synthetic dataset folder, by default shaped like "
+                                         "MovieLens-20M (to measure loading and training at scale)")
+    sy.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder to write")
+    sy.add_argument("--users", type=int, default=138_000, metavar="N", help="(default: %(default)s)")
+    sy.add_argument("--items", type=int, default=27_000, metavar="N", help="(default: %(default)s)")
+    sy.add_argument("--interactions", type=int, default=20_000_000, metavar="N",
+                    help="(default: %(default)s)")
+    sy.add_argument("--seed", type=int, default=0, metavar="N", help="(default: %(default)s)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -516,6 +524,10 @@ def cmd_bench(a) -> int:
     elif a.what == "table":
         from benchmarks.quality import main_table
         main_table(a)
+    elif a.what == "synthetic":
+        from benchmarks.synthetic import generate
+        print(json.dumps(generate(a.out, a.users, a.items, a.interactions, a.seed,
+                                  log=lambda s: print(s, file=sys.stderr, flush=True))))
     elif a.what == "merge":
         from benchmarks.quality import main_merge
         main_merge(a)
