@@ -49,6 +49,7 @@ HELP = {
     "dataset": "ml-100k or a dataset folder",
     "history_len": "how many recent items the model reads per prediction",
     "max_train_samples": "train on about this many targets at random (0: all; for quick tests)",
+    "valid_users": "validate on a seeded sample of this many users (0: all; for large data)",
     "cold_frac": "share of the catalog held out of training, the cold-start protocol (0: none)",
     "cold_seed": "seed of the draw of held-out items (with --cold-frac)",
     # text
@@ -116,7 +117,7 @@ TRAIN_GROUPS = (
     ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
                  "intention_pool", "kappa", "encoder_depth", "residual_scale", "item_source", "id_dim",
-                 "max_train_samples", "cold_frac", "cold_seed")),
+                 "max_train_samples", "valid_users", "cold_frac", "cold_seed")),
 )
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}

@@ -7,6 +7,7 @@ dataset's own ids are kept for everything a user sees.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import json
 import logging
@@ -234,8 +235,8 @@ def load_ml100k() -> Dataset:
 def load_folder(path: Path, chunksize: int = 1 << 20) -> Dataset:
     """A generic folder: interactions.csv (user_id, item_id, timestamp|position) + items.csv.
 
-    The interactions are read `chunksize` rows at a time into integer arrays, never a whole table:
-    MovieLens-20M's size loads in about 1 GB (results/streaming-ml20m-shaped.md)."""
+    The interactions are read `chunksize` rows at a time into integer arrays, never into one
+    table: what MovieLens-20M's size costs is in results/streaming-ml20m-shaped.md."""
     inter_path, items_path = path / "interactions.csv", path / "items.csv"
     for p in (inter_path, items_path):
         if not p.exists():
@@ -378,6 +379,12 @@ class Samples:
         seen = None if self.seen is None else [self.seen[i] for i in idx]
         return Samples(self.users[idx], self.histories[idx], self.targets[idx], seen)
 
+    def sample(self, n: int, seed: int = 0) -> "Samples":
+        """A seeded draw of n cases, in their order (all of them where n is 0 or not less)."""
+        if not n or n >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
 
 @dataclass
 class Split:
@@ -385,10 +392,30 @@ class Split:
     each user's last two trains, the second-last validates. The last (test) position is not
     here: only the reporting path builds it, with test_cases()."""
 
-    train: Samples
     valid: Samples
     train_sequences: list  # per user, the items usable for training (all but the last two)
     history_len: int
+    train_users: list = field(default_factory=list)  # the user of each training sequence
+    min_history: int = 1  # the least number of earlier items a training target needs
+
+    @functools.cached_property
+    def train(self) -> Samples:
+        """One case per training target with its last L earlier items, built on first use: at 8·L
+        bytes a target it is the largest thing here, and the causal encoder, which trains on
+        SequenceWindows, never asks for it."""
+        L, us, hs, ts = self.history_len, [], [], []
+        for u, seq in zip(self.train_users, self.train_sequences):
+            for j in range(self.min_history, len(seq)):
+                us.append(u)
+                hs.append(window(seq, j, L))
+                ts.append(seq[j])
+        return Samples(np.asarray(us), np.asarray(hs, dtype=np.int64).reshape(-1, L),
+                       np.asarray(ts, dtype=np.int64))
+
+    @property
+    def n_train(self) -> int:
+        """len(self.train), without building it."""
+        return sum(max(len(s) - self.min_history, 0) for s in self.train_sequences)
 
 
 def window(seq: np.ndarray, end: int, L: int) -> np.ndarray:
@@ -428,20 +455,14 @@ def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1
     cold = np.zeros(ds.n_items, dtype=bool)
     if cold_items is not None and len(cold_items):
         cold[np.asarray(cold_items, dtype=np.int64)] = True
-    tr_u, tr_h, tr_t = [], [], []
-    train_sequences = []
+    users, train_sequences = [], []
     for u, seq in ds.sequences.items():
         n = len(seq)
         train_seq = seq[:n - 2 if n >= 3 else n]
-        train_seq = train_seq[~cold[train_seq]]
-        train_sequences.append(train_seq)
-        for j in range(min_history, len(train_seq)):
-            tr_u.append(u)
-            tr_h.append(window(train_seq, j, L))
-            tr_t.append(train_seq[j])
-    train = Samples(np.asarray(tr_u), np.asarray(tr_h, dtype=np.int64).reshape(-1, L),
-                    np.asarray(tr_t, dtype=np.int64))
-    return Split(train=train, valid=_cases(ds, L, 2), train_sequences=train_sequences, history_len=L)
+        users.append(u)
+        train_sequences.append(train_seq[~cold[train_seq]])
+    return Split(valid=_cases(ds, L, 2), train_sequences=train_sequences, history_len=L,
+                 train_users=users, min_history=min_history)
 
 
 def cold_items(ds: Dataset, frac: float, seed: int = 0) -> np.ndarray:
@@ -470,15 +491,49 @@ def evaluation_cases(ds: Dataset, split: Split, name: str) -> Samples:
     raise ValueError(f"unknown split {name!r}: use valid or test")
 
 
-def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+class SequenceWindows:
     """Every (item, next item) pair of the training sequences once, cut into right-aligned windows
-    of L inputs and their L next items, PAD-filled on the left.  -> (W, L), (W, L)"""
-    ins, outs = [], []
-    for seq in sequences:
-        seq = np.asarray(seq)
-        for end in range(len(seq) - 1, 0, -L):  # inputs seq[end-L:end] predict seq[end-L+1:end+1]
-            ins.append(window(seq, end, L))
-            outs.append(window(seq[1:], end, L))
-    if not ins:
-        raise ValueError("no training sequence has two items")
-    return np.stack(ins), np.stack(outs)
+    of L inputs and their L next items, PAD-filled on the left: the units the causal encoder
+    trains on. Only where each window starts and ends in one flat array is kept (16 bytes a
+    window, not the 16·L of its two rows); take() builds a batch's windows when it is drawn."""
+
+    def __init__(self, sequences, L: int):
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        self.L = L
+        self.flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) \
+            if len(sequences) else np.zeros(0, dtype=np.int64)
+        first = np.cumsum(lengths) - lengths  # each sequence's first position in flat
+        per = -(-np.maximum(lengths - 1, 0) // L)  # windows per sequence: ceil((len - 1) / L)
+        if not per.sum():
+            raise ValueError("no training sequence has two items")
+        k = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)  # window k of its sequence
+        self.start = np.repeat(first, per)  # (W,) where the window's sequence starts
+        # inputs seq[end-L:end] predict seq[end-L+1:end+1], for end = len-1, len-1-L, ... > 0
+        self.end = self.start + np.repeat(lengths - 1, per) - k * L  # (W,)
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    def subset(self, rows) -> "SequenceWindows":
+        out = object.__new__(SequenceWindows)
+        out.L, out.flat, out.start, out.end = self.L, self.flat, self.start[rows], self.end[rows]
+        return out
+
+    def targets(self) -> np.ndarray:
+        """How many next items each window holds (its non-PAD outputs).  # (W,)"""
+        return np.minimum(self.L, self.end - self.start)
+
+    def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """The windows of the given rows: inputs and their next items.  -> (S, L), (S, L) int64"""
+        rows = np.asarray(rows)
+        pos = self.end[rows, None] - self.L + np.arange(self.L)  # (S, L) the inputs' places in flat
+        ok = pos >= self.start[rows, None]  # inside the window's own sequence
+        ins = np.where(ok, self.flat[np.maximum(pos, 0)], PAD)
+        outs = np.where(ok, self.flat[np.maximum(pos + 1, 0)], PAD)
+        return ins, outs
+
+
+def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of SequenceWindows at once.  -> (W, L), (W, L)"""
+    w = SequenceWindows(sequences, L)
+    return w.take(np.arange(len(w)))
