@@ -153,8 +153,10 @@ def generate(out: Path, users: int = ML20M["users"], items: int = ML20M["items"]
     t0 = time.perf_counter()
     cat, walk = catalog(items, seed)
     cat.to_csv(out / "items.csv", index=False)
-    (out / "dataset.json").write_text(json.dumps({"item_kind": "film", "item_kind_plural": "films"}))
     lengths = user_lengths(users, items, interactions, seed)
+    made = {"users": users, "items": items, "interactions": int(lengths.sum()), "seed": seed}
+    (out / "dataset.json").write_text(json.dumps({"item_kind": "film", "item_kind_plural": "films",
+                                                  "synthetic": made}))
     block = max(1, BLOCK_CELLS // items)
     path = out / "interactions.csv"
     tmp = path.with_name(path.name + ".part")
@@ -166,5 +168,4 @@ def generate(out: Path, users: int = ML20M["users"], items: int = ML20M["items"]
             pd.DataFrame({"user_id": u, "item_id": i + 1, "timestamp": ts}).to_csv(f, header=False, index=False)
             log(f"users {lo + len(ids):,}/{users:,} written ({time.perf_counter() - t0:.0f} s)")
     tmp.replace(path)
-    return {"out": str(out), "users": users, "items": items, "interactions": int(lengths.sum()),
-            "seed": seed, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"out": str(out), **made, "seconds": round(time.perf_counter() - t0, 1)}

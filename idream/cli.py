@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="history window for --baseline (default: %(default)s)")
     e.add_argument("--split", choices=["valid", "test"], default="test",
                    help="which held-out items to rank (default: %(default)s)")
+    e.add_argument("--users", type=int, default=0, metavar="N",
+                   help="rank the cases of a seeded sample of N users (--seed draws them; "
+                        "default: every user)")
     e.add_argument("--steps", type=_ints, default=[1], metavar="N[,N...]",
                    help="denoising steps, a comma list such as 1,10,50 (default: 1)")
     e.add_argument("--w", type=float, default=None,
@@ -326,11 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     sy = bs.add_parser("synthetic", help="write a synthetic dataset folder, by default shaped like "
                                          "MovieLens-20M (to measure loading and training at scale)")
     sy.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder to write")
-    sy.add_argument("--users", type=int, default=138_000, metavar="N", help="(default: %(default)s)")
-    sy.add_argument("--items", type=int, default=27_000, metavar="N", help="(default: %(default)s)")
+    sy.add_argument("--users", type=int, default=138_000, metavar="N",
+                    help="how many users (default: %(default)s)")
+    sy.add_argument("--items", type=int, default=27_000, metavar="N",
+                    help="how many items in the catalog (default: %(default)s)")
     sy.add_argument("--interactions", type=int, default=20_000_000, metavar="N",
-                    help="(default: %(default)s)")
-    sy.add_argument("--seed", type=int, default=0, metavar="N", help="(default: %(default)s)")
+                    help="how many interactions in all, none repeated (default: %(default)s)")
+    sy.add_argument("--seed", type=int, default=0, metavar="N",
+                    help="random seed: the same seed writes the same files (default: %(default)s)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -401,6 +407,8 @@ def cmd_evaluate(a) -> int:
     from .checkpoint import check_text_request, read_config
 
     a.text_model = _text_model(a)
+    if a.users < 0:
+        raise CLIError("--users must be 0 (every user) or more")
     if a.checkpoint:
         check_text_request(read_config(Path(a.checkpoint)), a.checkpoint, a.text_model,
                            a.descriptions)
@@ -409,7 +417,9 @@ def cmd_evaluate(a) -> int:
     if a.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['dataset']} / {result['split']} split / seed {result['seed']}")
+        r0 = result["results"][0]
+        sample = f" / {r0['cases']} of {r0['of_cases']} cases, a sample" if "of_cases" in r0 else ""
+        print(f"{result['dataset']} / {result['split']} split / seed {result['seed']}{sample}")
         keys = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
         print(f"{'model':<28}" + "".join(f"{k:>9}" for k in keys))
         for r in result["results"]:
