@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -234,7 +235,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
         model.to(dev).train(), table.to(dev)
         perm = rng.permutation(units)
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
-        sums = {}
+        sums, n_targets, steps_t0 = {}, 0, time.perf_counter()
         for b in bar:
             rows = perm[b * bs:(b + 1) * bs if b + 1 < n_batches else None]  # the global batch
             r = c = None
@@ -249,6 +250,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
                 valid = h != PAD
                 has_h = valid.any(1)
             B = len(y)
+            n_targets += B
             has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
             has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
             q = Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
@@ -268,6 +270,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
                 sums[k] = sums.get(k, 0.0) + v * batch.weight
             if b % 20 == 0:
                 bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
+        steps_s = time.perf_counter() - steps_t0  # the steps alone, without validation
         sums = distributed.mean(sums)  # the losses of the whole global batches
         decision = None  # (stop early, seconds since the start, seconds of this epoch)
         if distributed.is_main():  # rank 0 validates and keeps the best epoch
@@ -277,7 +280,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
             elapsed = now() - t0
             row = {"epoch": epoch, **{k: round(v / n_batches, 4) for k, v in sums.items()},
                    "valid_NDCG@10": round(val["NDCG@10"], 5), "valid_HR@10": round(val["HR@10"], 5),
-                   "minutes": round(elapsed / 60, 2)}
+                   "minutes": round(elapsed / 60, 2), "targets": n_targets, "steps_s": round(steps_s, 2)}
             history.append(row)
             log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
             if val["NDCG@10"] > best:
