@@ -180,6 +180,8 @@ def guidance_ok(v) -> bool:
 
 
 def rhos_ok(rhos) -> bool:
+    if rhos is None:  # sweep_rho's default: eleven positions over the model's range
+        return True
     try:
         xs = [float(r) for r in rhos]
     except (TypeError, ValueError, OverflowError):
@@ -391,7 +393,8 @@ def call_sweep(rec, history, intention, rhos, w, steps, k, seed) -> str:
         return "refused"
     assert not found, f"an invalid sweep ({', '.join(found)}) was answered"
     hist = set(expected_history(history))
-    assert out["rho"] == [float(r) for r in rhos] and len(out["items"]) == len(out["rho"]) > 0
+    want = rec.rho_positions() if rhos is None else [float(r) for r in rhos]
+    assert out["rho"] == want and len(out["items"]) == len(out["rho"]) > 0
     for rows in out["items"]:
         check_rows(rows, hist, as_whole(k), N_SYNTH, SYNTH_IDS)
     assert np.isfinite(out["oracles"]).all() and out["oracles"].shape == (len(out["rho"]), rec.transform.dim)
