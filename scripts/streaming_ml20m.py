@@ -71,6 +71,9 @@ def main(argv=None) -> dict:
                    help="targets trained (one epoch over random windows holding about this many)")
     p.add_argument("--valid-users", type=int, default=2000, help="users of the training validation")
     p.add_argument("--eval-users", type=int, default=5000, help="users of the test evaluation")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="embedding cache (default: WORK/cache); one that holds the item and training "
+                        "intention vectors leaves their embedding out of the training time")
     p.add_argument("--text-model", default="minilm")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--before", default="", help="a git ref whose idream/data.py also loads the data")
@@ -102,7 +105,7 @@ def main(argv=None) -> dict:
                      env, log)
         steps["load_before"] = {**json.loads(r["stdout"]), "ref": a.before, "wall_s": r["wall_s"],
                                 "peak_rss_mb": r["peak_rss_mb"]}
-    ckpt, cache = a.work / "checkpoint", a.work / "cache"
+    ckpt, cache = a.work / "checkpoint", a.cache_dir or a.work / "cache"
     train_cmd = [py, "-m", "idream", "train", "--dataset", str(a.data), "--out", str(ckpt),
                  "--text-model", a.text_model, "--epochs", "1", "--max-train-samples", str(a.max_train_samples),
                  "--valid-users", str(a.valid_users), "--threads", str(a.threads), "--no-eval", "--quiet",
