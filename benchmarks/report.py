@@ -18,10 +18,11 @@ from idream.evaluate import dump_rankings, evaluate_recommender, generated_inten
 
 
 def _entry_key(e: dict) -> str:
+    sample = f"/users={e['cases']}" if "of_cases" in e else ""  # a sample never replaces all cases
     if e["model"] != "idream":
-        return f"{e['split']}/{e['model']}"
+        return f"{e['split']}/{e['model']}{sample}"
     return (f"{e['split']}/idream/steps={e['steps']}/w={e['w']:g}/rho={e['rho']:g}/"
-            f"intention={e['intention']}/seed={e['seed']}")
+            f"intention={e['intention']}/seed={e['seed']}{sample}")
 
 
 def _label(e: dict) -> str:
@@ -32,10 +33,12 @@ def _label(e: dict) -> str:
 
 
 def evaluate_checkpoint(rec, split_name: str, steps_list, w, rho, intention: str, seed: int,
-                        dump: str | None = None, split=None) -> list[dict]:
-    """Entries for each steps value (the same noise seed for each)."""
+                        dump: str | None = None, split=None, users: int = 0) -> list[dict]:
+    """Entries for each steps value (the same noise seed for each); `users`: a seeded sample of
+    that many users' cases (0: all)."""
     split = split or chronological_split(rec.dataset, rec.history_len)
-    samples = evaluation_cases(rec.dataset, split, split_name)
+    every = evaluation_cases(rec.dataset, split, split_name)
+    samples = every.sample(users, seed)
     w = rec.default_w if w is None else float(w)
     if intention == "generated":
         rho = rec.default_rho if rho is None else float(rho)
@@ -53,20 +56,24 @@ def evaluate_checkpoint(rec, split_name: str, steps_list, w, rho, intention: str
             dump_rankings(p, rec.dataset, samples, res)
         e = {"model": "idream", "split": split_name, "steps": int(steps), "w": w, "rho": rho,
              "intention": intention, "seed": seed, "cases": len(samples),
+             **({"of_cases": len(every)} if len(samples) < len(every) else {}),
              "metrics": {k: round(res.metrics[k], 5) for k in METRIC_KEYS}}
         e["label"] = _label(e)
         out.append(e)
     return out
 
 
-def baseline_entry(name: str, ds, split, split_name: str, E, seed: int = 0, dump=None) -> dict:
-    samples = evaluation_cases(ds, split, split_name)
+def baseline_entry(name: str, ds, split, split_name: str, E, seed: int = 0, dump=None,
+                   users: int = 0) -> dict:
+    every = evaluation_cases(ds, split, split_name)
+    samples = every.sample(users, seed)
     scorer = popularity_scorer(split, ds.n_items) if name == "popularity" else textknn_scorer(E)
     res = rank_all(lambda rows: scorer(samples.histories[rows]), samples, dump_top=50 if dump else 0,
                    seed=seed).require_finite(name)
     if dump:
         dump_rankings(Path(dump), ds, samples, res)
     e = {"model": name, "split": split_name, "seed": seed, "cases": len(samples),
+         **({"of_cases": len(every)} if len(samples) < len(every) else {}),
          "metrics": {k: round(res.metrics[k], 5) for k in METRIC_KEYS}}
     e["label"] = _label(e)
     return e
@@ -125,7 +132,7 @@ def evaluate_command(a) -> dict:
         split = chronological_split(ds, L)
         E = item_embeddings(ds, text.get_backend(tm), desc, cache_dir=a.cache_dir, progress=False) \
             if a.baseline == "textknn" else None
-        entries = [baseline_entry(a.baseline, ds, split, a.split, E, a.seed, a.dump_rankings)]
+        entries = [baseline_entry(a.baseline, ds, split, a.split, E, a.seed, a.dump_rankings, getattr(a, "users", 0))]
         if a.checkpoint and a.save:
             update_metrics(Path(a.checkpoint), entries, ds.name, command)
         return {"dataset": ds.name, "split": a.split, "seed": a.seed, "results": entries}
@@ -136,7 +143,7 @@ def evaluate_command(a) -> dict:
     if a.cache_dir:
         rec.config["cache_dir"] = a.cache_dir
     entries = evaluate_checkpoint(rec, a.split, a.steps, a.w, a.rho, a.intention, a.seed,
-                                  a.dump_rankings)
+                                  a.dump_rankings, users=getattr(a, "users", 0))
     if a.save:
         update_metrics(Path(a.checkpoint), entries, rec.dataset.name, command)
         write_model_card(Path(a.checkpoint))

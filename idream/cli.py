@@ -49,6 +49,7 @@ HELP = {
     "dataset": "ml-100k or a dataset folder",
     "history_len": "how many recent items the model reads per prediction",
     "max_train_samples": "train on about this many targets at random (0: all; for quick tests)",
+    "valid_users": "validate on a seeded sample of this many users (0: all; for large data)",
     "cold_frac": "share of the catalog held out of training, the cold-start protocol (0: none)",
     "cold_seed": "seed of the draw of held-out items (with --cold-frac)",
     # text
@@ -116,7 +117,7 @@ TRAIN_GROUPS = (
     ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
                  "intention_pool", "kappa", "encoder_depth", "residual_scale", "item_source", "id_dim",
-                 "max_train_samples", "cold_frac", "cold_seed")),
+                 "max_train_samples", "valid_users", "cold_frac", "cold_seed")),
 )
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="history window for --baseline (default: %(default)s)")
     e.add_argument("--split", choices=["valid", "test"], default="test",
                    help="which held-out items to rank (default: %(default)s)")
+    e.add_argument("--users", type=int, default=0, metavar="N",
+                   help="rank the cases of a seeded sample of N users (--seed draws them; "
+                        "default: every user)")
     e.add_argument("--steps", type=_ints, default=[1], metavar="N[,N...]",
                    help="denoising steps, a comma list such as 1,10,50 (default: 1)")
     e.add_argument("--w", type=float, default=None,
@@ -322,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     mg = bs.add_parser("merge", help="one quality table from runs made side by side (other seeds or models)")
     mg.add_argument("jsons", nargs="+", help="bench-quality-*.json files of the same dataset and split")
     mg.add_argument("--out", type=Path, default=Path("results"), help="folder for the merged .json/.md")
+    sy = bs.add_parser("synthetic", help="write a synthetic dataset folder, by default shaped like "
+                                         "MovieLens-20M (to measure loading and training at scale)")
+    sy.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder to write")
+    sy.add_argument("--users", type=int, default=138_000, metavar="N",
+                    help="how many users (default: %(default)s)")
+    sy.add_argument("--items", type=int, default=27_000, metavar="N",
+                    help="how many items in the catalog (default: %(default)s)")
+    sy.add_argument("--interactions", type=int, default=20_000_000, metavar="N",
+                    help="how many interactions in all, none repeated (default: %(default)s)")
+    sy.add_argument("--seed", type=int, default=0, metavar="N",
+                    help="random seed: the same seed writes the same files (default: %(default)s)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -394,6 +409,8 @@ def cmd_evaluate(a) -> int:
     from .checkpoint import check_text_request, read_config
 
     a.text_model = _text_model(a)
+    if a.users < 0:
+        raise CLIError("--users must be 0 (every user) or more")
     if a.checkpoint:
         check_text_request(read_config(Path(a.checkpoint)), a.checkpoint, a.text_model,
                            a.descriptions)
@@ -402,7 +419,9 @@ def cmd_evaluate(a) -> int:
     if a.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['dataset']} / {result['split']} split / seed {result['seed']}")
+        r0 = result["results"][0]
+        sample = f" / {r0['cases']} of {r0['of_cases']} cases, a sample" if "of_cases" in r0 else ""
+        print(f"{result['dataset']} / {result['split']} split / seed {result['seed']}{sample}")
         keys = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
         print(f"{'model':<28}" + "".join(f"{k:>9}" for k in keys))
         for r in result["results"]:
@@ -518,6 +537,10 @@ def cmd_bench(a) -> int:
     elif a.what == "table":
         from benchmarks.quality import main_table
         main_table(a)
+    elif a.what == "synthetic":
+        from benchmarks.synthetic import generate
+        print(json.dumps(generate(a.out, a.users, a.items, a.interactions, a.seed,
+                                  log=lambda s: print(s, file=sys.stderr, flush=True))))
     elif a.what == "merge":
         from benchmarks.quality import main_merge
         main_merge(a)

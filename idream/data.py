@@ -7,9 +7,11 @@ dataset's own ids are kept for everything a user sees.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
+from collections.abc import ItemsView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +30,70 @@ class DatasetError(ValueError):
     """A dataset that cannot be read, with a message that says what to fix."""
 
 
+class Sequences(Mapping):
+    """Every user's item indices, oldest first, as one flat int32 array cut at offsets: a mapping
+    user id -> np.ndarray[int64] like a dict of arrays, without an object per user or per item
+    (MovieLens-20M's 20 million interactions take 80 MB). Users iterate in sorted order."""
+
+    def __init__(self, users: np.ndarray, offsets: np.ndarray, flat: np.ndarray):
+        self.users = users  # (U,) user ids, sorted
+        self.offsets = offsets  # (U + 1,) int64: user k's items are flat[offsets[k]:offsets[k + 1]]
+        self.flat = flat  # (n,) int32
+        self._position = None
+
+    def position(self, user_id) -> int:
+        """The row of a user id (as the file wrote it) in users; KeyError if unknown."""
+        if self._position is None:
+            self._position = {u: k for k, u in enumerate(self.users.tolist())}
+        return self._position[user_id]
+
+    def at(self, k: int) -> np.ndarray:
+        return self.flat[self.offsets[k]:self.offsets[k + 1]].astype(np.int64)
+
+    def __getitem__(self, user_id) -> np.ndarray:
+        return self.at(self.position(user_id))
+
+    def __iter__(self):
+        return iter(self.users.tolist())
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __contains__(self, user_id) -> bool:
+        try:
+            self.position(user_id)
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def values(self):
+        return _SequenceValues(self)
+
+    def items(self):
+        return _SequenceItems(self)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)  # (U,)
+
+
+class _SequenceValues(ValuesView):
+    def __iter__(self):
+        return (self._mapping.at(k) for k in range(len(self._mapping)))
+
+
+class _SequenceItems(ItemsView):
+    def __iter__(self):
+        m = self._mapping
+        return ((u, m.at(k)) for k, u in enumerate(m.users.tolist()))
+
+
 @dataclass
 class Dataset:
     """A catalog plus per-user chronological sequences of item indices."""
 
     name: str
     items: pd.DataFrame  # index 0..N-1; columns item_id, title, year, genres (tuple), description
-    sequences: dict  # user_id -> np.ndarray[int64] of item indices, oldest first
+    sequences: Mapping  # user_id -> np.ndarray[int64] of item indices, oldest first (Sequences)
     source: str = ""  # where it was read from (for the checkpoint's provenance)
     kind: tuple | None = None  # what an item is, (singular, plural); None: from the name, else "item"
     _index: dict = field(default_factory=dict, repr=False)
@@ -91,6 +150,8 @@ class Dataset:
 
     def popularity(self, sequences=None) -> np.ndarray:
         """Interaction counts per item over the given (default: all) sequences.  # (N,)"""
+        if sequences is None and isinstance(self.sequences, Sequences):
+            return np.bincount(self.sequences.flat, minlength=self.n_items).astype(np.int64)
         seqs = self.sequences.values() if sequences is None else sequences
         counts = np.zeros(self.n_items, dtype=np.int64)
         for s in seqs:
@@ -175,22 +236,25 @@ def load_ml100k() -> Dataset:
         "genres": [tuple(g for g in str(s).split() if g) for s in raw["genres"]],
         "description": "",
     })
-    inter = inter.rename(columns={"timestamp": "order"})
-    return _build("ml-100k", items, inter, source=f"recbole==1.2.1:{root}")
+    chunks = [(inter["user_id"].to_numpy(), inter["item_id"].to_numpy(), inter["timestamp"].to_numpy())]
+    return _build("ml-100k", items, chunks, source=f"recbole==1.2.1:{root}")
 
 
-def load_folder(path: Path) -> Dataset:
-    """A generic folder: interactions.csv (user_id, item_id, timestamp|position) + items.csv."""
+def load_folder(path: Path, chunksize: int = 1 << 20) -> Dataset:
+    """A generic folder: interactions.csv (user_id, item_id, timestamp|position) + items.csv.
+
+    The interactions are read `chunksize` rows at a time into integer arrays, never into one
+    table: what MovieLens-20M's size costs is in results/streaming-ml20m-shaped.md."""
     inter_path, items_path = path / "interactions.csv", path / "items.csv"
     for p in (inter_path, items_path):
         if not p.exists():
             raise DatasetError(f"{p} is missing: a dataset folder needs interactions.csv and items.csv")
-    inter = pd.read_csv(inter_path)
+    columns = list(pd.read_csv(inter_path, nrows=0).columns)
     raw = pd.read_csv(items_path, keep_default_na=False, dtype={"item_id": str})
     for col in ("user_id", "item_id"):
-        if col not in inter.columns:
-            raise DatasetError(f"{inter_path} needs a {col!r} column (has {list(inter.columns)})")
-    order_col = next((c for c in ("timestamp", "position") if c in inter.columns), None)
+        if col not in columns:
+            raise DatasetError(f"{inter_path} needs a {col!r} column (has {columns})")
+    order_col = next((c for c in ("timestamp", "position") if c in columns), None)
     if order_col is None:
         raise DatasetError(f"{inter_path} needs a 'timestamp' or 'position' column to order interactions")
     for col in ("item_id", "title"):
@@ -210,32 +274,96 @@ def load_folder(path: Path) -> Dataset:
     if items["item_id"].duplicated().any():
         dup = items["item_id"][items["item_id"].duplicated()].iloc[0]
         raise DatasetError(f"{items_path} lists item_id {dup!r} more than once")
-    inter = inter.rename(columns={order_col: "order"})
-    inter["item_id"] = inter["item_id"].astype(str).str.strip()
-    if numeric:
-        inter = inter[inter["item_id"].str.fullmatch(r"-?\d+")]
-        inter["item_id"] = inter["item_id"].astype(int)
-    ds = _build(path.name, items, inter, source=str(path.resolve()))
+    reader = pd.read_csv(inter_path, usecols=["user_id", "item_id", order_col], chunksize=chunksize)
+    ds = _build(path.name, items, _chunks(reader, numeric, order_col), source=str(path.resolve()))
     ds.kind = read_item_kind(path)
     return ds
 
 
-def _build(name: str, items: pd.DataFrame, inter: pd.DataFrame, source: str) -> Dataset:
-    """Map ids to row indices, order each user's interactions in time, drop repeats."""
+def _chunks(reader, numeric: bool, order_col: str):
+    """(user_id, item_id, order) arrays of each chunk. With a numeric catalog, item ids that are
+    not integers are dropped (they cannot name an item); other ids are compared as stripped text."""
+    for chunk in reader:
+        item = chunk["item_id"]
+        if not (numeric and item.dtype.kind in "iu"):
+            item = item.astype(str).str.strip()
+            if numeric:
+                chunk, item = chunk[item.str.fullmatch(r"-?\d+")], item[item.str.fullmatch(r"-?\d+")]
+                item = item.astype(np.int64)
+        yield chunk["user_id"].to_numpy(), item.to_numpy(), chunk[order_col].to_numpy()
+
+
+def _build(name: str, items: pd.DataFrame, chunks, source: str) -> Dataset:
+    """Map ids to row indices, order each user's interactions in time, drop repeats.
+
+    `chunks` yields (user_id, item_id, order) arrays; each is reduced to int32 user codes and item
+    rows as it comes, so only integer arrays of the whole data are ever held."""
     items = items.reset_index(drop=True)
-    index = pd.Series(np.arange(len(items)), index=items["item_id"].values)
-    known = inter["item_id"].isin(index.index)
-    if (~known).any():
-        log.warning("%s: %d interactions name items missing from the catalog; ignored",
-                    name, int((~known).sum()))
-    inter = inter[known].copy()
-    inter["idx"] = index.loc[inter["item_id"].values].values
-    inter["row"] = np.arange(len(inter))  # ties in time keep file order
-    inter = inter.sort_values(["user_id", "order", "row"], kind="stable")
+    index = pd.Index(items["item_id"].values)
+    user_code: dict = {}  # user id -> code, in order of first appearance
+    codes, rows, orders, unknown = [], [], [], 0
+    for users, item_ids, order in chunks:
+        idx = index.get_indexer(item_ids)
+        known = idx >= 0
+        unknown += int((~known).sum())
+        inv, uniq = pd.factorize(users[known])  # (a missing user id: code -1, dropped below)
+        if len(uniq):
+            mine = np.array([user_code.setdefault(u, len(user_code)) for u in uniq.tolist()], dtype=np.int32)
+            codes.append(np.where(inv >= 0, mine[inv], -1).astype(np.int32))
+        else:
+            codes.append(np.zeros(0, dtype=np.int32))
+        rows.append(idx[known].astype(np.int32))
+        orders.append(order[known])
+    if unknown:
+        log.warning("%s: %d interactions name items missing from the catalog; ignored", name, unknown)
+    code = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
+    item = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+    order = _sortable(orders)
+    del codes, rows, orders
+    users, rank = _sorted_users(list(user_code))
+    present = code >= 0
+    code, item, order = rank[code[present]], item[present], order[present]
+    by = np.lexsort((order, code))  # by user, then time; lexsort is stable: ties keep file order
+    code, item = code[by], item[by]
+    del by, order
     # a user's repeated item keeps its first occurrence: the target is never in its own history
-    inter = inter.drop_duplicates(["user_id", "idx"], keep="first")
-    sequences = {u: g["idx"].to_numpy(np.int64) for u, g in inter.groupby("user_id", sort=True)}
-    return Dataset(name=name, items=items, sequences=sequences, source=source)
+    _, first = np.unique(code.astype(np.int64) * max(len(items), 1) + item, return_index=True)
+    keep = np.zeros(len(code), dtype=bool)
+    keep[first] = True
+    del first
+    code, item = code[keep], item[keep]
+    counts = np.bincount(code, minlength=len(users))
+    offsets = np.concatenate([[0], np.cumsum(counts[counts > 0])]).astype(np.int64)
+    return Dataset(name=name, items=items, sequences=Sequences(users[counts > 0], offsets, item),
+                   source=source)
+
+
+def _sorted_users(ids: list) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct user ids in the order pandas sorts them (numbers as numbers, else as text;
+    chunks read as numbers and as text name one user where the text is the same), and each
+    first-appearance code's row among them.  -> (U,), (codes,) int32"""
+    if all(isinstance(u, (int, np.integer)) for u in ids):
+        keys = np.asarray(ids, dtype=np.int64)
+    elif all(isinstance(u, (int, float, np.number)) for u in ids):
+        keys = np.asarray(ids, dtype=np.float64)
+    else:
+        keys = np.asarray([str(u) for u in ids], dtype=object)
+    same, users = pd.factorize(keys, sort=True)
+    return np.asarray(users), same.astype(np.int32)
+
+
+def _sortable(orders: list) -> np.ndarray:
+    """The order column of every chunk as one array np.lexsort can read: numbers as they are,
+    anything else (dates written as text) by its rank in sorted order."""
+    if not orders:
+        return np.zeros(0, dtype=np.int64)
+    if all(o.dtype.kind in "iufb" for o in orders):
+        return np.concatenate(orders)
+    values = np.concatenate([o.astype(object) for o in orders])
+    try:
+        return pd.factorize(values, sort=True)[0]
+    except TypeError:  # numbers and text mixed: all compare as text
+        return pd.factorize(values.astype(str), sort=True)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +387,12 @@ class Samples:
         seen = None if self.seen is None else [self.seen[i] for i in idx]
         return Samples(self.users[idx], self.histories[idx], self.targets[idx], seen)
 
+    def sample(self, n: int, seed: int = 0) -> "Samples":
+        """A seeded draw of n cases, in their order (all of them where n is 0 or not less)."""
+        if not n or n >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
 
 @dataclass
 class Split:
@@ -266,10 +400,30 @@ class Split:
     each user's last two trains, the second-last validates. The last (test) position is not
     here: only the reporting path builds it, with test_cases()."""
 
-    train: Samples
     valid: Samples
     train_sequences: list  # per user, the items usable for training (all but the last two)
     history_len: int
+    train_users: list = field(default_factory=list)  # the user of each training sequence
+    min_history: int = 1  # the least number of earlier items a training target needs
+
+    @functools.cached_property
+    def train(self) -> Samples:
+        """One case per training target with its last L earlier items, built on first use: at 8·L
+        bytes a target it is the largest thing here, and the causal encoder, which trains on
+        SequenceWindows, never asks for it."""
+        L, us, hs, ts = self.history_len, [], [], []
+        for u, seq in zip(self.train_users, self.train_sequences):
+            for j in range(self.min_history, len(seq)):
+                us.append(u)
+                hs.append(window(seq, j, L))
+                ts.append(seq[j])
+        return Samples(np.asarray(us), np.asarray(hs, dtype=np.int64).reshape(-1, L),
+                       np.asarray(ts, dtype=np.int64))
+
+    @property
+    def n_train(self) -> int:
+        """len(self.train), without building it."""
+        return sum(max(len(s) - self.min_history, 0) for s in self.train_sequences)
 
 
 def window(seq: np.ndarray, end: int, L: int) -> np.ndarray:
@@ -309,20 +463,14 @@ def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1
     cold = np.zeros(ds.n_items, dtype=bool)
     if cold_items is not None and len(cold_items):
         cold[np.asarray(cold_items, dtype=np.int64)] = True
-    tr_u, tr_h, tr_t = [], [], []
-    train_sequences = []
+    users, train_sequences = [], []
     for u, seq in ds.sequences.items():
         n = len(seq)
         train_seq = seq[:n - 2 if n >= 3 else n]
-        train_seq = train_seq[~cold[train_seq]]
-        train_sequences.append(train_seq)
-        for j in range(min_history, len(train_seq)):
-            tr_u.append(u)
-            tr_h.append(window(train_seq, j, L))
-            tr_t.append(train_seq[j])
-    train = Samples(np.asarray(tr_u), np.asarray(tr_h, dtype=np.int64).reshape(-1, L),
-                    np.asarray(tr_t, dtype=np.int64))
-    return Split(train=train, valid=_cases(ds, L, 2), train_sequences=train_sequences, history_len=L)
+        users.append(u)
+        train_sequences.append(train_seq[~cold[train_seq]])
+    return Split(valid=_cases(ds, L, 2), train_sequences=train_sequences, history_len=L,
+                 train_users=users, min_history=min_history)
 
 
 def cold_items(ds: Dataset, frac: float, seed: int = 0) -> np.ndarray:
@@ -351,15 +499,49 @@ def evaluation_cases(ds: Dataset, split: Split, name: str) -> Samples:
     raise ValueError(f"unknown split {name!r}: use valid or test")
 
 
-def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+class SequenceWindows:
     """Every (item, next item) pair of the training sequences once, cut into right-aligned windows
-    of L inputs and their L next items, PAD-filled on the left.  -> (W, L), (W, L)"""
-    ins, outs = [], []
-    for seq in sequences:
-        seq = np.asarray(seq)
-        for end in range(len(seq) - 1, 0, -L):  # inputs seq[end-L:end] predict seq[end-L+1:end+1]
-            ins.append(window(seq, end, L))
-            outs.append(window(seq[1:], end, L))
-    if not ins:
-        raise ValueError("no training sequence has two items")
-    return np.stack(ins), np.stack(outs)
+    of L inputs and their L next items, PAD-filled on the left: the units the causal encoder
+    trains on. Only where each window starts and ends in one flat array is kept (16 bytes a
+    window, not the 16·L of its two rows); take() builds a batch's windows when it is drawn."""
+
+    def __init__(self, sequences, L: int):
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        self.L = L
+        self.flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) \
+            if len(sequences) else np.zeros(0, dtype=np.int64)
+        first = np.cumsum(lengths) - lengths  # each sequence's first position in flat
+        per = -(-np.maximum(lengths - 1, 0) // L)  # windows per sequence: ceil((len - 1) / L)
+        if not per.sum():
+            raise ValueError("no training sequence has two items")
+        k = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)  # window k of its sequence
+        self.start = np.repeat(first, per)  # (W,) where the window's sequence starts
+        # inputs seq[end-L:end] predict seq[end-L+1:end+1], for end = len-1, len-1-L, ... > 0
+        self.end = self.start + np.repeat(lengths - 1, per) - k * L  # (W,)
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    def subset(self, rows) -> "SequenceWindows":
+        out = object.__new__(SequenceWindows)
+        out.L, out.flat, out.start, out.end = self.L, self.flat, self.start[rows], self.end[rows]
+        return out
+
+    def targets(self) -> np.ndarray:
+        """How many next items each window holds (its non-PAD outputs).  # (W,)"""
+        return np.minimum(self.L, self.end - self.start)
+
+    def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """The windows of the given rows: inputs and their next items.  -> (S, L), (S, L) int64"""
+        rows = np.asarray(rows)
+        pos = self.end[rows, None] - self.L + np.arange(self.L)  # (S, L) the inputs' places in flat
+        ok = pos >= self.start[rows, None]  # inside the window's own sequence
+        ins = np.where(ok, self.flat[np.maximum(pos, 0)], PAD)
+        outs = np.where(ok, self.flat[np.maximum(pos + 1, 0)], PAD)
+        return ins, outs
+
+
+def sequence_windows(sequences, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of SequenceWindows at once.  -> (W, L), (W, L)"""
+    w = SequenceWindows(sequences, L)
+    return w.take(np.arange(len(w)))

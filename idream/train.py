@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 from . import __version__, distributed, text
 from .device import training_device
 from .catalog import embed_sentences, item_embeddings
-from .data import PAD, chronological_split, cold_items, load_dataset, sequence_windows
+from .data import PAD, SequenceWindows, chronological_split, cold_items, load_dataset
 from .diffusion import Diffusion, DiffusionConfig, training_loss
 from .evaluate import evaluate_recommender, generated_intentions
 from .intentions import intention_pool
@@ -72,6 +73,7 @@ class TrainConfig:
     # "learned": ρ weighs the learned guidance term alone (the paper's form)
     kappa: float = 0.5  # "turn": the learned term's weight per unit of ρ (results/experiments/text-guidance.md)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
+    valid_users: int = 0  # validate on a seeded sample of this many users (0: all; for large data)
     cold_frac: float = 0.0  # cold-start protocol: this share of the items never trains (0: none)
     cold_seed: int = 0  # which items: a seeded draw
     item_source: str = "text"  # "id": DreamRec's randomly initialised, jointly trained ID vectors
@@ -107,6 +109,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     ds = load_dataset(cfg.dataset)
     cold = cold_items(ds, cfg.cold_frac, cfg.cold_seed) if cfg.cold_frac else np.zeros(0, dtype=np.int64)
     split = chronological_split(ds, cfg.history_len, cold_items=cold)
+    split.valid = split.valid.sample(cfg.valid_users, cfg.seed)
     if cfg.item_source not in ("text", "id"):
         raise ValueError(f"unknown item source {cfg.item_source!r}: use text or id")
     by_id = cfg.item_source == "id"
@@ -186,9 +189,9 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
     rng = np.random.default_rng(cfg.seed)  # the same draws on every rank: one data order for all
     torch.manual_seed(cfg.seed + distributed.rank())  # dropout: a stream per rank
     gen = distributed.batch_generator(cfg.seed, dev)  # the batches' draws: one stream for all ranks
-    train = split.train
-    if cfg.max_train_samples and len(train) > cfg.max_train_samples:
-        train = train.subset(rng.choice(len(train), cfg.max_train_samples, replace=False))
+    cases = None  # (the draw is made for the causal encoder too: a seed keeps its batches)
+    if cfg.max_train_samples and split.n_train > cfg.max_train_samples:
+        cases = rng.choice(split.n_train, cfg.max_train_samples, replace=False)
     Q = Q.to(dev)  # the model moves to dev at the start of each epoch
     cold = rec.config["data"].get("cold_items", [])
     exclude = None  # cold items are not even negatives of the ranking loss: training never sees them
@@ -198,14 +201,18 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     causal = cfg.encoder == "causal"
-    if causal:  # units of work are sequence windows, each with a target at every position
-        seq_in, seq_out = map(torch.as_tensor, sequence_windows(split.train_sequences, cfg.history_len))
+    if causal:  # units of work are sequence windows, each with a target at every position,
+        windows = SequenceWindows(split.train_sequences, cfg.history_len)  # built a batch at a time
         if cfg.max_train_samples:  # random windows holding about that many targets
-            keep = rng.permutation(len(seq_in))
-            n = int(np.searchsorted(np.cumsum((seq_out[keep] != PAD).sum(1).numpy()), cfg.max_train_samples)) + 1
-            seq_in, seq_out = seq_in[keep[:n]], seq_out[keep[:n]]
-        seq_in, seq_out = seq_in.to(dev), seq_out.to(dev)
-    units, unit = (len(seq_in), "windows") if causal else (len(train), "cases")
+            keep = rng.permutation(len(windows))
+            n = int(np.searchsorted(np.cumsum(windows.targets()[keep]), cfg.max_train_samples)) + 1
+            windows = windows.subset(keep[:n])
+        units, unit = len(windows), "windows"
+    else:  # units of work are single targets with their history
+        train = split.train if cases is None else split.train.subset(cases)
+        hist_t = torch.as_tensor(train.histories).to(dev)
+        tgt_t = torch.as_tensor(train.targets).to(dev)
+        units, unit = len(train), "cases"
     bs = cfg.seq_batch_size if causal else cfg.batch_size  # the global batch, shared by the ranks
     world = distributed.world_size()
     if world > units:
@@ -219,8 +226,6 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
         n_batches -= 1
     schedule = BudgetSchedule(opt, n_batches, cfg.epochs, cfg.max_minutes)
     best, best_state, bad, history = -1.0, None, 0, []
-    hist_t = torch.as_tensor(train.histories).to(dev)
-    tgt_t = torch.as_tensor(train.targets).to(dev)
     P, D = Q.shape[1], table.z.shape[1]
     rank = distributed.rank()
     model.to(dev), table.to(dev)  # DDP wraps the model where it trains
@@ -228,22 +233,24 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
     for epoch in range(1, cfg.epochs + 1):
         epoch_start_elapsed = now() - t0
         model.to(dev).train(), table.to(dev)
-        perm = torch.from_numpy(rng.permutation(units)).to(dev)
+        perm = rng.permutation(units)
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
-        sums = {}
+        sums, n_targets, steps_t0 = {}, 0, time.perf_counter()
         for b in bar:
             rows = perm[b * bs:(b + 1) * bs if b + 1 < n_batches else None]  # the global batch
             r = c = None
             if causal:
-                h, out = seq_in[rows], seq_out[rows]  # (S, L) each
+                h, out = (torch.from_numpy(a).to(dev) for a in windows.take(rows))  # (S, L) each
                 r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
                 y, valid = out[r, c], h != PAD
                 has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
             else:
+                rows = torch.from_numpy(rows).to(dev)
                 h, y = hist_t[rows], tgt_t[rows]
                 valid = h != PAD
                 has_h = valid.any(1)
             B = len(y)
+            n_targets += B
             has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
             has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
             q = Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
@@ -263,6 +270,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
                 sums[k] = sums.get(k, 0.0) + v * batch.weight
             if b % 20 == 0:
                 bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
+        steps_s = time.perf_counter() - steps_t0  # the steps alone, without validation
         sums = distributed.mean(sums)  # the losses of the whole global batches
         decision = None  # (stop early, seconds since the start, seconds of this epoch)
         if distributed.is_main():  # rank 0 validates and keeps the best epoch
@@ -272,7 +280,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
             elapsed = now() - t0
             row = {"epoch": epoch, **{k: round(v / n_batches, 4) for k, v in sums.items()},
                    "valid_NDCG@10": round(val["NDCG@10"], 5), "valid_HR@10": round(val["HR@10"], 5),
-                   "minutes": round(elapsed / 60, 2)}
+                   "minutes": round(elapsed / 60, 2), "targets": n_targets, "steps_s": round(steps_s, 2)}
             history.append(row)
             log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
             if val["NDCG@10"] > best:
