@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.peers.baselines import popularity_scorer, textknn_scorer
+from benchmarks.peers.baselines import popularity_scorer, textknn_scorer, textsearch_scorer
 from benchmarks.results import METRIC_KEYS, git_commit, machine, write_results
 from idream.catalog import item_embeddings
 from idream.data import chronological_split, cold_items, load_dataset, test_cases
 from idream.device import training_device
 from idream.evaluate import evaluate_recommender, generated_intentions, rank_all
 
-MODELS = ("popularity", "textknn", "sasrec", "dreamrec", "idream")
+MODELS = ("popularity", "textknn", "sasrec", "dreamrec", "idream", "textsearch")
 
 
 def _params(*modules) -> int:
@@ -92,6 +92,17 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             knn = textknn_scorer(E)
             m = measured(lambda c: rank_all(lambda r: knn(c.histories[r]), c), test, cold)
             return [{"model": name, "seed": seed, **m, "train_s": 0.0, "params": 0}]
+        if name == "textsearch":  # the intention row's own sentences, ranked by text alone
+            from idream import text
+            from idream.evaluate import intention_vectors
+            backend = text.get_backend((train_overrides or {}).get("text_model", "minilm"))
+            E = item_embeddings(ds, backend, progress=False) if E is None else E
+            search = textsearch_scorer(E)
+
+            def ranked(c):
+                Q = intention_vectors(ds, c, backend, seed=seed)
+                return rank_all(lambda r: search(Q[r]), c)
+            return [{"model": name, "seed": seed, **measured(ranked, test, cold), "train_s": 0.0, "params": 0}]
         if name == "sasrec":  # the same minutes as iDream, the same fitted learning-rate decay
             same = {k: (train_overrides or {}).get(k, getattr(TrainConfig, k)) for k in ("max_minutes", "clock")}
             cfg = SASRecConfig(seed=seed, **{"device": device, **same, **(sasrec_overrides or {})})
@@ -166,7 +177,8 @@ def _mean_std(v: list) -> tuple:
 
 LABELS = {"popularity": "Popularity", "textknn": "Text-kNN", "sasrec": "SASRec (ours)",
           "dreamrec": "DreamRec (ID vectors)", "idream": "iDream, 1-step, unguided",
-          "idream+intention": "iDream, 1-step, generated intention"}
+          "idream+intention": "iDream, 1-step, generated intention",
+          "textsearch": "Text search, generated intention"}
 
 
 def quality_markdown(result: dict) -> str:

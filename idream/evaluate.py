@@ -78,14 +78,24 @@ def intention_seed(seed: int, user) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(str(user).encode())) % (2**31)
 
 
-def generated_intentions(rec, samples: Samples, seed: int = 0, progress: bool = False) -> torch.Tensor:
-    """One generated intention per case, from its target's metadata (never its title).  # (M, D)"""
-    ds = rec.dataset
-    sentences = [generate_intention(ds.item_meta(t), intention_seed(seed, u))
-                 for u, t in zip(samples.users, samples.targets)]
+def intention_sentences(ds, samples: Samples, seed: int = 0) -> list[str]:
+    """One intention sentence per case, generated from its target's metadata (never its title)."""
+    return [generate_intention(ds.item_meta(t), intention_seed(seed, u))
+            for u, t in zip(samples.users, samples.targets)]
+
+
+def intention_vectors(ds, samples: Samples, backend, cache_dir=None, seed: int = 0,
+                      progress: bool = False) -> np.ndarray:
+    """The text model's raw vectors of intention_sentences (cached on disk).  # (M, D_text)"""
+    sentences = intention_sentences(ds, samples, seed)
     # the texts' hash in the name: valid and test sets of equal size must not evict each other
     tag = f"{ds.name}-eval-intentions-{len(sentences)}-s{seed}-{text_fingerprint(sentences)[:8]}"
-    E = embed_sentences(sentences, rec.backend, rec.config.get("cache_dir"), tag=tag, progress=progress)
+    return embed_sentences(sentences, backend, cache_dir, tag=tag, progress=progress)
+
+
+def generated_intentions(rec, samples: Samples, seed: int = 0, progress: bool = False) -> torch.Tensor:
+    """One generated intention per case, from its target's metadata (never its title).  # (M, D)"""
+    E = intention_vectors(rec.dataset, samples, rec.backend, rec.config.get("cache_dir"), seed, progress)
     return torch.from_numpy(rec.transform(E))
 
 

@@ -1,4 +1,4 @@
-"""Baselines trained and evaluated on the same split: popularity and text-kNN."""
+"""Baselines trained and evaluated on the same split: popularity, text-kNN and text search."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from idream.data import PAD, Split
 
-BASELINES = ("popularity", "textknn")
+BASELINES = ("popularity", "textknn", "textsearch")
 
 
 def popularity_scorer(split: Split, n_items: int):
@@ -25,8 +25,7 @@ def popularity_scorer(split: Split, n_items: int):
 
 def textknn_scorer(E: np.ndarray):
     """Cosine similarity of every item to the mean of the history's (normalised) text vectors."""
-    E = torch.from_numpy(E).float()
-    E = E / E.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    E = _unit(torch.from_numpy(E).float())
 
     def score(histories: np.ndarray) -> torch.Tensor:  # (B, L) -> (B, N)
         h = torch.as_tensor(histories, dtype=torch.long)
@@ -35,3 +34,18 @@ def textknn_scorer(E: np.ndarray):
         return mean @ E.T
 
     return score
+
+
+def textsearch_scorer(E: np.ndarray):
+    """Cosine similarity of every item's text vector to a sentence's (an intention's) vector."""
+    E = _unit(torch.from_numpy(E).float())
+
+    def score(queries: np.ndarray) -> torch.Tensor:  # (B, D) -> (B, N)
+        return _unit(torch.as_tensor(queries, dtype=torch.float32)) @ E.T
+
+    return score
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    return x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
