@@ -15,7 +15,7 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
                       sasrec_overrides=dict(epochs=6, eval_every=2, max_len=12), log_fn=lambda s: None,
                       on_rows=lambda r: seen.append(len(r["rows"])),
                       dreamrec_overrides=dict(epochs=2))
-    assert seen == sorted(set(seen)) and seen[-1] == len(res["rows"]) and len(seen) == 10
+    assert seen == sorted(set(seen)) and seen[-1] == len(res["rows"]) and len(seen) == 12
     # SASRec gets iDream's budget unless told otherwise, and its overrides
     sas = [r["config"] for r in res["rows"] if r["model"] == "sasrec"]
     assert [(c["max_minutes"], c["clock"], c["max_len"], c["seed"]) for c in sas] == [
@@ -24,7 +24,7 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     assert {r["epochs"] for r in res["rows"] if r["model"] == "dreamrec"} == {2}
     assert {r["epochs"] for r in res["rows"] if r["model"] == "idream"} == {4}
     models = [s["model"] for s in summarize(res)]
-    assert models == ["popularity", "textknn", "sasrec", "dreamrec", "idream", "idream+intention"]
+    assert models == ["popularity", "textknn", "sasrec", "dreamrec", "idream", "textsearch", "idream+intention"]
     for s in summarize(res):
         assert s["runs"] == 2
     for name in ("popularity", "textknn"):  # no seed in them: the same numbers on every seed
