@@ -31,7 +31,7 @@ KINDS = ("auto", "exact", "faiss")
 
 def kind_for(n: int) -> str:
     """The search "auto" picks for a catalog of n items."""
-    return "exact" if n < EXACT_BELOW else "faiss"
+    return "exact" if n < max(EXACT_BELOW, MIN_FAISS) else "faiss"
 
 
 def default_factory(d: int) -> str:

@@ -163,8 +163,11 @@ def test_auto_is_exact_below_the_threshold_and_faiss_above(monkeypatch):
                                                    exact_top(V, Q, K, exclude)))
     monkeypatch.setattr(index_module, "EXACT_BELOW", 1000)
     assert ItemIndex(V).kind == "faiss" and ItemIndex(V[:999]).kind == "exact"
-    # too few items for a quantizer's codebooks: exact whatever was asked
-    assert ItemIndex(V[:index_module.MIN_FAISS - 1], "faiss").kind == "exact"
+    # too few items for a quantizer's codebooks: exact whatever was asked, and what auto picks
+    small = V[:index_module.MIN_FAISS - 1]
+    assert ItemIndex(small, "faiss").kind == "exact" == index_module.kind_for(len(small))
+    monkeypatch.setattr(index_module, "EXACT_BELOW", 0)
+    assert ItemIndex(small).kind == "exact" and ItemIndex(V).kind == "faiss"
     # exact=True searches every item even where there is an index
     built = ItemIndex(V)
     assert all(torch.equal(x, y) for x, y in zip(built.search(Q, K, exclude, exact=True),
