@@ -31,10 +31,17 @@ def _time(fn, repeats: int, warmup: int = 2) -> dict:
     return {"median_ms": round(float(np.median(ts)), 3), "p95_ms": round(float(np.percentile(ts, 95)), 3)}
 
 
-def _top10(search, oracles: torch.Tensor, seen: list, chunk: int = 16) -> torch.Tensor:
-    """search(oracles, seen) -> top-10 indices, a few rows at a time (a 1M-item score matrix
-    per row).  (U, D) -> (U, 10)"""
-    return torch.cat([search(oracles[i:i + chunk], seen[i:i + chunk]) for i in range(0, len(oracles), chunk)])
+def _top10(index, oracles: torch.Tensor, seen: list, chunk: int = 16) -> torch.Tensor:
+    """An ItemIndex's top-10 for the oracles, their seen items left out, a few rows at a time
+    (a 1M-item score matrix per row).  (U, D) -> (U, 10)"""
+    return torch.cat([index.search(oracles[i:i + chunk], 10, seen[i:i + chunk])[1]
+                      for i in range(0, len(oracles), chunk)])
+
+
+def _oracle(rec, hist, intention: str | None, steps: int) -> torch.Tensor:
+    """The oracle of one timed request, the intention's encoding included.  -> (1, D)"""
+    q = None if intention is None else rec.encode_intentions([intention])
+    return rec.oracle(hist, q, steps=steps, seed=0)
 
 
 def _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn) -> list[dict]:
@@ -44,8 +51,7 @@ def _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn) -> li
     for steps in (1, 50):
         for with_q in (False, True):
             def request():
-                q = rec.encode_intentions([intention]) if with_q else None
-                x0 = rec.oracle(hist, q, steps=steps, seed=0)
+                x0 = _oracle(rec, hist, intention if with_q else None, steps)
                 scores = mask_seen(x0 @ Vn.T, [np.asarray(idx)])
                 return top_k(scores, 10)
             rows.append({"catalog": len(Vn), "steps": steps, "intention": with_q, **_time(request, n_repeats)})
@@ -104,13 +110,12 @@ def searches(n: int, d: int) -> list[tuple[str, str | None, str]]:
     from idream.index import CANDIDATES, default_factory
 
     nlist = 1024 if n >= 500_000 else 256
-    out = [("default", None, "")]
+    out = [(f"{default_factory(d)} (default)", None, "")]
     if n <= 1_000_000:
         out.append((f"IVF{nlist},Flat nprobe={nlist // 16}", f"IVF{nlist},Flat", f"nprobe={nlist // 16}"))
     if n <= 100_000:
         out.append((f"HNSW32 efSearch={CANDIDATES}", "HNSW32", f"efSearch={CANDIDATES}"))
-    return [(label if label != "default" else default_factory(d) + " (default)", f, p)
-            for label, f, p in out]
+    return out
 
 
 def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, log_fn=print,
@@ -154,25 +159,25 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
                 rows += _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn)
             seen = [s[s < n] for s in real.seen]
             exact = ItemIndex(Vn, "exact")  # the ranking every index's recall is measured against
-            truth = _top10(lambda q, s: exact.search(q, 10, s)[1], oracles, seen)
+            truth = _top10(exact, oracles, seen)
             for label, factory, params in [("exact", None, "")] + searches(n, D):
                 t = time.perf_counter()
                 index = exact if label == "exact" else ItemIndex(Vn, "faiss", factory=factory, params=params)
                 build_s = time.perf_counter() - t
-                found = _top10(lambda q, s: index.search(q, 10, s)[1], oracles, seen)
+                found = _top10(index, oracles, seen)
                 row = {"catalog": n, "rows": kind, "search": label, "build_s": round(build_s, 3),
                        "index_bytes": index.nbytes(), "recall@10": round(_recall(found, truth), 4)}
                 for with_q in (False, True):
                     def request():
-                        q = rec.encode_intentions([intention]) if with_q else None
-                        return index.search(rec.oracle(hist, q, steps=1, seed=0), 10, [np.asarray(idx)])
+                        x0 = _oracle(rec, hist, intention if with_q else None, steps=1)
+                        return index.search(x0, 10, [np.asarray(idx)])
                     r = _time(request, n_repeats)
                     row.update({f"{'intention_' if with_q else ''}{k}": v for k, v in r.items()})
                 if label.endswith("(default)"):  # the dial behind CANDIDATES
                     row["recall@10_by_candidates"] = {}
                     for c in (100, 300, CANDIDATES, 3 * CANDIDATES):
                         index.candidates = c
-                        found = _top10(lambda q, s: index.search(q, 10, s)[1], oracles, seen)
+                        found = _top10(index, oracles, seen)
                         row["recall@10_by_candidates"][str(c)] = round(_recall(found, truth), 4)
                     index.candidates = CANDIDATES
                 retrieval.append(row)
