@@ -78,26 +78,29 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                 out[f"cases_{part}"] = len(idx)
         return out
 
-    def run_model(name: str, seed: int, split, cold) -> list[dict]:
+    def text_backend():
+        from idream import text
+        return text.get_backend((train_overrides or {}).get("text_model", "minilm"))
+
+    def item_vectors() -> np.ndarray:
+        """The catalog's text vectors (N, D_text), embedded once for the text baselines."""
         nonlocal E
+        E = item_embeddings(ds, text_backend(), progress=False) if E is None else E
+        return E
+
+    def run_model(name: str, seed: int, split, cold) -> list[dict]:
         t = time.time()
         if name == "popularity":
             pop = popularity_scorer(split, ds.n_items)
             m = measured(lambda c: rank_all(lambda r: pop(c.histories[r]), c), test, cold)
             return [{"model": name, "seed": seed, **m, "train_s": round(time.time() - t, 1), "params": 0}]
         if name == "textknn":
-            from idream import text
-            tm = (train_overrides or {}).get("text_model", "minilm")
-            E = item_embeddings(ds, text.get_backend(tm), progress=False) if E is None else E
-            knn = textknn_scorer(E)
+            knn = textknn_scorer(item_vectors())
             m = measured(lambda c: rank_all(lambda r: knn(c.histories[r]), c), test, cold)
             return [{"model": name, "seed": seed, **m, "train_s": 0.0, "params": 0}]
         if name == "textsearch":  # the intention row's own sentences, ranked by text alone
-            from idream import text
             from idream.evaluate import intention_vectors
-            backend = text.get_backend((train_overrides or {}).get("text_model", "minilm"))
-            E = item_embeddings(ds, backend, progress=False) if E is None else E
-            search = textsearch_scorer(E)
+            search, backend = textsearch_scorer(item_vectors()), text_backend()
 
             def ranked(c):
                 Q = intention_vectors(ds, c, backend, seed=seed)

@@ -7,9 +7,6 @@ import torch
 
 from idream.data import PAD, Split
 
-BASELINES = ("popularity", "textknn", "textsearch")
-
-
 def popularity_scorer(split: Split, n_items: int):
     """Every user gets the items ranked by their training interaction counts."""
     counts = np.zeros(n_items, dtype=np.float32)
