@@ -27,11 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 def training_targets(dataset: str, history_len: int) -> int:
     """Targets in one epoch of the causal encoder's training windows."""
-    from idream.data import PAD, chronological_split, load_dataset, sequence_windows
-    ds = load_dataset(dataset)
-    split = chronological_split(ds, history_len)
-    _, out = sequence_windows(split.train_sequences, history_len)
-    return int((out != PAD).sum())
+    from idream.data import SequenceWindows, chronological_split, load_dataset
+    split = chronological_split(load_dataset(dataset), history_len)
+    return int(SequenceWindows(split.train_sequences, history_len).targets().sum())
 
 
 def run(cmd: list[str], env: dict) -> list[float]:
