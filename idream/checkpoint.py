@@ -26,7 +26,7 @@ from .transform import KINDS, Transform
 
 FORMAT = "idream-checkpoint-v1"
 CONFIG_KEYS = {"format", "idream_version", "model", "diffusion", "transform", "text", "data",
-               "train", "guidance", "train_log", "cache_dir", "items_fingerprint"}
+               "train", "guidance", "train_log", "cache_dir", "items_fingerprint", "new_items"}
 MAX_T = 100_000  # sanity bounds for a hand-edited config.json (the schedule is a (T,) array)
 MAX_DEPTH = 1_000
 
@@ -127,7 +127,7 @@ def _config_problem(cfg: dict) -> str | None:
     for key in ("model", "diffusion", "text", "data"):
         if not isinstance(cfg[key], dict):
             return f"{key!r} must be a JSON object, not {type(cfg[key]).__name__}"
-    for key in ("guidance", "train", "train_log"):
+    for key in ("guidance", "train", "train_log", "new_items"):
         if key in cfg and not isinstance(cfg[key], dict):
             return f"{key!r} must be a JSON object, not {type(cfg[key]).__name__}"
     if not isinstance(cfg["transform"], str):
@@ -148,6 +148,12 @@ def _config_problem(cfg: dict) -> str | None:
             return f"guidance.{key} = {v!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
     if g.get("mode", "learned") not in ("turn", "learned"):
         return f"guidance.mode = {g['mode']!r} is not 'turn' or 'learned'"
+    n = cfg.get("new_items", {})
+    if set(n) - {"a", "b", "chosen_on"}:
+        return f"new_items has unknown keys {sorted(set(n) - {'a', 'b', 'chosen_on'})}"
+    for key in ("a", "b"):
+        if key in n and not (_is_number(n[key]) and abs(n[key]) <= MAX_GUIDANCE):
+            return f"new_items.{key} = {n[key]!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
     lo, hi = STEER_RANGE
     if g.get("mode") == "turn" and "rho" in g and not lo <= g["rho"] <= hi:
         return f"guidance.rho = {g['rho']!r}: with mode 'turn' it must be between {lo:g} and {hi:g}"

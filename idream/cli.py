@@ -271,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="turn: the learned term's weight per unit of ρ (default: the training config's)")
     gd.add_argument("--no-eval", action="store_true", help="only choose and write the defaults")
 
+    ni = sub.add_parser("new-items", help="choose how items without a learned residual are scored, "
+                                          "on the validation of cold-start checkpoints",
+                        description="Choose a and b of the new-item rule (idream/newitems.py: an item "
+                                    "added without retraining scores as high as its text is close to "
+                                    "the history) on the validation split of checkpoints trained with "
+                                    "--cold-frac, and write it into a checkpoint's config.json.")
+    ni.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder to update")
+    ni.add_argument("--from", dest="sources", nargs="+", default=None, metavar="DIR",
+                    help="cold-start checkpoints (same dataset) to choose on, pooled (default: the "
+                         "checkpoint itself, which must hold cold items)")
+    ni.add_argument("--off", action="store_true", help="switch the rule off instead")
+
     d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")
     d.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR",
                    help="ml-100k or a dataset folder (default: %(default)s)")
@@ -483,6 +495,35 @@ def cmd_guidance(a) -> int:
     return 0
 
 
+def cmd_new_items(a) -> int:
+    from .checkpoint import write_json
+    from .data import chronological_split
+    from .newitems import NewItemRule, pick, validation_grid
+    from .recommender import Recommender
+
+    rec = Recommender.load(a.checkpoint)
+    if a.off:
+        rule = NewItemRule()
+    else:
+        grids, seeds, fracs = [], [], set()
+        for src in a.sources or [a.checkpoint]:
+            other = rec if src == a.checkpoint else Recommender.load(src)
+            if other.dataset.name != rec.dataset.name:
+                raise CLIError(f"{src} was trained on {other.dataset.name}, {a.checkpoint} on {rec.dataset.name}")
+            if not len(other.cold_items):
+                raise CLIError(f"{src} holds no cold items: train it with --cold-frac")
+            split = chronological_split(other.dataset, other.history_len, cold_items=other.cold_items)
+            grids.append(validation_grid(other, split.valid))
+            seeds.append(str(other.config["train"].get("seed", "?")))
+            fracs.add(f"{other.config['train'].get('cold_frac', '?')}")
+        rule = pick(grids, f"validation of {len(grids)} cold-start checkpoint(s) ({rec.dataset.name}, "
+                           f"--cold-frac {'/'.join(sorted(fracs))}, seeds {', '.join(seeds)})")
+    rec.config["new_items"] = rule.to_dict()
+    write_json(Path(a.checkpoint) / "config.json", rec.config)
+    print(f"{a.checkpoint}: new items " + (f"a = {rule.a:g}, b = {rule.b:g} ({rule.chosen_on})" if rule.on else "off"))
+    return 0
+
+
 def cmd_describe(a) -> int:
     from urllib.parse import urlsplit
 
@@ -564,7 +605,8 @@ def main(argv=None) -> int:
     else:
         args = parser.parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-               "guidance": cmd_guidance, "describe": cmd_describe, "bench": cmd_bench}[args.command]
+               "guidance": cmd_guidance, "new-items": cmd_new_items, "describe": cmd_describe,
+               "bench": cmd_bench}[args.command]
     from .checkpoint import CheckpointError
     from .data import DatasetError
     from .openai_backend import OpenAIServiceError

@@ -108,7 +108,7 @@ def evaluate_recommender(rec, samples: Samples, steps: int = 1, w=None, rho=None
         q = None if intentions is None else intentions[rows]
         x0 = rec.oracle(samples.histories[rows], q, steps=steps, w=w, rho=rho,
                         seed=seed + int(rows[0]))
-        return rec.scores(x0)
+        return rec.scores(x0, samples.histories[rows])
 
     return rank_all(score, samples, batch_size, dump_top, seed=seed)
 

@@ -86,11 +86,12 @@ class ItemIndex:
 
     # -- search ------------------------------------------------------------------------------
     def search(self, queries, k: int, exclude: list | None = None, extra: torch.Tensor | None = None,
-               exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               exact: bool = False, extra_scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The k best items per query, best first.  queries (B, D) -> scores (B, k), indices (B, k)
 
         exclude: per row, item indices never to return (the history). extra: (n, D) vectors
-        scored exactly beside the catalog, returned as indices N..N+n-1. exact: skip the index.
+        scored exactly beside the catalog, returned as indices N..N+n-1; extra_scores (B, n): their
+        scores when they are not the plain product (idream.newitems). exact: skip the index.
         Fewer than k columns only when some row has fewer than k items left to return.
         """
         q = torch.as_tensor(queries, dtype=torch.float32).detach()
@@ -103,27 +104,34 @@ class ItemIndex:
             extra = extra if len(extra) else None
         if extra is not None and (extra.ndim != 2 or extra.shape[1] != self.d):
             raise ValueError(f"extra items must be (n, {self.d}), got {tuple(extra.shape)}")
+        if extra is not None:
+            extra = q @ extra.T if extra_scores is None else torch.as_tensor(extra_scores, dtype=torch.float32)
+            if extra.shape[0] != len(q):
+                raise ValueError(f"extra scores must be ({len(q)}, n), got {tuple(extra.shape)}")
         total = self.n + (0 if extra is None else len(extra))
         exclude = self._exclusions(exclude, len(q), total)
         k = max(0, min(int(k), total - max((len(e) for e in exclude), default=0)))
         if self.faiss is None or exact:
             return self._exact(q, k, exclude, extra)
-        rows = [self._approximate(q[b], k, exclude[b], extra) for b in range(len(q))]
+        rows = [self._approximate(q[b], k, exclude[b], None if extra is None else extra[b])
+                for b in range(len(q))]
         if not rows:
             return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
         return torch.stack([s for s, _ in rows]), torch.stack([i for _, i in rows])
 
     def _exact(self, q, k, exclude, extra):
-        """Every item scored: the product, the mask and the partial top-k the evaluation uses."""
+        """Every item scored: the product, the mask and the partial top-k the evaluation uses.
+        extra: the extra items' scores (B, n)."""
         scores = q @ self.vectors.T  # (B, N)
         if extra is not None:
-            scores = torch.cat([scores, q @ extra.T], dim=1)  # (B, N + n)
+            scores = torch.cat([scores, extra], dim=1)  # (B, N + n)
         scores = mask_seen(scores, exclude)
         top = top_k(scores, k)
         return scores.gather(1, top), top
 
     def _approximate(self, q, k, exclude, extra):
-        """One row: the index's candidates less the excluded, rescored exactly, merged with the extras."""
+        """One row: the index's candidates less the excluded, rescored exactly, merged with the
+        extras (their scores (n,))."""
         excluded_catalog = int((exclude < self.n).sum())
         want = min(k, self.n - excluded_catalog)  # catalog items this row may need
         ask = min(self.n, max(k, self.candidates) + excluded_catalog)
@@ -134,14 +142,14 @@ class ItemIndex:
             if len(cand) >= want:
                 break
             if ask >= self.n:  # the whole catalog asked for and still short: score every item
-                return tuple(t[0] for t in self._exact(q[None], k, [exclude], extra))
+                return tuple(t[0] for t in self._exact(q[None], k, [exclude], None if extra is None else extra[None]))
             ask = min(self.n, 2 * ask)
         cand = torch.from_numpy(np.sort(cand).astype(np.int64))
         scores = self.vectors[cand] @ q  # (C,) the exact scores, not the index's
         if extra is not None:
             keep = torch.from_numpy(~np.isin(np.arange(self.n, self.n + len(extra)), exclude))
             cand = torch.cat([cand, torch.arange(self.n, self.n + len(extra))[keep]])
-            scores = torch.cat([scores, (extra @ q)[keep]])
+            scores = torch.cat([scores, extra[keep]])
         top = top_k(scores[None], k)[0]  # candidates sorted by index: ties go to the lower one
         return scores[top], cand[top]
 

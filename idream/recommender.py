@@ -17,6 +17,7 @@ from .data import PAD, Dataset, window
 from .diffusion import Diffusion
 from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
+from .newitems import NewItemRule, NewItemScorer, unit
 from .request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
                       OFFERED_GUIDANCE, Limits, Request, check_request, check_rhos, clean_text,
                       outside_steer_range)
@@ -59,6 +60,7 @@ class Recommender:
         self._backend = backend
         self._vectors = None
         self._steer = None
+        self._new_items = None
         self.exact = exact  # True: score every item even where the catalog has a graph index
         self._index = None
         self._index_lock = threading.Lock()  # one build when the first requests arrive together
@@ -135,7 +137,29 @@ class Recommender:
         """Forget cached item vectors and their index (after training steps or appended items)."""
         self._vectors = None
         self._steer = None
+        self._new_items = None
         self._index = None
+
+    @property
+    def cold_items(self) -> np.ndarray:
+        """Catalog items that never trained (the cold-start protocol): no learned residual."""
+        return np.asarray(self.config.get("data", {}).get("cold_items", []), dtype=np.int64)
+
+    @property
+    def new_item_rule(self) -> NewItemRule:
+        """How residual-free items are scored (idream.newitems); off in older checkpoints."""
+        return NewItemRule.from_config(self.config.get("new_items"))
+
+    def new_item_scorer(self) -> NewItemScorer | None:
+        """The scorer of residual-free items, or None when the rule is off or the checkpoint
+        holds no raw text vectors."""
+        if not self.new_item_rule.on or self.embeddings is None:
+            return None
+        if self._new_items is None:
+            warm = np.ones(len(self.embeddings), dtype=bool)
+            warm[self.cold_items] = False
+            self._new_items = NewItemScorer(self.embeddings, self.item_vectors()[torch.from_numpy(warm)])
+        return self._new_items
 
     def text_steer(self) -> TextSteer:
         """Text directions and the catalog covariance for the current item vectors."""
@@ -275,9 +299,15 @@ class Recommender:
         return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
                       shared_noise=shared_noise, steer=steer)
 
-    def scores(self, oracle: torch.Tensor) -> torch.Tensor:
-        """s_i = ⟨x̂0, z_i⟩ for every item.  (B, D) -> (B, N)"""
-        return oracle @ self.item_vectors().T
+    def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None) -> torch.Tensor:
+        """s_i = ⟨x̂0, z_i⟩ for every item; with the histories (B, L), the catalog's residual-free
+        items are scored by the new-item rule (idream.newitems).  (B, D) -> (B, N)"""
+        s = oracle @ self.item_vectors().T
+        ns = self.new_item_scorer() if histories is not None else None
+        if ns is not None and len(self.cold_items):
+            c = torch.from_numpy(self.cold_items)
+            s[:, c] = ns.scores(oracle, histories, ns.unit[c], s[:, c], self.new_item_rule)
+        return s
 
     def _history_indices(self, history) -> list[int]:
         if history is None:
@@ -344,18 +374,36 @@ class Recommender:
             rows.append(row)
         return rows
 
-    def _rank(self, x0: torch.Tensor, idx: list[int], k: int, extra: list | None) -> tuple:
-        """The top-k over the catalog (+ extra items) with the history left out.
-        (B, D) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
+    def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
+              extra: list | None) -> tuple:
+        """The top-k over the catalog (+ extra items) with the history left out. Residual-free
+        items (the catalog's cold ones and the extra ones) are scored by the new-item rule.
+        x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
         too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
                                 "model): lower rho or w")
         if not bool(torch.isfinite(x0).all()):  # never rank by NaN or infinite scores
             raise too_strong
-        Z_new = torch.stack([it["z"] for it in extra]) if extra else None  # (n, D)
-        seen = [np.asarray(idx, dtype=np.int64)] * x0.shape[0]
-        scores, top = self.item_index().search(x0, k, seen, Z_new)
+        N, B = self.dataset.n_items, x0.shape[0]
+        ns = self.new_item_scorer()
+        cold = self.cold_items if ns is not None else np.zeros(0, dtype=np.int64)
+        # residual-free items ride beside the index: the catalog's cold ones first, then the extras
+        Z = [self.item_vectors()[torch.from_numpy(cold)]] + ([torch.stack([it["z"] for it in extra])]
+                                                            if extra else [])
+        Z = torch.cat(Z)  # (C + n, D)
+        extra_scores = None
+        if ns is not None and len(Z):
+            raw = [ns.unit[torch.from_numpy(cold)]] + ([unit(np.stack([it["e"] for it in extra]))]
+                                                      if extra else [])
+            extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule)
+        pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
+        seen = np.asarray(list(idx) + [pos[i] for i in idx if i in pos] + cold.tolist(), dtype=np.int64)
+        scores, top = self.item_index().search(x0, k, [seen] * B, Z if len(Z) else None,
+                                               extra_scores=extra_scores)
         if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow
             raise too_strong
+        if len(cold):  # back to catalog indices; the extras keep N..N+n-1
+            back = torch.cat([torch.arange(N), torch.from_numpy(cold), N + torch.arange(len(Z) - len(cold))])
+            top = back[top]
         return scores, top
 
     def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
@@ -374,7 +422,7 @@ class Recommender:
         e_q, q = self._intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
-        scores, top = self._rank(x0, idx, k, extra_items)
+        scores, top = self._rank(x0, idx, hist, k, extra_items)
         rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
@@ -402,7 +450,7 @@ class Recommender:
         e_q, q = self._intention(intention)
         x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
                          rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
-        scores, top = self._rank(x0, idx, k, extra_items)
+        scores, top = self._rank(x0, idx, hist, k, extra_items)
         V = self.item_vectors()
         h_mean = V[idx].mean(0) if idx else None
         # toward the intention: its text direction in a steered model (what ρ turns to), else q

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__, distributed, text
+from . import __version__, distributed, newitems, text
 from .device import training_device
 from .catalog import embed_sentences, item_embeddings
 from .data import PAD, SequenceWindows, chronological_split, cold_items, load_dataset
@@ -307,6 +307,11 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
     model.eval()
     rec.invalidate()
     choose_guidance(rec, split, cfg, log_fn)
+    if len(rec.cold_items) and cfg.item_source != "id":  # how to score residual-free items, on validation
+        rule = newitems.pick([newitems.validation_grid(rec, split.valid)])
+        rec.config["new_items"] = rule.to_dict()
+        rec.invalidate()
+        log_fn(f"new items on validation: a={rule.a:g}, b={rule.b:g} ({rule.chosen_on})")
     rec.config["train_log"] = {"epochs_run": len(history), "best_epoch": best_state[2],
                                "lr_decay_epochs": round(schedule.decay_epochs, 2),
                                "best_valid_NDCG@10": round(best, 5), "history": history,

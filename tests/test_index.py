@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import idream.index as index_module
+from idream.data import window
 from idream.index import ItemIndex
 from idream.metrics import mask_seen, top_k
 
@@ -25,11 +26,11 @@ def planted(n: int, d: int, n_queries: int, seed: int = 0) -> tuple[torch.Tensor
     return torch.from_numpy(items.astype(np.float32)), torch.from_numpy(queries.astype(np.float32))
 
 
-def exact_top(V, q, k, exclude=None, extra=None):
+def exact_top(V, q, k, exclude=None, extra=None, extra_scores=None):
     """The ranking the index must reproduce, written out: every score, the mask, the top-k."""
     scores = q @ V.T
     if extra is not None:
-        scores = torch.cat([scores, q @ extra.T], dim=1)
+        scores = torch.cat([scores, q @ extra.T if extra_scores is None else extra_scores], dim=1)
     if exclude is not None:
         scores = mask_seen(scores, [np.asarray(e, dtype=np.int64) for e in exclude])
     top = top_k(scores, k)
@@ -225,11 +226,31 @@ REQUESTS = [
 ]
 
 
+def new_item_scores(rec, x0, history, extra):
+    """The new-item rule written out (idream/newitems.py): max(own score, mean + spread·(a·z + b)),
+    z the item's largest text cosine to a history item, z-scored over the catalog's.  -> (1, n)"""
+    own = (x0 @ torch.stack([it["z"] for it in extra]).T).double()
+    rule = rec.new_item_rule
+    if not rule.on or not len(history):
+        return own
+    E = rec.embeddings / np.linalg.norm(rec.embeddings, axis=1, keepdims=True)
+    new = np.stack([it["e"] / np.linalg.norm(it["e"]) for it in extra])
+    hist = E[list(history)[-rec.history_len:]]
+    close = lambda X: (X @ hist.T).max(1)  # noqa: E731
+    ref = close(E)
+    z = (close(new) - ref.mean()) / ref.std(ddof=1)
+    s = (x0.double() @ rec.item_vectors().double().T)[0].numpy()
+    cal = s.mean() + s.std() * (rule.a * z + rule.b)
+    return torch.maximum(own, torch.from_numpy(cal)[None])
+
+
 def reference(rec, out, extra):
     """Today's exact ranking of a recommendation's oracle: (item ids, scores as the rows show)."""
     x0 = torch.from_numpy(out.oracle)[None]
     Z = torch.stack([it["z"] for it in extra]) if extra else None
-    scores, top = exact_top(rec.item_vectors(), x0, len(out.items), [np.asarray(out.history)], Z)
+    extra_scores = new_item_scores(rec, x0, out.history, extra).float() if extra else None
+    scores, top = exact_top(rec.item_vectors(), x0, len(out.items), [np.asarray(out.history)], Z,
+                            extra_scores)
     ids = [rec.dataset.item_meta(i)["item_id"] if i < rec.dataset.n_items else f"new:{i - rec.dataset.n_items + 1}"
            for i in top[0].tolist()]
     return ids, [round(float(s), 4) for s in scores[0]]
@@ -244,9 +265,12 @@ def test_shipped_checkpoint_ranks_as_scoring_every_item(rec, history, intention,
     # and to the last bit, before the rows round them
     x0 = torch.from_numpy(out.oracle)[None]
     Z = torch.stack([it["z"] for it in extra]) if extra else None
-    got = rec._rank(x0, out.history, 10, extra)
-    want = exact_top(rec.item_vectors(), x0, 10, [np.asarray(out.history)], Z)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    hist = window(np.asarray(out.history), len(out.history), rec.history_len)[None]
+    got = rec._rank(x0, out.history, hist, 10, extra)
+    want = exact_top(rec.item_vectors(), x0, 10, [np.asarray(out.history)], Z,
+                     new_item_scores(rec, x0, out.history, extra).float() if extra else None)
+    torch.testing.assert_close(got[0], want[0])
+    assert torch.equal(got[1], want[1])
 
 
 def test_shipped_checkpoint_through_the_faiss_index(rec, monkeypatch):

@@ -1,0 +1,146 @@
+"""Items without a learned residual (held out of training, or added in a session) scored so that
+they can enter the top-K. Their whitened dot with the oracle never competes with the warm items'
+full scores (results/experiments/cold-residual.md); what singles out the right new item is how close
+its text is to something the person watched. So a new item j also gets
+
+    s_j = mean + spread · (a·z_j + b)
+
+where mean and spread are those of the warm items' scores for this request (x̂0·v̄ and √(x̂0ᵀΣx̂0))
+and z_j is j's closeness (its largest raw text cosine to a history item) z-scored against the
+catalog's closeness for the same history. It keeps the larger of s_j and its own score, so an
+intention that means the item still lifts it (with no history: its own score alone). a and b are
+chosen on validation of checkpoints trained with held-out items (`validation_grid`, `pick`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .data import PAD
+
+SAMPLE = 2048  # catalog items whose closeness sets the z-score's reference (all of a smaller catalog)
+A_GRID = (0.5, 1.0, 1.5, 2.0, 3.0)
+B_GRID = tuple(round(b, 1) for b in np.arange(-4.0, 2.01, 0.1))
+WARM_COST = 0.002  # the most warm NDCG@10 the choice may give up on validation
+
+
+@dataclass
+class NewItemRule:
+    """How residual-free items are scored; a = 0 switches it off (they keep their own score)."""
+    a: float = 0.0
+    b: float = 0.0
+    chosen_on: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "NewItemRule":
+        return cls(**(cfg or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def on(self) -> bool:
+        return self.a != 0.0
+
+
+def unit(E: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length (raw text vectors → cosines by dot product).  (N, Dt) -> (N, Dt)"""
+    E = torch.as_tensor(np.asarray(E, dtype=np.float32))
+    return E / E.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+class NewItemScorer:
+    """Closeness and calibrated scores for one catalog: its raw text vectors and warm item vectors."""
+
+    def __init__(self, raw: np.ndarray, warm_vectors: torch.Tensor, seed: int = 0):
+        self.unit = unit(raw)  # (N, Dt)
+        n = len(self.unit)
+        self.sample = (torch.arange(n) if n <= SAMPLE else
+                       torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, SAMPLE, replace=False))))
+        V = warm_vectors.detach().double()
+        self.mean = V.mean(0)  # (D,)
+        Vc = V - self.mean
+        self.sigma = Vc.T @ Vc / max(len(V), 1)  # (D, D)
+
+    def closeness(self, histories: np.ndarray, cand: torch.Tensor) -> torch.Tensor:
+        """Largest cosine between each candidate and a history item.  (B, L), (C, Dt) -> (B, C)"""
+        h = torch.as_tensor(np.asarray(histories), dtype=torch.long)
+        valid = h != PAD
+        H = self.unit[h.clamp(min=0)]  # (B, L, Dt)
+        cos = torch.einsum("bld,cd->blc", H, cand).masked_fill(~valid[..., None], -2.0)
+        return cos.max(1).values
+
+    def z(self, histories: np.ndarray, cand: torch.Tensor) -> torch.Tensor:
+        """Closeness z-scored against the catalog sample's for the same history.  -> (B, C)"""
+        ref = self.closeness(histories, self.unit[self.sample])  # (B, S)
+        m, sd = ref.mean(1, keepdim=True), ref.std(1, keepdim=True).clamp(min=1e-6)
+        return (self.closeness(histories, cand) - m) / sd
+
+    def scores(self, x0: torch.Tensor, histories: np.ndarray, cand: torch.Tensor, own: torch.Tensor,
+               rule: NewItemRule) -> torch.Tensor:
+        """The candidates' scores under the rule: max(own, mean + spread·(a·z + b)).
+        x0 (B, D), cand (C, Dt) unit raw vectors, own (B, C) their dot with x0 -> (B, C)"""
+        if not rule.on:
+            return own
+        xd = x0.double()
+        mean = xd @ self.mean  # (B,)
+        spread = ((xd @ self.sigma) * xd).sum(1).clamp(min=0).sqrt()  # (B,)
+        cal = mean[:, None] + spread[:, None] * (rule.a * self.z(histories, cand).double() + rule.b)
+        no_history = ~(torch.as_tensor(np.asarray(histories)) != PAD).any(1)
+        cal[no_history] = -torch.inf  # closeness to nothing: the item keeps its own score
+        return torch.maximum(own, cal.to(own.dtype))
+
+
+
+@torch.no_grad()
+def validation_grid(rec, samples, batch_size: int = 512) -> list[tuple]:
+    """NDCG@10 on the cases whose target is one of `rec`'s cold items, on the others, and on all,
+    for every (a, b) in A_GRID × B_GRID, unguided one-step at the checkpoint's w: rows (a, b,
+    cold, warm, all), the first row (None, None, ...) today's scores (the rule off)."""
+    from .metrics import mask_seen, metrics_from_counts, rank_counts
+
+    cold = torch.from_numpy(rec.cold_items)
+    if not len(cold):
+        raise ValueError("this checkpoint holds no cold items: train one with --cold-frac")
+    warm = torch.ones(rec.dataset.n_items, dtype=torch.bool)
+    warm[cold] = False
+    ns = NewItemScorer(rec.embeddings, rec.item_vectors()[warm])
+    parts = []  # per batch: today's scores (B, N), the cold items' z (B, C), mean and spread (B,)
+    for s in range(0, len(samples), batch_size):
+        h = samples.histories[s:s + batch_size]
+        x0 = rec.oracle(h, None, steps=1, w=rec.default_w, rho=0.0, seed=s)
+        xd = x0.double()
+        parts.append((x0 @ rec.item_vectors().T, ns.z(h, ns.unit[cold]),
+                      (xd @ ns.mean).float(), ((xd @ ns.sigma) * xd).sum(1).clamp(min=0).sqrt().float()))
+    full, z, mean, spread = (torch.cat(t) for t in zip(*parts))
+    is_cold = np.isin(samples.targets, rec.cold_items)
+    targets = torch.as_tensor(samples.targets)
+
+    def ndcg(scores):
+        a, e = (x.numpy() for x in rank_counts(mask_seen(scores, samples.seen), targets))
+        return [metrics_from_counts(a[m], e[m], ks=(10,))["NDCG@10"] if m.any() else 0.0
+                for m in (is_cold, ~is_cold, np.ones_like(is_cold))]
+
+    grid = [(None, None, *ndcg(full.clone()))]
+    for a in A_GRID:
+        for b in B_GRID:
+            s = full.clone()
+            s[:, cold] = torch.maximum(full[:, cold], mean[:, None] + spread[:, None] * (a * z + b))
+            grid.append((a, b, *ndcg(s)))
+    return grid
+
+
+def pick(grids: list[list[tuple]], source: str = "validation") -> NewItemRule:
+    """The (a, b) with the best mean cold NDCG@10 over the grids among those whose mean warm
+    NDCG@10 is at most WARM_COST below the rule being off (ties: the best overall)."""
+    mean = np.mean([[g[2:] for g in grid] for grid in grids], axis=0)  # (1 + settings, 3)
+    keys = [g[:2] for g in grids[0]]
+    ok = [i for i in range(1, len(keys)) if mean[i, 1] >= mean[0, 1] - WARM_COST]
+    i = max(ok, key=lambda i: (mean[i, 0], mean[i, 2]))
+    a, b = keys[i]
+    return NewItemRule(float(a), float(b),
+                       f"{source}: the best NDCG@10 on cold targets at a warm cost ≤ {WARM_COST} "
+                       f"(cold {mean[0, 0]:.4f} → {mean[i, 0]:.4f}, warm {mean[0, 1]:.4f} → {mean[i, 1]:.4f})")
