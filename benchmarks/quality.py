@@ -130,6 +130,15 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         out = [{"model": name, "seed": seed, **unguided, "train_s": train_s,
                 "params": params, "w": g["w"], "epochs": epochs,
                 "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))}]
+        if name == "idream" and rec.new_item_rule.on:  # the same model, new items by their own score
+            rule = rec.config.pop("new_items")
+            rec.invalidate()
+            out.append({"model": "idream-own-score", "seed": seed,
+                        **measured(lambda c: evaluate_recommender(rec, c, steps=1, w=g["w"], rho=0.0, seed=seed),
+                                   cases, cold),
+                        "train_s": train_s, "params": params, "w": g["w"], "epochs": epochs})
+            rec.config["new_items"] = rule
+            rec.invalidate()
         if name == "idream":
             def guided(c):
                 q = generated_intentions(rec, c, seed=seed)
@@ -153,7 +162,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
 def summarize(result: dict) -> list[dict]:
     """Mean ± std over seeds per model."""
     out = []
-    order = [*MODELS, "idream+intention"]  # the same row order whatever order they ran in
+    order = [*MODELS, "idream-own-score", "idream+intention"]  # the same row order whatever order they ran in
     for model in sorted(dict.fromkeys(r["model"] for r in result["rows"]), key=order.index):
         rs = [r for r in result["rows"] if r["model"] == model]
         s = {"model": model, "runs": len(rs),
@@ -180,6 +189,7 @@ def _mean_std(v: list) -> tuple:
 
 LABELS = {"popularity": "Popularity", "textknn": "Text-kNN", "sasrec": "SASRec (ours)",
           "dreamrec": "DreamRec (ID vectors)", "idream": "iDream, 1-step, unguided",
+          "idream-own-score": "iDream, 1-step, unguided, new items by their own score",
           "idream+intention": "iDream, 1-step, generated intention",
           "textsearch": "Text search, generated intention"}
 

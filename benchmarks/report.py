@@ -271,6 +271,11 @@ def write_model_card(ckpt: Path) -> Path:
            f"ρ is {g.get('chosen_on', '').split('ρ ', 1)[-1]}; "
            f"re-chosen without retraining by `python -m idream guidance --checkpoint {ckpt}`."
            if g.get("mode") == "turn" else ""),
+        (f"- New items (no learned residual; `idream/newitems.py`): score max(own, mean + spread·"
+         f"(a·z + b)), z their text closeness to the history; a = {n['a']:g}, b = {n['b']:g}, chosen on "
+         f"{n['chosen_on'].split(': ', 1)[0]}; set by `python -m idream new-items`."
+         if (n := cfg.get("new_items", {})).get("a") else
+         "- New items (no learned residual) rank by their own score alone."),
         f"- Weights and vectors: {size / 1e6:.1f} MB of safetensors.",
         "",
         "## Results",

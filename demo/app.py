@@ -58,7 +58,9 @@ typed in plain words; it then ranks every catalog item by ⟨x̂₀, zᵢ⟩ (hi
   intention alone, as a text search would rank.
 - **Sampling.** Deterministic DDIM over `steps` evenly strided timesteps; one step is a single
   batched forward pass. The denoising path shows x̂₀ after each step.
-- **New items need no retraining:** describe → embed → whiten → score like any other item.
+- **New items need no retraining:** describe → embed → whiten → score like any other item. Having
+  no learned residual, a new item also scores as high as its text is close to something in your
+  history (the checkpoint's new-item rule, chosen on items held out of training).
 """
 
 CSS = """

@@ -174,6 +174,27 @@ def test_usage_error_quoting_a_control_character_stays_one_line(capsys):
     assert "\\n\\x01" in err  # shown escaped, not dropped
 
 
+def test_new_items_chosen_on_cold_start_checkpoints(ckpt, synthetic_dir, cache_dir, tmp_path):
+    """`new-items` picks a and b on held-out items' validation and writes them; a checkpoint with
+    no held-out items is refused with a message, and --off switches the rule off."""
+    import shutil
+    ck = tmp_path / "ck"
+    shutil.copytree(ckpt, ck)
+    bad = run("new-items", "--checkpoint", str(ck), ok=False)
+    assert bad.returncode == 2 and "no cold items" in bad.stderr and "Traceback" not in bad.stderr
+    cold = tmp_path / "cold"
+    run("train", "--dataset", str(synthetic_dir), "--out", str(cold), "--text-model", "hash:32",
+        "--width", "32", "--depth", "1", "--heads", "2", "--epochs", "2", "--batch-size", "64",
+        "--T", "100", "--history-len", "5", "--intention-pool", "2", "--cold-frac", "0.25",
+        "--cache-dir", str(cache_dir), "--quiet", "--no-eval")
+    assert json.loads((cold / "config.json").read_text())["new_items"]["chosen_on"].startswith("validation")
+    p = run("new-items", "--checkpoint", str(ck), "--from", str(cold))
+    rule = json.loads((ck / "config.json").read_text())["new_items"]
+    assert rule["a"] > 0 and "1 cold-start checkpoint" in rule["chosen_on"] and "new items a =" in p.stdout
+    run("new-items", "--checkpoint", str(ck), "--off")
+    assert json.loads((ck / "config.json").read_text())["new_items"]["a"] == 0.0
+
+
 def test_guidance_rechooses_without_retraining(ckpt, tmp_path):
     """`guidance` switches a checkpoint between the two meanings of ρ, chosen again on validation;
     the weights stay byte for byte, and guided metrics of the old meaning are dropped."""

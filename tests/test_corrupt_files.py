@@ -202,7 +202,9 @@ def test_config_not_an_object(copy, content):
     ("model", "heads", 5), ("model", "dropout", float("nan")), ("model", "n_items", 10**12),
     ("diffusion", "T", 10**12), ("diffusion", "T", 0), ("diffusion", "schedule", "zigzag"),
     ("diffusion", "beta_end", 2.0), ("text", "dim", "384"), ("text", "backend", 7),
-    ("guidance", "w", "strong"), ("guidance", "rho", 1e9), (None, "model", [1, 2]),
+    ("guidance", "w", "strong"), ("guidance", "rho", 1e9), ("new_items", "a", "high"),
+    ("new_items", "b", float("inf")), ("new_items", "c", 1.0), (None, "new_items", [1.5, -1.6]),
+    (None, "model", [1, 2]),
     (None, "text", "minilm"), (None, "transform", ["whiten"]), (None, "transform", "rotate"),
 ])
 def test_config_bad_value(copy, section, key, value):

@@ -115,6 +115,31 @@ def test_new_item_that_matches_enters_the_top10(shipped):
     assert "Derelict" not in [r["title"] for r in unguided.items]  # the intention brought it in
 
 
+def test_new_item_close_to_the_history_is_recommended_without_an_intention(shipped):
+    """The new-item rule (idream/newitems.py): a new film written like the history's enters the
+    unguided top-10, where its own score alone left it in the hundreds; the romance stays out."""
+    assert shipped.new_item_rule.on
+    close = shipped.embed_new_item("Alien Harvest", "A mining crew in deep space is hunted by a hostile "
+                                   "alien creature.", 1987, ["Sci-Fi", "Horror"])
+    far = shipped.embed_new_item("Letters from Bath", "A quiet period romance between a widowed governess "
+                                 "and a country vicar in Regency England.", 2024, ["Romance", "Drama"])
+
+    def rank(title):
+        out = shipped.recommend(SCIFI, None, k=200, extra_items=[close, far])
+        titles = [r["title"] for r in out.items]
+        return titles.index(title) + 1 if title in titles else None
+
+    assert rank("Alien Harvest") <= 10 and rank("Letters from Bath") is None
+    rule = shipped.config["new_items"]
+    try:
+        shipped.config["new_items"] = {"a": 0.0, "b": 0.0, "chosen_on": ""}  # the rule off
+        shipped.invalidate()
+        assert rank("Alien Harvest") is None and rank("Letters from Bath") is None
+    finally:
+        shipped.config["new_items"] = rule
+        shipped.invalidate()
+
+
 def test_steered_rho_outside_its_range_is_refused(shipped):
     for bad in (-0.1, 1.5, 10.0):
         with pytest.raises(ValueError, match=r"^rho must be between 0 .* and 1"):

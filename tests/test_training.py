@@ -14,6 +14,7 @@ import torch
 
 from benchmarks.peers.baselines import popularity_scorer
 from idream.checkpoint import CheckpointError, save_checkpoint
+from idream.newitems import A_GRID, B_GRID
 from idream.recommender import load_checkpoint
 from idream.data import load_dataset, test_cases
 from idream.evaluate import evaluate_recommender, rank_all
@@ -433,3 +434,10 @@ def test_cold_items_keep_no_residual_and_are_recorded(synthetic_dir, cache_dir):
     warm = sorted(set(range(40)) - set(cold))
     assert (r[warm].norm(dim=1) > 0).all()
     assert not set(cold) & {int(i) for s in split.train_sequences for i in s}
+    # how residual-free items score is chosen on validation and applies to the cold columns only
+    rule = rec.new_item_rule
+    assert rule.a in A_GRID and rule.b in B_GRID and rule.chosen_on.startswith("validation")
+    h = split.valid.histories[:16]
+    x0 = rec.oracle(h, None, steps=1, w=0.0, rho=0.0, seed=0)
+    plain, ruled = rec.scores(x0), rec.scores(x0, h)
+    assert torch.equal(plain[:, warm], ruled[:, warm]) and (ruled[:, cold] >= plain[:, cold]).all()
