@@ -56,26 +56,30 @@ class NewItemScorer:
     """Closeness and calibrated scores for one catalog: its raw text vectors and warm item vectors."""
 
     def __init__(self, raw: np.ndarray, warm_vectors: torch.Tensor, seed: int = 0):
-        self.unit = unit(raw)  # (N, Dt)
-        n = len(self.unit)
-        self.sample = (torch.arange(n) if n <= SAMPLE else
-                       torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, SAMPLE, replace=False))))
+        self.raw = raw  # (N, Dt) kept, not copied: rows are scaled to unit length as they are read
+        n = len(raw)
+        sample = np.arange(n) if n <= SAMPLE else np.sort(np.random.default_rng(seed).choice(n, SAMPLE, replace=False))
+        self.sample = self.rows(sample)  # (S, Dt)
         V = warm_vectors.detach().double()
         self.mean = V.mean(0)  # (D,)
         Vc = V - self.mean
         self.sigma = Vc.T @ Vc / max(len(V), 1)  # (D, D)
 
+    def rows(self, idx) -> torch.Tensor:
+        """Catalog items' raw text vectors at unit length.  (C,) -> (C, Dt)"""
+        return unit(self.raw[np.asarray(idx, dtype=np.int64)])
+
     def closeness(self, histories: np.ndarray, cand: torch.Tensor) -> torch.Tensor:
         """Largest cosine between each candidate and a history item.  (B, L), (C, Dt) -> (B, C)"""
-        h = torch.as_tensor(np.asarray(histories), dtype=torch.long)
-        valid = h != PAD
-        H = self.unit[h.clamp(min=0)]  # (B, L, Dt)
+        h = np.asarray(histories, dtype=np.int64)
+        valid = torch.from_numpy(h != PAD)
+        H = self.rows(np.maximum(h, 0).reshape(-1)).reshape(*h.shape, -1)  # (B, L, Dt)
         cos = torch.einsum("bld,cd->blc", H, cand).masked_fill(~valid[..., None], -2.0)
         return cos.max(1).values
 
     def z(self, histories: np.ndarray, cand: torch.Tensor) -> torch.Tensor:
         """Closeness z-scored against the catalog sample's for the same history.  -> (B, C)"""
-        ref = self.closeness(histories, self.unit[self.sample])  # (B, S)
+        ref = self.closeness(histories, self.sample)  # (B, S)
         m, sd = ref.mean(1, keepdim=True), ref.std(1, keepdim=True).clamp(min=1e-6)
         return (self.closeness(histories, cand) - m) / sd
 
@@ -113,7 +117,7 @@ def validation_grid(rec, samples, batch_size: int = 512) -> list[tuple]:
         h = samples.histories[s:s + batch_size]
         x0 = rec.oracle(h, None, steps=1, w=rec.default_w, rho=0.0, seed=s)
         xd = x0.double()
-        parts.append((x0 @ rec.item_vectors().T, ns.z(h, ns.unit[cold]),
+        parts.append((x0 @ rec.item_vectors().T, ns.z(h, ns.rows(cold)),
                       (xd @ ns.mean).float(), ((xd @ ns.sigma) * xd).sum(1).clamp(min=0).sqrt().float()))
     full, z, mean, spread = (torch.cat(t) for t in zip(*parts))
     is_cold = np.isin(samples.targets, rec.cold_items)

@@ -306,7 +306,7 @@ class Recommender:
         ns = self.new_item_scorer() if histories is not None else None
         if ns is not None and len(self.cold_items):
             c = torch.from_numpy(self.cold_items)
-            s[:, c] = ns.scores(oracle, histories, ns.unit[c], s[:, c], self.new_item_rule)
+            s[:, c] = ns.scores(oracle, histories, ns.rows(self.cold_items), s[:, c], self.new_item_rule)
         return s
 
     def _history_indices(self, history) -> list[int]:
@@ -392,8 +392,7 @@ class Recommender:
         Z = torch.cat(Z)  # (C + n, D)
         extra_scores = None
         if ns is not None and len(Z):
-            raw = [ns.unit[torch.from_numpy(cold)]] + ([unit(np.stack([it["e"] for it in extra]))]
-                                                      if extra else [])
+            raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
             extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule)
         pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
         seen = np.asarray(list(idx) + [pos[i] for i in idx if i in pos] + cold.tolist(), dtype=np.int64)

@@ -19,7 +19,7 @@ def scorer():
 def test_closeness_is_the_largest_cosine_to_a_history_item(scorer):
     ns, raw, _ = scorer
     hist = np.array([[PAD, PAD, 3, 7], [1, 2, 4, 5]])
-    cand = ns.unit[[0, 9, 3]]
+    cand = ns.rows([0, 9, 3])
     got = ns.closeness(hist, cand).numpy()
     E = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     for b, h in enumerate(hist):
@@ -32,7 +32,7 @@ def test_scores_keep_the_larger_and_ignore_rows_without_history(scorer):
     ns, raw, V = scorer
     x0 = torch.randn(2, 6)
     hist = np.array([[PAD, PAD, PAD, PAD], [PAD, 1, 2, 3]])
-    cand = ns.unit[[1, 20]]  # item 1 is in the second history: as close as possible
+    cand = ns.rows([1, 20])  # item 1 is in the second history: as close as possible
     own = torch.full((2, 2), -50.0)
     off = ns.scores(x0, hist, cand, own, NewItemRule())
     assert torch.equal(off, own)  # a = 0: the rule is off

@@ -16,7 +16,7 @@ def make(recent, decay):
     def closeness(self, histories, cand):
         h = torch.as_tensor(np.asarray(histories), dtype=torch.long)[:, -recent:]
         valid = h != PAD
-        H = self.unit[h.clamp(min=0)]
+        H = self.rows(h.clamp(min=0).reshape(-1).numpy()).reshape(*h.shape, -1)
         cos = torch.einsum("bld,cd->blc", H, cand)
         L = h.shape[1]
         cos = cos - decay * torch.arange(L - 1, -1, -1, dtype=cos.dtype)[None, :, None]
