@@ -270,6 +270,8 @@ def write_model_card(ckpt: Path) -> Path:
            f"direction, the learned term at κρ, κ = {g.get('kappa')}; "
            f"ρ is {g.get('chosen_on', '').split('ρ ', 1)[-1]}; "
            f"re-chosen without retraining by `python -m idream guidance --checkpoint {ckpt}`."
+           + (f" The slider offers ρ up to {g['rho_max']:g}, the best free-phrased precision on the dev "
+              "half (`python -m idream bench text --set-slider`)." if "rho_max" in g else "")
            if g.get("mode") == "turn" else ""),
         (f"- New items (no learned residual; `idream/newitems.py`): score max(own, mean + spread·"
          f"(a·z + b)), z their text closeness to the history; a = {n['a']:g}, b = {n['b']:g}, chosen on "

@@ -79,9 +79,24 @@ def summarise(tops: np.ndarray, ok: np.ndarray) -> dict:
 
 
 def slider(rec) -> list[float]:
-    """The ρ positions to measure: the slider's range of this checkpoint, its default included."""
+    """The ρ positions to measure: for a steered model the whole of STEER_RANGE (so that the
+    slider's top can be chosen) and the slider's own positions, else the learned-guidance slider;
+    the default included."""
+    from idream.steer import STEER_RANGE, STEER_STEP
     rhos = list(rec.rho_positions()) if rec.steered else list(RHOS)
+    if rec.steered:
+        n = round((STEER_RANGE[1] - STEER_RANGE[0]) / STEER_STEP)
+        rhos += [round(STEER_RANGE[0] + i * STEER_STEP, 4) for i in range(n + 1)]
     return sorted(set(rhos) | {rec.default_rho})
+
+
+def slider_top(r: dict) -> float | None:
+    """The slider's top for a steered model, chosen on the dev half: the ρ (not below the
+    default) with the best free-phrased precision; beyond it ρ only costs personalisation."""
+    if r["guidance"].get("mode") != "turn":
+        return None
+    dial = [d for d in r["halves"]["dev"]["dial"] if d["rho"] >= r["default_rho"]]
+    return max(dial, key=lambda d: d["precision"])["rho"]
 
 
 @torch.no_grad()
@@ -146,7 +161,24 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, labels: st
     dev = out["halves"]["dev"]["late_fusion"]
     out["lambda"] = float(max(dev, key=lambda k: dev[k]["precision"]))  # chosen on dev only
     out["lift"] = generated_lift(rec, seed)
+    out["slider"] = list(rec.rho_range)
+    out["slider_top"] = slider_top(out)
     return out
+
+
+def set_slider(checkpoint: str, r: dict) -> None:
+    """Write the slider's top chosen on the dev half into the checkpoint (guidance.rho_max) and
+    refresh its model card."""
+    from benchmarks.report import write_model_card
+    from idream.checkpoint import read_config, write_json
+
+    if r["slider_top"] is None:
+        raise ValueError("--set-slider: only a text-steered checkpoint has a slider to set")
+    cfg = read_config(Path(checkpoint))
+    cfg["guidance"]["rho_max"] = r["slider_top"]
+    write_json(Path(checkpoint) / "config.json", cfg)
+    write_model_card(Path(checkpoint))
+    r["slider"] = [r["slider"][0], r["slider_top"]]
 
 
 def generated_lift(rec, seed: int = 0) -> dict:
@@ -199,11 +231,17 @@ def markdown(r: dict) -> str:
               "scores are the text model's cosines)" if g.get("mode") == "turn" else "the transformed intention vector")
     steer = (f" Text-steered model: ρ turns the oracle toward d by ρ·90°, the learned guidance term at "
              f"κρ, κ = {g['kappa']:g}." if g.get("mode") == "turn" else "")
+    lo, hi = r.get("slider", (None, None))
+    top = r.get("slider_top")
+    where = (f" The slider's top, chosen on the dev half (the best dev precision at or above the "
+             f"default): ρ = {top:g}; the checkpoint's slider runs {lo:g}–{hi:g}, and positions beyond "
+             "it are marked." if top is not None else "")
     lines += ["", "The dial (test half): genre precision@10 and the cosine between the oracle and "
-              f"{toward}, at each slider position.{steer}", "",
+              f"{toward}, at each ρ.{steer}{where}", "",
               "| ρ | precision | overlap | cos(oracle, intention) |", "|---|---|---|---|"]
     for d in r["halves"]["test"]["dial"]:
-        lines.append(f"| {d['rho']:g} | {d['precision']:.3f} | {d['overlap']:.3f} | "
+        beyond = " (beyond the slider)" if hi is not None and d["rho"] > hi else ""
+        lines.append(f"| {d['rho']:g}{beyond} | {d['precision']:.3f} | {d['overlap']:.3f} | "
                      f"{d['cos_oracle_intention']:.3f} |")
     lines += ["", "Generated intentions (from the target's genres and decade), HR@10 at ρ = "
               f"{rho0:g} over unguided:", "", "| split | unguided HR@10 | with intention | lift |",
@@ -225,6 +263,9 @@ def main(argv=None, prog: str = "python -m benchmarks.text"):
                     help="score with this dataset's genres and years (same item ids), for a "
                          "catalog without its own (default: the checkpoint's dataset)")
     ap.add_argument("--out", default="results", help="folder for bench-text-<dataset>.{md,json}")
+    ap.add_argument("--set-slider", action="store_true",
+                    help="write the slider's top chosen on the dev half into the checkpoint "
+                         "(guidance.rho_max) and refresh its model card")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -233,6 +274,8 @@ def main(argv=None, prog: str = "python -m benchmarks.text"):
             labels=a.labels)
     r.update(command=f"{prog} " + " ".join(sys.argv[1:] if argv is None else argv),
              commit=git_commit(), machine=machine())
+    if a.set_slider:
+        set_slider(a.checkpoint, r)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench-text-{r['dataset']}"

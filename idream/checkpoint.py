@@ -157,6 +157,10 @@ def _config_problem(cfg: dict) -> str | None:
     lo, hi = STEER_RANGE
     if g.get("mode") == "turn" and "rho" in g and not lo <= g["rho"] <= hi:
         return f"guidance.rho = {g['rho']!r}: with mode 'turn' it must be between {lo:g} and {hi:g}"
+    if "rho_max" in g and not (g.get("mode") == "turn" and _is_number(g["rho_max"])
+                               and g.get("rho", 0) <= g["rho_max"] <= hi and g["rho_max"] > lo):
+        return (f"guidance.rho_max = {g['rho_max']!r}: the slider's top of a steered model, between its "
+                f"default ρ and {hi:g}")
     return None
 
 

@@ -22,7 +22,7 @@ from .request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_
                       OFFERED_GUIDANCE, Limits, Request, check_request, check_rhos, clean_text,
                       outside_steer_range)
 from .sampler import DDIMSampler, sample
-from .steer import STEER_RANGE, TextSteer
+from .steer import STEER_RANGE, STEER_STEP, TextSteer
 from .transform import Transform
 
 
@@ -114,8 +114,11 @@ class Recommender:
 
     @property
     def rho_range(self) -> tuple[float, float]:
-        """The range of ρ this model is meant for (the demo's slider)."""
-        return STEER_RANGE if self.steered else OFFERED_GUIDANCE
+        """The range of ρ offered to people (the demo's slider). A steered model's top is
+        `guidance.rho_max` where it was chosen (by `bench text --set-slider`), else 1."""
+        if not self.steered:
+            return OFFERED_GUIDANCE
+        return STEER_RANGE[0], float(self.config["guidance"].get("rho_max", STEER_RANGE[1]))
 
     @property
     def w_range(self) -> tuple[float, float]:
@@ -428,9 +431,11 @@ class Recommender:
                               None if q is None else q[0].numpy(), steps_t)
 
     def rho_positions(self) -> list[float]:
-        """Eleven evenly spaced ρ over the model's range (the sweep's default)."""
+        """Evenly spaced ρ over the offered range (the sweep's default): steps of STEER_STEP for a
+        steered model, eleven positions otherwise."""
         lo, hi = self.rho_range
-        return [round(lo + (hi - lo) * i / 10, 4) for i in range(11)]
+        n = max(2, round((hi - lo) / STEER_STEP) + 1) if self.steered else 11
+        return [round(lo + (hi - lo) * i / (n - 1), 4) for i in range(n)]
 
     def sweep_rho(self, history=(), intention: str | None = None, rhos=None,
                   w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,

@@ -16,6 +16,7 @@ import torch
 from .transform import Transform
 
 STEER_RANGE = (0.0, 1.0)  # ρ of a text-steered model: 0 the history alone, 1 the intention alone
+STEER_STEP = 0.1  # between the positions of the slider's sweep
 
 
 class TextSteer:

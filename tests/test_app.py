@@ -33,7 +33,7 @@ def service(served, checkpoint) -> Service:
     return get_service(checkpoint)  # the one the served app uses (one per process)
 
 
-def recommend(client, history=HISTORY, intention="", rho=1.0, w=0.0, steps=1, k=10, seed=0) -> dict:
+def recommend(client, history=HISTORY, intention="", rho=0.5, w=0.0, steps=1, k=10, seed=0) -> dict:
     return client.predict(history, intention, rho, w, steps, k, seed, api_name="/recommend")
 
 
@@ -64,24 +64,27 @@ def test_rho_zero_with_intention_equals_no_intention(client):
     assert all(math.isclose(a["score"], b["score"], rel_tol=1e-3, abs_tol=1e-3) for a, b in zip(zero, plain))
 
 
-def test_sweep_returns_one_list_per_rho(client):
+def test_sweep_returns_one_list_per_rho(client, service):
     out = client.predict(HISTORY, INTENTION, 0.0, 1, 5, 0, api_name="/sweep")
-    # the app's checkpoint is text-steered: eleven positions from 0 (history) to 1 (intention)
-    assert out["rho"] == [i / 10 for i in range(11)]
-    assert len(out["items"]) == 11 and all(len(rows) == 5 for rows in out["items"])
-    assert len(out["intention_similarity"]) == len(out["history_similarity"]) == 11
+    # the app's checkpoint is text-steered: positions 0.1 apart from 0 (history) to the slider's top
+    top = service.rec.rho_range[1]
+    n = round(top / 0.1) + 1
+    assert out["rho"] == [round(i / 10, 4) for i in range(n)] and n >= 5
+    assert len(out["items"]) == n and all(len(rows) == 5 for rows in out["items"])
+    assert len(out["intention_similarity"]) == len(out["history_similarity"]) == n
     cos = out["intention_similarity"]
-    assert all(b > a for a, b in zip(cos, cos[1:])) and cos[-1] > 0.999  # a dial toward the intention
+    assert all(b > a for a, b in zip(cos, cos[1:]))  # a dial toward the intention
+    assert cos[-1] > (0.999 if top == 1.0 else 0.9)
     # ρ = 0 in the sweep is the unguided ranking of /recommend (same noise, same seed)
     plain = recommend(client, intention="", rho=0.0, k=5)["items"]
     assert [r["item_id"] for r in out["items"][0]] == [r["item_id"] for r in plain]
 
 
-def test_sweep_caps_its_steps_with_a_notice(client):
+def test_sweep_caps_its_steps_with_a_notice(client, service):
     from demo.service import SWEEP_MAX_STEPS
 
     out = client.predict(HISTORY, INTENTION, 0.0, SWEEP_MAX_STEPS + 5, 3, 0, api_name="/sweep")
-    assert out["steps"] == SWEEP_MAX_STEPS and len(out["items"]) == 11
+    assert out["steps"] == SWEEP_MAX_STEPS and len(out["items"]) == len(service.rec.rho_positions())
     assert any(f"at most {SWEEP_MAX_STEPS}" in n for n in out["notices"])
 
 
@@ -104,15 +107,15 @@ def test_bad_inputs_give_readable_notices(client):
 
 
 def test_explore_endpoint_returns_table_plot_and_status(client, service):
-    table, plot, status = client.predict(HISTORY, INTENTION, 1.0, 0.0, 4, 6, 0, api_name="/explore")
+    table, plot, status = client.predict(HISTORY, INTENTION, 0.5, 0.0, 4, 6, 0, api_name="/explore")
     assert len(table["data"]) == 6 and table["headers"][:2] == ["rank", "title"]
     assert [row[0] for row in table["data"]] == [1, 2, 3, 4, 5, 6]
     assert plot["type"] == "plotly" and '"oracle"' in plot["plot"] and "denoising path" in plot["plot"]
     assert f"Top-6 of {service.n_items - len(HISTORY)} items (4-step DDIM" in status, status
     # the table is the /recommend answer to the same request
-    same = recommend(client, intention=INTENTION, rho=1.0, w=0.0, steps=4, k=6, seed=0)["items"]
+    same = recommend(client, intention=INTENTION, rho=0.5, w=0.0, steps=4, k=6, seed=0)["items"]
     assert [row[1] for row in table["data"]] == [r["title"] for r in same]
-    table, plot, status = client.predict([], "", 1.0, 0.0, 1, 6, 0, api_name="/explore")
+    table, plot, status = client.predict([], "", 0.5, 0.0, 1, 6, 0, api_name="/explore")
     assert not any(any(row) for row in table["data"])
     assert EMPTY_HINT.format(kinds="films") in status and "Traceback" not in status
 
@@ -193,8 +196,8 @@ def test_the_app_clips_to_the_library_limits(service):
     rec, hard = service.rec, service.rec.limits()
     cases = [("steps", 0, hard.steps[0]), ("steps", rec.T + 1, hard.steps[1]), ("k", 0, hard.k[0]),
              ("k", -5, hard.k[0])]
-    if rec.steered:  # the app offers a steered model's whole range of ρ
-        cases += [("rho", hard.rho[1] + 1, hard.rho[1]), ("rho", hard.rho[0] - 1, hard.rho[0])]
+    if rec.steered:  # the app offers a steered model's ρ from 0 to the slider's top
+        cases += [("rho", hard.rho[1] + 1, rec.rho_range[1]), ("rho", hard.rho[0] - 1, hard.rho[0])]
     cases += [("w", hard.w[1] * 10, None), ("rho", 1e300, None)]  # None: within the library's range
     for name, value, bound in cases:
         call = dict(rho=None, w=None, steps=1, k=10, seed=0)

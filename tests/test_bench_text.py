@@ -39,14 +39,26 @@ def test_matches_needs_the_genre_and_the_named_decade():
 
 def test_small_run_end_to_end(checkpoint, tmp_path):
     """Every method and slider position is reported for both halves; text search's precision is
-    what an independent cosine ranking gives."""
-    bt.main(["--checkpoint", str(checkpoint), "--users", "3", "--out", str(tmp_path), "--threads", "1"])
+    what an independent cosine ranking gives; --set-slider writes the top chosen on dev."""
+    import shutil
+    ck = tmp_path / "ck"
+    shutil.copytree(checkpoint, ck)
+    bt.main(["--checkpoint", str(ck), "--users", "3", "--out", str(tmp_path), "--threads", "1",
+             "--set-slider"])
     r = json.loads((tmp_path / "bench-text-ml-100k.json").read_text())
     md = (tmp_path / "bench-text-ml-100k.md").read_text()
-    # the tiny checkpoint is text-steered: the slider runs over 0..1, its default included
+    # the checkpoint is text-steered: ρ is measured over 0..1, its default included
     assert r["rhos"][0] == 0.0 and r["rhos"][-1] == 1.0 and len(r["rhos"]) >= 11
     assert r["default_rho"] in r["rhos"] and r["guidance"]["mode"] == "turn"
-    assert set(r["halves"]) == {"dev", "test"} and "late fusion" in md and "| 1 |" in md
+    assert set(r["halves"]) == {"dev", "test"} and "late fusion" in md and "| 1" in md
+    # the slider's top: the best dev precision at or above the default, now in the checkpoint
+    dev = {d["rho"]: d["precision"] for d in r["halves"]["dev"]["dial"] if d["rho"] >= r["default_rho"]}
+    assert dev[r["slider_top"]] == max(dev.values())
+    from idream.recommender import Recommender
+    set_ = Recommender.load(ck)
+    assert set_.rho_range == (0.0, r["slider_top"]) == tuple(r["slider"])
+    pos = set_.rho_positions()
+    assert pos[0] == 0.0 and pos[-1] == r["slider_top"] and np.allclose(np.diff(pos), 0.1)
     for h in r["halves"].values():
         assert [d["rho"] for d in h["dial"]] == r["rhos"]
         # ρ = 1 is the intention's text direction alone: cos(oracle, direction) = 1

@@ -123,4 +123,4 @@ def test_the_recommender_offers_ranges_within_its_limits():
     assert rec.limits(offered=True).k == (1, MAX_K)
     with pytest.raises(ValueError, match=r"^rho must be between 0 .* and 1"):
         rec.check_request(True, rho=1.5)
-    assert rec.check_request(True, rho=1.5, clip=True).rho == hard.rho[1]
+    assert rec.check_request(True, rho=1.5, clip=True).rho == soft.rho[1]  # the slider's top

@@ -76,7 +76,9 @@ def shipped():
 
 def test_shipped_checkpoint_is_steered_with_a_validation_default(shipped):
     g = shipped.config["guidance"]
-    assert shipped.steered and shipped.rho_range == (0.0, 1.0)
+    top = g["rho_max"]  # the slider's top, chosen on the dev half of the free-phrased set
+    assert shipped.steered and shipped.rho_range == (0.0, top) and shipped.default_rho < top <= 1.0
+    assert shipped.rho_positions() == [round(0.1 * i, 4) for i in range(round(top / 0.1) + 1)]
     assert 0 < shipped.default_rho < 1 and str(shipped.default_rho) in g["rho_lift"]
     assert g["rho_lift"][str(shipped.default_rho)] >= 2.0  # what the rule promises
 
@@ -93,10 +95,10 @@ def test_rho_is_a_dial_on_the_shipped_checkpoint(shipped):
             cos.append(out["intention_similarity"])
             prec.append([np.mean([bool(want & set(genres[shipped.dataset.item_index(r["item_id"])]))
                                   for r in rows]) for rows in out["items"]])
-    cos, prec = np.array(cos), np.array(prec).mean(0)  # (cases, 11), (11,)
-    assert (np.diff(cos, axis=1) > 0).all() and (cos[:, -1] > 0.999).all()
-    assert (np.diff(prec[:9]) > -0.03).all()  # rising, within noise, over the first nine positions
-    assert prec[list(shipped.rho_positions()).index(0.4)] > prec[0] + 0.25 and prec[8] > prec[4] > prec[2] > prec[0]
+    cos, prec = np.array(cos), np.array(prec).mean(0)  # (cases, positions), (positions,)
+    assert len(prec) >= 5 and (np.diff(cos, axis=1) > 0).all() and (cos[:, -1] > 0.9).all()
+    assert (np.diff(prec) > -0.03).all()  # rising, within noise, over every slider position
+    assert prec[list(shipped.rho_positions()).index(0.4)] > prec[0] + 0.25 and prec[-1] > prec[4] > prec[2] > prec[0]
 
 
 def test_new_item_that_matches_enters_the_top10(shipped):
