@@ -432,6 +432,7 @@ def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
         return
     q = generated_intentions(rec, split.valid, seed=cfg.seed + 1)
     turn = cfg.guidance == "turn"
+    slider_top = rec.config.get("guidance", {}).get("rho_max") if turn else None  # chosen on the dev half
     # the mode first: it decides what ρ means while the grid is measured
     rec.config["guidance"] = {"w": float(w_best), "rho": 0.0,
                               **({"mode": "turn", "kappa": float(cfg.kappa)} if turn else {})}
@@ -450,5 +451,7 @@ def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
                               "w_grid": {str(k): round(v, 5) for k, v in scores.items()},
                               "rho_grid": {str(k): round(v, 5) for k, v in rscores.items()},
                               "rho_lift": {str(k): round(v, 3) for k, v in lifts.items()}}
+    if slider_top is not None and rho_best <= slider_top:  # the slider's top still holds the default
+        rec.config["guidance"]["rho_max"] = slider_top
     log_fn(f"guidance on validation: w={w_best} (NDCG@10 {scores[w_best]:.4f}), rho={rho_best} "
            f"with generated intentions (NDCG@10 {rscores[rho_best]:.4f}, HR@10 lift {lifts[rho_best]:.2f}x)")

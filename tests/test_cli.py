@@ -210,6 +210,12 @@ def test_guidance_rechooses_without_retraining(ckpt, tmp_path):
     p = run("guidance", "--checkpoint", str(ck), "--mode", "turn", "--kappa", "1", "--no-eval")
     g = json.loads((ck / "config.json").read_text())["guidance"]
     assert g["mode"] == "turn" and g["kappa"] == 1.0 and 0 < g["rho"] < 1 and "turn, kappa 1" in p.stdout
+    # a slider's top chosen on the dev half (bench text --set-slider) outlives a new choice of ρ
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["guidance"]["rho_max"] = 1.0
+    (ck / "config.json").write_text(json.dumps(cfg))
+    run("guidance", "--checkpoint", str(ck), "--no-eval")
+    assert json.loads((ck / "config.json").read_text())["guidance"]["rho_max"] == 1.0
     # the rule: the strongest ρ whose lift is ≥ 2×, else the best NDCG@10
     keep = [float(r) for r, v in g["rho_lift"].items() if v >= 2.0]
     best = max(g["rho_grid"], key=g["rho_grid"].get)
