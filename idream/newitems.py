@@ -83,20 +83,31 @@ class NewItemScorer:
         m, sd = ref.mean(1, keepdim=True), ref.std(1, keepdim=True).clamp(min=1e-6)
         return (self.closeness(histories, cand) - m) / sd
 
+    def parts(self, x0: torch.Tensor, histories: np.ndarray, cand: torch.Tensor) -> tuple:
+        """What the rule reads, whatever a and b: the candidates' z (B, C) and the warm scores'
+        mean and spread (B,); rows without a history get z = −inf (close to nothing)."""
+        xd = x0.double()
+        mean = xd @ self.mean
+        spread = ((xd @ self.sigma) * xd).sum(1).clamp(min=0).sqrt()
+        z = self.z(histories, cand).double()
+        z[~torch.from_numpy(np.asarray(histories) != PAD).any(1)] = -torch.inf
+        return z, mean, spread
+
+    @staticmethod
+    def combine(own: torch.Tensor, z: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor,
+                rule: NewItemRule) -> torch.Tensor:
+        """max(own, mean + spread·(a·z + b)).  own, z (B, C); mean, spread (B,) -> (B, C)"""
+        cal = mean[:, None] + spread[:, None] * (rule.a * z + rule.b)
+        cal = torch.where(torch.isneginf(z), -torch.inf, cal)  # no history, even with no spread
+        return torch.maximum(own, cal.to(own.dtype))
+
     def scores(self, x0: torch.Tensor, histories: np.ndarray, cand: torch.Tensor, own: torch.Tensor,
                rule: NewItemRule) -> torch.Tensor:
-        """The candidates' scores under the rule: max(own, mean + spread·(a·z + b)).
+        """The candidates' scores under the rule (own where it is off or there is no history).
         x0 (B, D), cand (C, Dt) unit raw vectors, own (B, C) their dot with x0 -> (B, C)"""
         if not rule.on:
             return own
-        xd = x0.double()
-        mean = xd @ self.mean  # (B,)
-        spread = ((xd @ self.sigma) * xd).sum(1).clamp(min=0).sqrt()  # (B,)
-        cal = mean[:, None] + spread[:, None] * (rule.a * self.z(histories, cand).double() + rule.b)
-        no_history = ~(torch.as_tensor(np.asarray(histories)) != PAD).any(1)
-        cal[no_history] = -torch.inf  # closeness to nothing: the item keeps its own score
-        return torch.maximum(own, cal.to(own.dtype))
-
+        return self.combine(own, *self.parts(x0, histories, cand), rule)
 
 
 @torch.no_grad()
@@ -116,9 +127,7 @@ def validation_grid(rec, samples, batch_size: int = 512) -> list[tuple]:
     for s in range(0, len(samples), batch_size):
         h = samples.histories[s:s + batch_size]
         x0 = rec.oracle(h, None, steps=1, w=rec.default_w, rho=0.0, seed=s)
-        xd = x0.double()
-        parts.append((x0 @ rec.item_vectors().T, ns.z(h, ns.rows(cold)),
-                      (xd @ ns.mean).float(), ((xd @ ns.sigma) * xd).sum(1).clamp(min=0).sqrt().float()))
+        parts.append((x0 @ rec.item_vectors().T, *ns.parts(x0, h, ns.rows(cold))))
     full, z, mean, spread = (torch.cat(t) for t in zip(*parts))
     is_cold = np.isin(samples.targets, rec.cold_items)
     targets = torch.as_tensor(samples.targets)
@@ -132,7 +141,7 @@ def validation_grid(rec, samples, batch_size: int = 512) -> list[tuple]:
     for a in A_GRID:
         for b in B_GRID:
             s = full.clone()
-            s[:, cold] = torch.maximum(full[:, cold], mean[:, None] + spread[:, None] * (a * z + b))
+            s[:, cold] = NewItemScorer.combine(full[:, cold], z, mean, spread, NewItemRule(a, b))
             grid.append((a, b, *ndcg(s)))
     return grid
 
@@ -143,6 +152,8 @@ def pick(grids: list[list[tuple]], source: str = "validation") -> NewItemRule:
     mean = np.mean([[g[2:] for g in grid] for grid in grids], axis=0)  # (1 + settings, 3)
     keys = [g[:2] for g in grids[0]]
     ok = [i for i in range(1, len(keys)) if mean[i, 1] >= mean[0, 1] - WARM_COST]
+    if not ok:  # every setting costs the warm cases too much: new items keep their own score
+        return NewItemRule(chosen_on=f"{source}: every setting cost more than {WARM_COST} warm NDCG@10")
     i = max(ok, key=lambda i: (mean[i, 0], mean[i, 2]))
     a, b = keys[i]
     return NewItemRule(float(a), float(b),

@@ -44,6 +44,8 @@ def test_scores_keep_the_larger_and_ignore_rows_without_history(scorer):
     z = (close[[1, 20]] - close.mean()) / close.std(ddof=1)
     want = s.mean().item() + s.std(unbiased=False).item() * z
     np.testing.assert_allclose(on[1].numpy(), want, rtol=1e-4)
+    flat = ns.scores(torch.zeros(2, 6), hist, cand, own, NewItemRule(a=1.0, b=0.0))  # no spread
+    assert torch.equal(flat[0], own[0]) and torch.isfinite(flat).all()
     high = torch.full((2, 2), 1e6)
     assert torch.equal(ns.scores(x0, hist, cand, high, NewItemRule(a=1.0, b=0.0)), high)
 
@@ -62,6 +64,13 @@ def test_pick_takes_the_best_cold_setting_within_the_warm_cost():
                      + [(a, b, *rows[(a, b)]) for a, b in keys])
     rule = pick(grids, "by hand")
     assert (rule.a, rule.b) == (3.0, 0.5) and rule.on and rule.chosen_on.startswith("by hand")
+
+
+def test_pick_switches_the_rule_off_when_every_setting_costs_too_much():
+    keys = [(a, b) for a in A_GRID for b in B_GRID]
+    grid = [(None, None, 0.0, 0.1, 0.09)] + [(a, b, 0.05, 0.1 - 2 * WARM_COST, 0.09) for a, b in keys]
+    rule = pick([grid])
+    assert not rule.on and "cost more" in rule.chosen_on
 
 
 def test_rule_round_trips_through_a_config():
