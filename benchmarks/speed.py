@@ -130,7 +130,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     A size whose vectors would take more than half the memory left is skipped and said so."""
     import faiss
 
-    from idream.index import CANDIDATES, ItemIndex
+    from idream.index import CANDIDATE_SHARE, CANDIDATES, ItemIndex
     from idream.recommender import Recommender
 
     torch.set_grad_enabled(False)
@@ -173,13 +173,14 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
                         return index.search(x0, 10, [np.asarray(idx)])
                     r = _time(request, n_repeats)
                     row.update({f"{'intention_' if with_q else ''}{k}": v for k, v in r.items()})
-                if label.endswith("(default)"):  # the dial behind CANDIDATES
+                if label.endswith("(default)"):  # the dial behind CANDIDATES and CANDIDATE_SHARE
+                    row["candidates"] = default = index.candidates
                     row["recall@10_by_candidates"] = {}
-                    for c in (100, 300, CANDIDATES, 3 * CANDIDATES):
+                    for c in sorted({100, 300, CANDIDATES, 3 * CANDIDATES, default}):
                         index.candidates = c
                         found = _top10(index, oracles, seen)
                         row["recall@10_by_candidates"][str(c)] = round(_recall(found, truth), 4)
-                    index.candidates = CANDIDATES
+                    index.candidates = default
                 retrieval.append(row)
                 log_fn(f"catalog {n} ({kind}): {label} build {row['build_s']} s, recall@10 "
                        f"{row['recall@10']}, {row['median_ms']} ms")
@@ -218,7 +219,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     return {"checkpoint": str(ckpt), "machine": machine(), "commit": git_commit(),
             "threads": torch.get_num_threads(), "repeats": repeats, "rows": rows,
             "retrieval": retrieval, "recall_users": len(real), "faiss": faiss.__version__,
-            "skipped_sizes": skipped, "candidates": CANDIDATES,
+            "skipped_sizes": skipped, "candidates": CANDIDATES, "candidate_share": CANDIDATE_SHARE,
             "train_batch": f"{S} sequences × {L} positions" if causal else f"{S} cases",
             "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
 
@@ -239,8 +240,10 @@ def speed_markdown(result: dict) -> str:
     if result.get("retrieval"):
         lines += ["", f"Retrieval (idream.index, faiss {result['faiss']}): the same one-step request "
                   "with the top-10 from a search. exact: every item scored; the faiss indexes propose "
-                  f"{result['candidates']:,} candidates each, rescored exactly, history dropped from "
-                  "them. Synthetic rows are either independent draws with the catalog's per-dimension "
+                  + (f"max({result['candidates']:,}, N / {result['candidate_share']:,}) candidates each"
+                     if result.get("candidate_share") else f"{result['candidates']:,} candidates each")
+                  + ", rescored exactly, history dropped from them. Synthetic rows are either "
+                  "independent draws with the catalog's per-dimension "
                   "mean and spread (gaussian) or real items mixed with such draws (near copies, which "
                   "compete for the top-10). Recall@10 against the exact ranking on the oracles of "
                   f"{result['recall_users']} real users (their last window, their earlier items left "

@@ -2,7 +2,7 @@
 
 The model ranks items by the inner product ⟨x̂0, z_i⟩. Up to EXACT_BELOW items one matrix
 product and a partial top-k (idream.metrics) are both exact and fast. Beyond it a faiss index
-proposes CANDIDATES items per request and only those are scored. The default index is a
+proposes candidates_for(N) items per request and only those are scored. The default index is a
 product quantizer with 4-bit codes scanned by faiss's fast-scan kernels: a full scan of short
 codes, so it needs no structure in the catalog (a graph or a clustering loses the oracle's best
 items on these vectors: results/bench-speed.md). Three things stay exact on every path: the
@@ -21,9 +21,17 @@ from .metrics import mask_seen, top_k
 # Catalogs smaller than this are searched exactly: at 20k items the quantized scan saves nothing,
 # at 100k it is several times faster (results/bench-speed.md, "Retrieval").
 EXACT_BELOW = 50_000
-# Candidates the quantized scan proposes for exact rescoring; the benchmark's "recall@10 by
-# candidates" column is where to retune it.
+# Candidates the quantized scan proposes for exact rescoring: at least CANDIDATES, and one in
+# CANDIDATE_SHARE items on larger catalogs, where more near-equal items compete for the top-10
+# (5M near copies keep 0.976 of it with 1,000 and 0.997 with 3,000). The benchmark's "recall@10 by
+# candidates" column is where to retune them.
 CANDIDATES = 1000
+CANDIDATE_SHARE = 1000
+
+
+def candidates_for(n: int) -> int:
+    """How many candidates a catalog of n items proposes for exact rescoring."""
+    return max(CANDIDATES, n // CANDIDATE_SHARE)
 TRAIN_SAMPLE = 65_536  # rows the quantizer's codebooks are fitted on (seeded sample)
 MIN_FAISS = 256  # fewer items than this cannot fit a quantizer's codebooks: searched exactly
 KINDS = ("auto", "exact", "faiss")
@@ -50,7 +58,7 @@ class ItemIndex:
     """
 
     def __init__(self, vectors: torch.Tensor, kind: str = "auto", *, factory: str | None = None,
-                 params: str = "", candidates: int = CANDIDATES, build_threads: int = 1):
+                 params: str = "", candidates: int | None = None, build_threads: int = 1):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         vectors = torch.as_tensor(vectors)
@@ -60,7 +68,7 @@ class ItemIndex:
         self.n, self.d = vectors.shape
         self._width = self.d + self.d % 2  # the faiss index's width: PQ codes pair the dimensions
         self._version = _version(vectors)  # an in-place change of the vectors makes this index stale
-        self.candidates = int(candidates)
+        self.candidates = candidates_for(self.n) if candidates is None else int(candidates)
         self.factory = None
         self.faiss = None
         if (kind_for(self.n) if kind == "auto" else kind) == "faiss" and self.n >= MIN_FAISS:

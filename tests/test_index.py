@@ -369,3 +369,13 @@ def test_synthetic_rows_follow_the_catalog():
     V = torch.from_numpy(rng.standard_normal((300, 64)).astype(np.float32))
     near, far = catalog(V, 1300, "near copies")[300:], catalog(V, 1300, "gaussian")[300:]
     assert torch.cdist(near, V).min(1).values.median() < 0.6 * torch.cdist(far, V).min(1).values.median()
+
+
+def test_candidates_grow_with_the_catalog():
+    """At least CANDIDATES, and one in CANDIDATE_SHARE items beyond (5M near copies lose the
+    top-10 with a fixed 1,000: results/bench-speed.md)."""
+    from idream.index import CANDIDATE_SHARE, CANDIDATES, candidates_for
+    assert candidates_for(300) == candidates_for(1_000_000) == CANDIDATES == 1000
+    assert candidates_for(5_000_000) == 5_000_000 // CANDIDATE_SHARE == 5000
+    built = ItemIndex(torch.randn(600, 16), "faiss")
+    assert built.candidates == CANDIDATES and ItemIndex(torch.randn(600, 16), "faiss", candidates=7).candidates == 7
