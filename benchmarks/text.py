@@ -82,11 +82,10 @@ def slider(rec) -> list[float]:
     """The ρ positions to measure: for a steered model the whole of STEER_RANGE (so that the
     slider's top can be chosen) and the slider's own positions, else the learned-guidance slider;
     the default included."""
-    from idream.steer import STEER_RANGE, STEER_STEP
+    from idream.steer import STEER_RANGE, positions
     rhos = list(rec.rho_positions()) if rec.steered else list(RHOS)
     if rec.steered:
-        n = round((STEER_RANGE[1] - STEER_RANGE[0]) / STEER_STEP)
-        rhos += [round(STEER_RANGE[0] + i * STEER_STEP, 4) for i in range(n + 1)]
+        rhos += positions(*STEER_RANGE)
     return sorted(set(rhos) | {rec.default_rho})
 
 

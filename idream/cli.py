@@ -461,7 +461,6 @@ def cmd_recommend(a) -> int:
 
 
 def cmd_guidance(a) -> int:
-    import numpy as np
     from benchmarks.report import forget_guided, standard_evaluation, write_model_card
 
     from .catalog import item_embeddings
@@ -477,7 +476,7 @@ def cmd_guidance(a) -> int:
     cfg.guidance = a.mode or cfg.guidance
     cfg.kappa = cfg.kappa if a.kappa is None else a.kappa
     split = chronological_split(rec.dataset, rec.history_len,
-                                cold_items=np.asarray(rec.config["data"].get("cold_items", []), dtype=np.int64))
+                                cold_items=rec.cold_items)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     choose_guidance(rec, split, cfg, log)
     rec.config["train"].update(guidance=cfg.guidance, kappa=cfg.kappa)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .data import PAD
+from .steer import moments, spread
 
 SAMPLE = 2048  # catalog items whose closeness sets the z-score's reference (all of a smaller catalog)
 A_GRID = (0.5, 1.0, 1.5, 2.0, 3.0)
@@ -60,10 +61,7 @@ class NewItemScorer:
         n = len(raw)
         sample = np.arange(n) if n <= SAMPLE else np.sort(np.random.default_rng(seed).choice(n, SAMPLE, replace=False))
         self.sample = self.rows(sample)  # (S, Dt)
-        V = warm_vectors.detach().double()
-        self.mean = V.mean(0)  # (D,)
-        Vc = V - self.mean
-        self.sigma = Vc.T @ Vc / max(len(V), 1)  # (D, D)
+        self.mean, self.sigma = moments(warm_vectors)  # (D,), (D, D) of the warm items' vectors
 
     def rows(self, idx) -> torch.Tensor:
         """Catalog items' raw text vectors at unit length.  (C,) -> (C, Dt)"""
@@ -86,12 +84,9 @@ class NewItemScorer:
     def parts(self, x0: torch.Tensor, histories: np.ndarray, cand: torch.Tensor) -> tuple:
         """What the rule reads, whatever a and b: the candidates' z (B, C) and the warm scores'
         mean and spread (B,); rows without a history get z = −inf (close to nothing)."""
-        xd = x0.double()
-        mean = xd @ self.mean
-        spread = ((xd @ self.sigma) * xd).sum(1).clamp(min=0).sqrt()
         z = self.z(histories, cand).double()
         z[~torch.from_numpy(np.asarray(histories) != PAD).any(1)] = -torch.inf
-        return z, mean, spread
+        return z, x0.double() @ self.mean, spread(x0, self.sigma)
 
     @staticmethod
     def combine(own: torch.Tensor, z: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor,
@@ -127,7 +122,7 @@ def validation_grid(rec, samples, batch_size: int = 512) -> list[tuple]:
     for s in range(0, len(samples), batch_size):
         h = samples.histories[s:s + batch_size]
         x0 = rec.oracle(h, None, steps=1, w=rec.default_w, rho=0.0, seed=s)
-        parts.append((x0 @ rec.item_vectors().T, *ns.parts(x0, h, ns.rows(cold))))
+        parts.append((rec.scores(x0), *ns.parts(x0, h, ns.rows(cold))))
     full, z, mean, spread = (torch.cat(t) for t in zip(*parts))
     is_cold = np.isin(samples.targets, rec.cold_items)
     targets = torch.as_tensor(samples.targets)

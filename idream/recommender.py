@@ -22,7 +22,7 @@ from .request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_
                       OFFERED_GUIDANCE, Limits, Request, check_request, check_rhos, clean_text,
                       outside_steer_range)
 from .sampler import DDIMSampler, sample
-from .steer import STEER_RANGE, STEER_STEP, TextSteer
+from .steer import STEER_RANGE, TextSteer, positions
 from .transform import Transform
 
 
@@ -434,8 +434,9 @@ class Recommender:
         """Evenly spaced ρ over the offered range (the sweep's default): steps of STEER_STEP for a
         steered model, eleven positions otherwise."""
         lo, hi = self.rho_range
-        n = max(2, round((hi - lo) / STEER_STEP) + 1) if self.steered else 11
-        return [round(lo + (hi - lo) * i / (n - 1), 4) for i in range(n)]
+        if self.steered:
+            return positions(lo, hi)
+        return [round(lo + (hi - lo) * i / 10, 4) for i in range(11)]
 
     def sweep_rho(self, history=(), intention: str | None = None, rhos=None,
                   w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,

@@ -19,15 +19,33 @@ STEER_RANGE = (0.0, 1.0)  # ρ of a text-steered model: 0 the history alone, 1 t
 STEER_STEP = 0.1  # between the positions of the slider's sweep
 
 
+def moments(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The items' mean (D,) and covariance (D, D) in the scoring space, in double precision."""
+    V = vectors.detach().double()
+    mean = V.mean(0)
+    Vc = V - mean
+    return mean, Vc.T @ Vc / max(len(V), 1)
+
+
+def spread(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """√(xᵀΣx): the standard deviation of x's scores over the items Σ describes.  (B, D) -> (B,)"""
+    xd = x.double()
+    return ((xd @ sigma) * xd).sum(1).clamp(min=0).sqrt()
+
+
+def positions(lo: float, hi: float) -> list[float]:
+    """Slider positions STEER_STEP apart from lo to hi, both ends included."""
+    n = max(2, round((hi - lo) / STEER_STEP) + 1)
+    return [round(lo + (hi - lo) * i / (n - 1), 4) for i in range(n)]
+
+
 class TextSteer:
     """Directions and the catalog's covariance for one transform and one set of item vectors."""
 
     def __init__(self, transform: Transform, item_vectors: torch.Tensor):
         self.mean = torch.from_numpy(transform.mean).double()  # (D,)
         self.matrix = torch.from_numpy(transform.matrix).double()  # (D, D)
-        V = item_vectors.detach().double()
-        Vc = V - V.mean(0)
-        self.sigma = Vc.T @ Vc / max(len(V), 1)  # (D, D) the items' covariance in the scoring space
+        self.sigma = moments(item_vectors)[1]  # (D, D) the items' covariance in the scoring space
 
     def directions(self, q: torch.Tensor) -> torch.Tensor:
         """Transformed intentions → their text directions, unit spread over the catalog
@@ -40,8 +58,7 @@ class TextSteer:
 
     def spread(self, x: torch.Tensor) -> torch.Tensor:
         """√(xᵀΣx): the standard deviation of x's scores over the catalog.  (B, D) -> (B, 1)"""
-        xd = x.double()
-        return ((xd @ self.sigma) * xd).sum(1, keepdim=True).clamp(min=0).sqrt().float()
+        return spread(x, self.sigma)[:, None].float()
 
     def turn(self, x0: torch.Tensor, d: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
         """x = cos(πρ/2)·x0 + sin(πρ/2)·√(x0ᵀΣx0)·d: the oracle turned toward d, its spread kept.

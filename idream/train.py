@@ -193,9 +193,9 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
     if cfg.max_train_samples and split.n_train > cfg.max_train_samples:
         cases = rng.choice(split.n_train, cfg.max_train_samples, replace=False)
     Q = Q.to(dev)  # the model moves to dev at the start of each epoch
-    cold = rec.config["data"].get("cold_items", [])
+    cold = rec.cold_items
     exclude = None  # cold items are not even negatives of the ranking loss: training never sees them
-    if cold:
+    if len(cold):
         exclude = torch.zeros(table.z.shape[0], dtype=torch.bool, device=dev)
         exclude[torch.as_tensor(cold)] = True
     params = list(model.parameters()) + list(table.parameters())
