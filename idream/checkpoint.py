@@ -179,9 +179,13 @@ def _dataclass_problem(obj) -> str | None:
     return None
 
 
+# model fields added after checkpoints were shipped: their default is what older checkpoints did
+LATER_FIELDS = {"id_dims"}
+
+
 def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
     for section, obj in (("model", m), ("diffusion", d)):  # a default would silently change it
-        missing = [f.name for f in fields(obj) if f.name not in cfg[section]]
+        missing = [f.name for f in fields(obj) if f.name not in cfg[section] and f.name not in LATER_FIELDS]
         if missing:
             return f"{section} lacks {', '.join(missing)}"
     problem = _dataclass_problem(m) or _dataclass_problem(d)
@@ -189,6 +193,8 @@ def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
         return problem
     if min(m.dim, m.width, m.depth, m.heads, m.history_len) < 1:
         return "model dim, width, depth, heads and history_len must be at least 1"
+    if not 0 <= m.id_dims < m.dim:
+        return f"model id_dims {m.id_dims} must lie in 0..{m.dim - 1} (the scoring space keeps text directions)"
     if m.depth > MAX_DEPTH or m.width % m.heads or not (m.dropout < 1 and m.mlp_ratio > 0):
         return (f"model depth {m.depth}, width {m.width}, heads {m.heads}, dropout {m.dropout}, "
                 f"mlp_ratio {m.mlp_ratio} do not describe a denoiser")
@@ -251,22 +257,27 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
         raise CheckpointError(f"{path}/config.json: unknown transform {cfg['transform']!r} (one of "
                               f"{', '.join(KINDS)}); restore config.json or retrain")
     text_dim = int(cfg["text"].get("dim", -1))
-    if text_dim != mcfg.dim:
+    if text_dim + mcfg.id_dims < mcfg.dim:  # the scoring space: at most text_dim text directions
         raise CheckpointError(f"{path}/config.json: text dimension {text_dim} does not match the "
                               f"model's {mcfg.dim}; the config was edited or mixed up; retrain")
 
     E = _load_tensors(path / "items.safetensors", "retrain the checkpoint").get("embeddings")
     tr_t = _load_tensors(path / "transform.safetensors", "retrain the checkpoint")
     state = _load_tensors(path / "model.safetensors", "retrain the checkpoint")
-    if E is None or E.ndim != 2 or E.shape[1] != mcfg.dim:
+    if E is not None and E.ndim == 2 and E.shape[1] != text_dim:
+        raise CheckpointError(f"{path}/config.json: text dimension {text_dim} does not match the "
+                              f"{E.shape[1]}-d item vectors of items.safetensors; the config was "
+                              "edited or mixed up; retrain")
+    if E is None or E.ndim != 2:
         raise CheckpointError(f"{path}/items.safetensors holds item vectors of shape "
                               f"{None if E is None else tuple(E.shape)}, but the model expects "
-                              f"(N, {mcfg.dim}): the files come from different checkpoints; retrain")
+                              f"(N, {text_dim}): the files come from different checkpoints; retrain")
     D = mcfg.dim
-    if ("mean" not in tr_t or "matrix" not in tr_t or tuple(tr_t["mean"].shape) != (D,)
-            or tuple(tr_t["matrix"].shape) != (D, D)):
-        raise CheckpointError(f"{path}/transform.safetensors does not hold a {D}-d transform "
-                              "(mean (D,), matrix (D, D)); retrain the checkpoint")
+    if ("mean" not in tr_t or "matrix" not in tr_t or tuple(tr_t["mean"].shape) != (text_dim,)
+            or tuple(tr_t["matrix"].shape) != (text_dim, D)):
+        raise CheckpointError(f"{path}/transform.safetensors does not hold a {text_dim}-d "
+                              f"transform to the model's {D}-d space (mean ({text_dim},), "
+                              f"matrix ({text_dim}, {D})); retrain the checkpoint")
     transform = Transform.from_tensors(cfg["transform"], tr_t)
 
     if dataset is None:
@@ -281,10 +292,11 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
                               "--dataset at the original data or retrain")
 
     residual = state.pop("items.residual", None)
+    R = mcfg.id_dims or D
     if mcfg.n_items and (mcfg.n_items != E.shape[0] or residual is None
-                         or tuple(residual.shape) != (mcfg.n_items, D)):
+                         or tuple(residual.shape) != (mcfg.n_items, R)):
         raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
-                              f"({mcfg.n_items}, {D}); retrain")
+                              f"({mcfg.n_items}, {R}); retrain")
     with torch.device("meta"):  # shapes first: a config that does not fit allocates nothing
         expected = {k: tuple(v.shape) for k, v in Denoiser(mcfg).state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
@@ -302,7 +314,7 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
         raise CheckpointError(f"{path}/model.safetensors does not fit config.json ({first}); the "
                               "files come from different checkpoints; retrain") from None
     Z = torch.from_numpy(transform(E.numpy()))
-    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
+    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
     if mcfg.n_items:
         table.residual.data.copy_(residual)
     return {"model": model, "diffusion": Diffusion(dcfg), "items": table, "transform": transform,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 class ModelConfig:
     """Every hyperparameter needed to rebuild the denoiser; saved in config.json."""
 
-    dim: int = 384  # D: dimension of the text embeddings
+    dim: int = 384  # D: dimension of the scoring space (the transformed text, then any ID directions)
     width: int = 128  # transformer width
     depth: int = 2
     heads: int = 4
@@ -30,6 +30,7 @@ class ModelConfig:
     dropout: float = 0.1
     n_items: int = 0  # rows of the learned item residual (0: pure text vectors, the paper's form)
     residual_scale: float = 1.0  # the residual is stored divided by this (a per-parameter lr knob)
+    id_dims: int = 0  # the residual lives in the last id_dims directions alone (0: in all D)
     # "incontext": every history item is a token of the denoiser's sequence (the paper's form);
     # "causal": a causal transformer reads the history (as SASRec) and only its last state is a
     # denoiser token, so training can denoise every position of a sequence in one pass
@@ -71,21 +72,26 @@ class ItemTable(nn.Module):
     """Item vectors z_i = A(e_i) (fixed) plus, optionally, a learned residual r_i (zero-init).
 
     The residual is the 'beyond the paper' switch: it lets collaborative signal in while the text
-    vector stays; items added after training get r = 0, so they need no retraining.
+    vector stays; items added after training get r = 0, so they need no retraining. With id_dims
+    it fills only the last id_dims directions, which the transform leaves empty of text.
     """
 
-    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0):
+    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0,
+                 id_dims: int = 0):
         super().__init__()
         self.register_buffer("z", z.float(), persistent=False)  # (N, D), from the text cache
         self.residual_scale = residual_scale
+        self.id_dims = id_dims
         self.residual = None
-        if n_residual:
-            self.residual = nn.Parameter(torch.zeros(n_residual, z.shape[1]))  # (n_residual, D)
+        if n_residual:  # (n_residual, id_dims or D)
+            self.residual = nn.Parameter(torch.zeros(n_residual, id_dims or z.shape[1]))
 
     def vectors(self) -> torch.Tensor:  # (N, D)
         if self.residual is None:
             return self.z
         r = self.residual * self.residual_scale
+        if self.id_dims:  # (n, id_dims) -> (n, D), zeros in the text directions
+            r = F.pad(r, (self.z.shape[1] - self.id_dims, 0))
         n = min(r.shape[0], self.z.shape[0])
         return torch.cat([self.z[:n] + r[:n], self.z[n:]], dim=0)
 

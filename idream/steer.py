@@ -43,16 +43,17 @@ class TextSteer:
     """Directions and the catalog's covariance for one transform and one set of item vectors."""
 
     def __init__(self, transform: Transform, item_vectors: torch.Tensor):
+        self.transform = transform
         self.mean = torch.from_numpy(transform.mean).double()  # (D,)
-        self.matrix = torch.from_numpy(transform.matrix).double()  # (D, D)
         self.sigma = moments(item_vectors)[1]  # (D, D) the items' covariance in the scoring space
 
     def directions(self, q: torch.Tensor) -> torch.Tensor:
         """Transformed intentions → their text directions, unit spread over the catalog
         (dᵀΣd = 1, so d·z is a z-score-like item score).  (B, D) -> (B, D)"""
-        e = torch.linalg.solve(self.matrix.T, q.double().T).T + self.mean  # back to the raw space
+        tr = self.transform
+        e = torch.from_numpy(tr.to_raw(q.double().numpy())) + self.mean  # back to the raw space
         e = e / e.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        d = torch.linalg.solve(self.matrix, e.T).T  # z·d = (e_item − μ)·ê
+        d = torch.from_numpy(tr.from_raw(e.numpy()))  # z·d = (e_item − μ)·ê
         spread = ((d @ self.sigma) * d).sum(1, keepdim=True).clamp(min=1e-24).sqrt()
         return (d / spread).float()
 

@@ -55,6 +55,8 @@ class TrainConfig:
     tau: float = 10.0
     item_residual: bool = True
     residual_scale: float = 1.0
+    text_dims: int = 0  # keep the text's principal directions alone, whitened (0: all, ZCA)
+    id_dims: int = 0  # the learned residual in that many directions of its own (0: over the text)
     patience: int = 5  # validation NDCG@10 over a thousand users is noisy from epoch to epoch
     max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
     clock: str = "wall"  # what the budget counts: wall seconds or this process's CPU seconds
@@ -118,18 +120,19 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     else:
         backend = text.get_backend(cfg.text_model)
         E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
-    tr = fit_transform(E, "none" if by_id else cfg.transform)
+    tr = fit_transform(E, "none" if by_id else cfg.transform, text_dims=0 if by_id else cfg.text_dims,
+                       id_dims=0 if by_id else cfg.id_dims)
     Z = torch.from_numpy(tr(E))
     N, D = Z.shape
     mcfg = ModelConfig(dim=D, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                        history_len=cfg.history_len, dropout=cfg.dropout,
                        n_items=N if (cfg.item_residual or by_id) else 0,
                        residual_scale=cfg.residual_scale, encoder=cfg.encoder,
-                       encoder_depth=cfg.encoder_depth)
+                       encoder_depth=cfg.encoder_depth, id_dims=0 if by_id else cfg.id_dims)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)
-    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
+    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
     if by_id:
         torch.nn.init.normal_(table.residual, std=1.0 / mcfg.residual_scale)
     config = {
@@ -139,7 +142,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
         "diffusion": dcfg.to_dict(),
         "transform": cfg.transform,
         "text": {"backend": "none" if by_id else cfg.text_model,
-                 "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(D),
+                 "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(E.shape[1]),
                  "descriptions": cfg.descriptions, "template_version": text.TEMPLATE_VERSION},
         "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(N),
                  "history_len": cfg.history_len, "split": "chronological leave-one-out",
