@@ -30,6 +30,12 @@ def _params(*modules) -> int:
     return int(sum(p.numel() for m in modules for p in m.parameters()))
 
 
+def stopped_by(epochs_run: int, best_epoch: int, patience: int) -> str:
+    """"early" when validation had not improved for `patience` epochs (the model converged),
+    "cap" when the minute budget or the epoch count ended it first."""
+    return "early" if epochs_run - best_epoch >= patience else "cap"
+
+
 def _metrics(res) -> dict:
     """The reported metrics of a result whose scores were all finite (else NonFiniteScores)."""
     res.require_finite()
@@ -113,6 +119,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             return [{"model": name, "seed": seed, **measured(lambda c: evaluate_sasrec(model, c), test, cold),
                      "train_s": round(time.time() - t, 1), "params": _params(model),
                      "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
+                     "stopped": stopped_by(info["epochs_run"], info["best_epoch"], cfg.patience),
                      "config": info["config"]}]
         # the diffusion models: DreamRec is iDream's code with ID vectors in place of text
         cfg = TrainConfig(dataset=dataset, seed=seed, cold_frac=cold_frac, cold_seed=seed,
@@ -126,9 +133,11 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         g = rec.config["guidance"]
         unguided = measured(lambda c: evaluate_recommender(rec, c, steps=1, w=g["w"], rho=0.0, seed=seed),
                             cases, cold)
-        epochs = rec.config.get("train_log", {}).get("epochs_run")
+        log = rec.config.get("train_log", {})
+        epochs = log.get("epochs_run")
+        stopped = stopped_by(epochs, log["best_epoch"], cfg.patience) if epochs else None
         out = [{"model": name, "seed": seed, **unguided, "train_s": train_s,
-                "params": params, "w": g["w"], "epochs": epochs,
+                "params": params, "w": g["w"], "epochs": epochs, "stopped": stopped,
                 "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))}]
         if name == "idream" and rec.new_item_rule.on:  # the same model, new items by their own score
             rule = rec.config.pop("new_items")
@@ -136,7 +145,8 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             out.append({"model": "idream-own-score", "seed": seed,
                         **measured(lambda c: evaluate_recommender(rec, c, steps=1, w=g["w"], rho=0.0, seed=seed),
                                    cases, cold),
-                        "train_s": train_s, "params": params, "w": g["w"], "epochs": epochs})
+                        "train_s": train_s, "params": params, "w": g["w"], "epochs": epochs,
+                        "stopped": stopped})
             rec.config["new_items"] = rule
             rec.invalidate()
         if name == "idream":
@@ -145,7 +155,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                 return evaluate_recommender(rec, c, steps=1, w=g["w"], rho=g["rho"], intentions=q, seed=seed)
             out.append({"model": "idream+intention", "seed": seed, **measured(guided, cases, cold),
                         "train_s": train_s, "params": params, "w": g["w"], "rho": g["rho"],
-                        "epochs": epochs})
+                        "epochs": epochs, "stopped": stopped})
         return out
 
     for seed in seeds:
@@ -168,7 +178,8 @@ def summarize(result: dict) -> list[dict]:
         s = {"model": model, "runs": len(rs),
              "train_s": round(statistics.mean(r["train_s"] for r in rs), 1),
              "params": rs[0]["params"],
-             "epochs": sorted({r["epochs"] for r in rs if r.get("epochs") is not None})}
+             "epochs": sorted({r["epochs"] for r in rs if r.get("epochs") is not None}),
+             "capped": sum(r.get("stopped") == "cap" for r in rs)}
         for k in METRIC_KEYS:
             s[k] = _mean_std([r["metrics"][k] for r in rs])
         for part in ("cold", "warm"):  # the cold-start protocol's two groups of cases
@@ -207,6 +218,8 @@ def quality_markdown(result: dict) -> str:
                            for k in [*METRIC_KEYS, "valid_NDCG@10"])
         ep = s["epochs"]
         ep = "–" if not ep else f"{ep[0]}" if len(ep) == 1 else f"{ep[0]}–{ep[-1]}"
+        if s["capped"]:  # the budget or the epoch count ended training before early stopping
+            ep += f" (capped: {s['capped']} of {s['runs']})"
         lines.append(f"| {LABELS.get(s['model'], s['model'])} | {cells} | {s['train_s']:.0f} | {ep} | "
                      f"{s['params']:,} |")
     if result.get("cold_frac"):
@@ -227,6 +240,9 @@ def quality_markdown(result: dict) -> str:
         lines += ["", f"SASRec: {c['train_on']}, max_len {c['max_len']}, hidden {c['hidden']}, dropout "
                   f"{c['dropout']}, lr {c['lr']} (tuned on validation: results/tuning-sasrec.md), "
                   f"{c['max_minutes']:g}-minute budget with the learning-rate decay fitted to it."]
+    if any(s["capped"] for s in summarize(result)):
+        lines += ["", "Capped: the budget or the epoch count ended that many runs before early stopping "
+                  "on validation, so they are not converged."]
     lines += [f"\nNote: {result[k]}." for k in sorted(result) if k.endswith("_note")]
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]

@@ -180,7 +180,7 @@ def _dataclass_problem(obj) -> str | None:
 
 
 # model fields added after checkpoints were shipped: their default is what older checkpoints did
-LATER_FIELDS = {"id_dims"}
+LATER_FIELDS = {"id_dims", "denoiser"}
 
 
 def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:

@@ -67,6 +67,10 @@ HELP = {
     "encoder_depth": "transformer blocks of the causal history encoder",
     "item_residual": "pure text item vectors, the paper's form (default: a learned residual too)",
     "residual_scale": "multiplier of the learned per-item residual",
+    "text_dims": "keep only this many principal text directions, whitened (0: all)",
+    "id_dims": "learn each item's residual in this many directions of its own (0: over the text)",
+    "denoiser": "denoiser: tokens (a transformer over history, intention, step, x_t) or adaln "
+                "(one x_t token conditioned by adaLN-Zero)",
     # diffusion
     "T": "diffusion steps of the noise schedule",
     "schedule": "noise schedule: linear or cosine",
@@ -109,7 +113,8 @@ ADVANCED = ("advanced", "For research; a newcomer never needs them. The defaults
 TRAIN_GROUPS = (
     ("data", None, ("dataset", "history_len")),
     ("text", None, ("text_model", "tem_dim", "descriptions", "transform")),
-    ("model", None, ("width", "depth", "heads", "dropout", "encoder", "item_residual")),
+    ("model", None, ("width", "depth", "heads", "dropout", "encoder", "denoiser", "item_residual",
+                     "text_dims", "id_dims")),
     ("diffusion", None, ("T", "schedule", "p_t_max", "guidance")),
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
@@ -122,7 +127,7 @@ TRAIN_GROUPS = (
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
 _FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "SRC",
-                  "transform": "KIND", "schedule": "KIND", "encoder": "KIND", "item_source": "SRC",
+                  "transform": "KIND", "schedule": "KIND", "encoder": "KIND", "denoiser": "KIND", "item_source": "SRC",
                   "clock": "CLOCK", "device": "DEV", "T": "N"}
 
 
@@ -349,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how many interactions in all, none repeated (default: %(default)s)")
     sy.add_argument("--seed", type=int, default=0, metavar="N",
                     help="random seed: the same seed writes the same files (default: %(default)s)")
+    ep = bs.add_parser("epoch", help="what a training epoch costs: iDream's step against SASRec's")
+    ep.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR", help="dataset (default: %(default)s)")
+    ep.add_argument("--train-overrides", default="", metavar="JSON", help="iDream TrainConfig fields, as JSON")
+    ep.add_argument("--sasrec-overrides", default="", metavar="JSON", help="SASRecConfig fields, as JSON")
+    ep.add_argument("--steps", type=int, default=20, metavar="N", help="steps per timed block (default: %(default)s)")
+    ep.add_argument("--blocks", type=int, default=3, metavar="N",
+                    help="alternating timed blocks per model (default: %(default)s)")
+    ep.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads (default: %(default)s)")
+    ep.add_argument("--tag", default="", metavar="NAME", help="suffix of the results files' name")
+    ep.add_argument("--out", default="results", metavar="DIR",
+                    help="folder for the .json and .md results (default: %(default)s)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -581,6 +597,9 @@ def cmd_bench(a) -> int:
         from benchmarks.synthetic import generate
         print(json.dumps(generate(a.out, a.users, a.items, a.interactions, a.seed,
                                   log=lambda s: print(s, file=sys.stderr, flush=True))))
+    elif a.what == "epoch":
+        from benchmarks.epoch import main_epoch
+        main_epoch(a)
     elif a.what == "merge":
         from benchmarks.quality import main_merge
         main_merge(a)

@@ -36,6 +36,9 @@ class ModelConfig:
     # denoiser token, so training can denoise every position of a sequence in one pass
     encoder: str = "incontext"
     encoder_depth: int = 2
+    # "tokens": the denoiser is a transformer over [c | q | t | x_t]; "adaln": one token x_t whose
+    # MLP blocks are shifted, scaled and gated by c + q + t (DiT's adaLN-Zero; causal encoder only)
+    denoiser: str = "tokens"
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -136,6 +139,23 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class AdaLNBlock(nn.Module):
+    """DiT's adaLN-Zero block for a single token: an MLP whose normalised input is shifted and
+    scaled by the condition, its output gated by it (the gate starts at zero: the identity)."""
+
+    def __init__(self, width: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.ln = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
+                                 nn.Dropout(dropout))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, W), (B, W) -> (B, W)
+        shift, scale, gate = self.ada(cond).chunk(3, dim=-1)
+        return x + gate * self.mlp(self.ln(x) * (1 + scale) + shift)
+
+
 class FinalLayer(nn.Module):
     def __init__(self, width: int, dim: int):
         super().__init__()
@@ -151,6 +171,7 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 ENCODERS = ("incontext", "causal")
+DENOISERS = ("tokens", "adaln")
 
 
 class Denoiser(nn.Module):
@@ -161,8 +182,12 @@ class Denoiser(nn.Module):
         self.cfg = cfg
         if cfg.encoder not in ENCODERS:
             raise ValueError(f"unknown history encoder {cfg.encoder!r}: use one of {', '.join(ENCODERS)}")
+        if cfg.denoiser not in DENOISERS or (cfg.denoiser == "adaln" and cfg.encoder != "causal"):
+            raise ValueError(f"denoiser {cfg.denoiser!r}: use one of {', '.join(DENOISERS)} "
+                             "(adaln reads the causal encoder's state)")
         W, L = cfg.width, cfg.history_len
         self.causal = cfg.encoder == "causal"
+        self.adaln = cfg.denoiser == "adaln"
         self.item_proj = nn.Linear(cfg.dim, W)  # history items and the intention share one space
         self.x_proj = nn.Linear(cfg.dim, W)
         self.t_embed = TimestepEmbedder(W)
@@ -177,8 +202,11 @@ class Denoiser(nn.Module):
         self.null_history = nn.Parameter(torch.zeros(W))  # H = ∅ (dropped or empty)
         self.null_intention = nn.Parameter(torch.zeros(W))  # q = ∅
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(
-            Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        if self.adaln:
+            self.blocks = nn.ModuleList(AdaLNBlock(W, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        else:
+            self.blocks = nn.ModuleList(
+                Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.final = FinalLayer(W, cfg.dim)
         self.initialize_weights()
 
@@ -191,6 +219,9 @@ class Denoiser(nn.Module):
             nn.init.normal_(p, std=0.02)
         if self.causal:
             nn.init.normal_(self.hist_pos, std=0.02)
+        if self.adaln:  # adaLN-Zero: every block starts as the identity
+            for block in self.blocks:
+                nn.init.zeros_(block.ada[-1].weight)
         # DiT zero-inits its output layer: the first prediction is x0 = 0, the data mean
         nn.init.zeros_(self.final.linear.weight)
 
@@ -233,6 +264,12 @@ class Denoiser(nn.Module):
         """The denoiser over [h | q | t | x_t]; h (B, L or 1, W) history tokens.  -> (B, D)"""
         h = torch.where(has_history[:, None, None], h, self.null_history)
         q = torch.where(has_intention[:, None], self.item_proj(intention), self.null_intention)
+        if self.adaln:
+            cond = h[:, 0] + q + self.t_embed(t) + self.pos[0]  # (B, W)
+            x = self.drop(self.x_proj(x_t) + self.pos[-1])
+            for block in self.blocks:
+                x = block(x, cond)
+            return self.final(x)
         tokens = torch.cat([h, q[:, None], self.t_embed(t)[:, None], self.x_proj(x_t)[:, None]], 1)
         x = self.drop(tokens + self.pos[: tokens.shape[1]])  # (B, L+3 or 4, W)
         for block in self.blocks:

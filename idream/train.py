@@ -83,6 +83,7 @@ class TrainConfig:
     encoder: str = "causal"  # SASRec-style history encoder, every position trained at once;
     # "incontext": every history item a token of the denoiser (the paper's form; results/ablation-training.md)
     encoder_depth: int = 2
+    denoiser: str = "tokens"  # "adaln": one x_t token conditioned by adaLN-Zero (idream/model.py)
     seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
     future_k: int = 5  # causal encoder: the ranking loss targets the next k items of the window,
     future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
@@ -128,7 +129,8 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
                        history_len=cfg.history_len, dropout=cfg.dropout,
                        n_items=N if (cfg.item_residual or by_id) else 0,
                        residual_scale=cfg.residual_scale, encoder=cfg.encoder,
-                       encoder_depth=cfg.encoder_depth, id_dims=0 if by_id else cfg.id_dims)
+                       encoder_depth=cfg.encoder_depth, id_dims=0 if by_id else cfg.id_dims,
+                       denoiser=cfg.denoiser)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)

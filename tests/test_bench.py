@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks.quality import quality_markdown, run_quality, summarize
+from benchmarks.quality import quality_markdown, run_quality, stopped_by, summarize
 from benchmarks.results import write_results
 
 
@@ -34,6 +34,10 @@ def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     assert by["sasrec"]["HR@10"][0] > by["popularity"]["HR@10"][0]
     md = quality_markdown(res)
     assert "SASRec" in md and "± " in md and res["commit"] in md and "0.5-minute budget" in md
+    # 2 and 4 epochs cannot outlast a patience of 5: those rows are capped, and the table says so
+    assert {r["stopped"] for r in res["rows"] if r["model"] in ("dreamrec", "idream")} == {"cap"}
+    assert by["dreamrec"]["capped"] == 2 and by["popularity"]["capped"] == 0
+    assert "(capped: 2 of 2)" in md
     write_results(res, tmp_path, "q", md)
     assert json.loads((tmp_path / "q.json").read_text())["seeds"] == [0, 1]
 
@@ -121,3 +125,9 @@ def test_cold_start_protocol_reports_cold_and_warm_cases(synthetic_dir, tmp_path
     assert pop["metrics_cold"]["HR@10"] == 0.0 and pop["metrics_warm"]["HR@10"] > 0
     md = quality_markdown(res)
     assert "Cold-start protocol" in md and md.count(" / ") >= 3
+
+
+def test_a_row_stopped_early_only_after_patience_epochs_without_gain():
+    assert stopped_by(epochs_run=12, best_epoch=7, patience=5) == "early"
+    assert stopped_by(epochs_run=12, best_epoch=8, patience=5) == "cap"  # still improving at the end
+    assert stopped_by(epochs_run=3, best_epoch=3, patience=1) == "cap"
