@@ -379,7 +379,8 @@ class Recommender:
 
     def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
               extra: list | None) -> tuple:
-        """The top-k over the catalog (+ extra items) with the history left out. Residual-free
+        """The top-k over the catalog (+ extra items) with the history and its twins left out
+        (Dataset.twins: the same film under another id). Residual-free
         items (the catalog's cold ones and the extra ones) are scored by the new-item rule.
         x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
         too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
@@ -398,7 +399,8 @@ class Recommender:
             raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
             extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule)
         pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
-        seen = np.asarray(list(idx) + [pos[i] for i in idx if i in pos] + cold.tolist(), dtype=np.int64)
+        out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
+        seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
         scores, top = self.item_index().search(x0, k, [seen] * B, Z if len(Z) else None,
                                                extra_scores=extra_scores)
         if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow
