@@ -19,8 +19,8 @@ from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
 from .newitems import NewItemRule, NewItemScorer, unit
 from .request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
-                      OFFERED_GUIDANCE, Limits, Request, check_request, check_rhos, clean_text,
-                      outside_steer_range)
+                      OFFERED_GUIDANCE, Limits, Request, check_new_item, check_request, check_rhos,
+                      clean_text, outside_steer_range, refuse_new_items_in_history)
 from .sampler import DDIMSampler, sample
 from .steer import STEER_RANGE, TextSteer, positions
 from .transform import Transform
@@ -315,8 +315,9 @@ class Recommender:
     def _history_indices(self, history) -> list[int]:
         if history is None:
             return []
-        if isinstance(history, (str, bytes, int, np.integer)):  # one item, not its characters
+        if isinstance(history, (str, bytes, int, np.integer, dict)):  # one item, not its characters
             history = [history]
+        refuse_new_items_in_history(list(history))
         idx, seen = [], set()
         for ref in history:
             i = self.resolve_item(ref)
@@ -349,13 +350,15 @@ class Recommender:
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,
                        genres=()) -> dict:
-        """A new item, no retraining: describe → embed with the checkpoint's text model → A."""
-        meta = {"item_id": None, "title": str(title).strip(), "year": year,
-                "genres": tuple(genres), "description": str(description or "")}
-        if not meta["title"]:
-            raise ValueError("a new item needs a title")
+        """A new item, no retraining: describe → embed with the checkpoint's text model → A.
+        NewItemError (idream.request.check_new_item) for no title or an overlong text; without a
+        description the item is kept with a "notice" saying what that costs."""
+        title, description, notice = check_new_item(title, description)
+        meta = {"item_id": None, "title": title, "year": year, "genres": tuple(genres),
+                "description": description}
         e = self.backend.encode([text.describe(meta)])
-        return {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
+        item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
+        return item | ({"notice": notice} if notice else {})
 
     def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
               extra: list | None) -> list[dict]:
