@@ -349,6 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how many interactions in all, none repeated (default: %(default)s)")
     sy.add_argument("--seed", type=int, default=0, metavar="N",
                     help="random seed: the same seed writes the same files (default: %(default)s)")
+    nb = bs.add_parser("newitems", help="hand-written new items ranked against a text-only reference, "
+                                        "per half (results/bench-newitems-<dataset>.md)")
+    nb.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
+                    help="checkpoint folder to measure (default: %(default)s)")
+    nb.add_argument("--half", choices=["dev", "test"], default=None,
+                    help="dev: where choices are made; test: read once to report (default: both)")
+    nb.add_argument("--cases", default=None, metavar="FILE",
+                    help="a case file of the same form (default: the benchmark's own hand-written set)")
+    nb.add_argument("--out", default="results", metavar="DIR",
+                    help="folder for the .json and .md results (default: %(default)s)")
+    nb.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -584,6 +596,9 @@ def cmd_bench(a) -> int:
     elif a.what == "merge":
         from benchmarks.quality import main_merge
         main_merge(a)
+    elif a.what == "newitems":
+        from benchmarks.newitems import main_newitems
+        main_newitems(a)
     else:
         from benchmarks.speed import main_speed
         main_speed(a)
