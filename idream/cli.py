@@ -114,7 +114,7 @@ TRAIN_GROUPS = (
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
     ("budget", None, ("max_minutes", "clock")),
-    ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
+    ("output", None, ("out", "resume", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
                  "intention_pool", "kappa", "encoder_depth", "residual_scale", "item_source", "id_dim",
                  "max_train_samples", "valid_users", "cold_frac", "cold_seed")),
@@ -163,6 +163,10 @@ def _add_train_flags(t) -> None:
             help=HELP["item_residual"]),
         "out": lambda g: g.add_argument("--out", required=True, metavar="DIR",
                                         help="checkpoint folder to write (required)"),
+        "resume": lambda g: g.add_argument(
+            "--resume", action="store_true",
+            help="continue the run whose state --out holds (written after every epoch), from its last "
+                 "completed epoch; same settings only"),
         "cache_dir": lambda g: g.add_argument("--cache-dir", default=None, metavar="DIR",
                                               help="embedding cache (default: ~/.cache/idream)"),
         "no_eval": lambda g: g.add_argument(
@@ -395,23 +399,27 @@ def _text_model(a) -> str | None:
 def cmd_train(a) -> int:
     from benchmarks.report import standard_evaluation, write_model_card  # the model card compares to the peers
 
+    from . import train_state
     from .checkpoint import save_checkpoint
     from .train import TrainConfig, train
 
     a.text_model = _text_model(a)
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(a).items() if k in known})
+    state = train_state.state_dir(a.out)
     trained = train(cfg, cache_dir=a.cache_dir, progress=not a.quiet,
-                    log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+                    log_fn=lambda s: print(s, file=sys.stderr, flush=True), state_dir=state, resume=a.resume)
     if trained is None:  # another process of a torchrun run: rank 0 writes the checkpoint
         return 0
     rec, split, E = trained
-    rec.config["train"]["command"] = "python -m idream " + " ".join(sys.argv[1:])
+    argv = [x for x in sys.argv[1:] if x != "--resume"]  # the command that makes this model, in one go
+    rec.config["train"]["command"] = "python -m idream " + " ".join(argv)
     out = save_checkpoint(rec, a.out, E)
     print(f"checkpoint written to {out}", file=sys.stderr)
     if not a.no_eval:
         standard_evaluation(rec, split, E, out, seed=cfg.seed, log_fn=lambda s: print(s, file=sys.stderr))
     write_model_card(out)
+    train_state.remove(state)  # kept until here: a run killed during its report resumes into it
     return 0
 
 
