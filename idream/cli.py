@@ -1,4 +1,4 @@
-"""`python -m idream train | evaluate | recommend | describe | bench` — thin callers of the library."""
+"""`python -m idream train | evaluate | recommend | describe | push | bench` — thin callers of the library."""
 
 from __future__ import annotations
 
@@ -300,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dry-run", action="store_true", help="print the plan, make no request")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_push_parser(sub)
+
     b = sub.add_parser("bench", help="benchmarks: quality vs peers, request speed, cold start")
     bs = b.add_subparsers(dest="what", required=True, parser_class=Parser)
     c = bs.add_parser("coldstart", help="load + one answer from a fresh process (into metrics.json)")
@@ -369,6 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_push_parser(sub) -> None:
+    ph = sub.add_parser("push", help="upload a checkpoint folder with its model card to the Hugging Face Hub",
+                        description="Upload a checkpoint folder (its config, weights and model card "
+                                    "README.md; not an unfinished run's train-state/) to a model repo "
+                                    "on the Hugging Face Hub, created if need be. Needs the network "
+                                    "and a token that may write (HF_TOKEN or `hf auth login`); load "
+                                    "it back anywhere with hf://OWNER/NAME.",
+                        usage="%(prog)s DIR OWNER/NAME [--private] [--message TEXT]")
+    ph.add_argument("folder", metavar="DIR", help="checkpoint folder to upload")
+    ph.add_argument("repo", metavar="OWNER/NAME", help="model repo on the Hub (hf://OWNER/NAME also taken)")
+    ph.add_argument("--private", action="store_true", help="create the repo private (if it is new)")
+    ph.add_argument("--message", default=None, metavar="TEXT", help="the commit message")
+
+
 def _add_text_flags(p, model: bool = True, descriptions: bool = True, model_help: str = "") -> None:
     """--tem/--text-model, --tem-dim (OpenAI shortened vectors) and --descriptions."""
     from .catalog import DESCRIPTION_SOURCES
@@ -420,6 +436,14 @@ def cmd_train(a) -> int:
         standard_evaluation(rec, split, E, out, seed=cfg.seed, log_fn=lambda s: print(s, file=sys.stderr))
     write_model_card(out)
     train_state.remove(state)  # kept until here: a run killed during its report resumes into it
+    return 0
+
+
+def cmd_push(a) -> int:
+    from .hub import parse, push
+
+    url = push(a.folder, a.repo, private=a.private, message=a.message)
+    print(f"pushed {a.folder} to {url}; load it with hf://{parse(a.repo)[0]}", file=sys.stderr)
     return 0
 
 
@@ -599,12 +623,13 @@ def cmd_bench(a) -> int:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] != ["push"]:  # the Hub's cache alone (HF_HUB_OFFLINE=0 to fetch hf:// ids); push needs the network
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no model-loading bar per request
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if argv[:2] == ["bench", "text"]:  # its options are the text benchmark's own, passed on whole
         args = parser.parse_args(argv[:2])
@@ -613,7 +638,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
                "guidance": cmd_guidance, "new-items": cmd_new_items, "describe": cmd_describe,
-               "bench": cmd_bench}[args.command]
+               "push": cmd_push, "bench": cmd_bench}[args.command]
     from .checkpoint import CheckpointError
     from .data import DatasetError
     from .openai_backend import OpenAIServiceError
