@@ -483,6 +483,7 @@ def _saved_state(cfg: TrainConfig, state_dir, resume: bool, log_fn):
         return None
     meta = train_state.read_meta(root, root.parent)
     train_state.check_settings(meta, train_state.plain(asdict(cfg)), root)
+    train_state.clean(root, keep=meta.get("folder"))  # an epoch folder the kill left half written
     return meta, root
 
 

@@ -121,6 +121,7 @@ def test_killed_mid_write_leaves_the_last_state_whole(reference, synthetic_dir, 
     assert "other settings" in err and "lr 0.003 there, 0.001 here" in err, err
     assert saved_epoch(tmp_path) == 1
 
+    assert (state / "epoch-0002").exists()  # the half-written folder is still there, unused
     rc, err = finish(start(args(synthetic_dir, tmp_path, cache_dir) + ["--resume"]))
     assert rc == 0, err
     assert "resuming after epoch 1" in err
