@@ -149,3 +149,31 @@ def test_damaged_state_is_refused(synthetic_dir, cache_dir, tmp_path, capsys):
     rc = main(args(synthetic_dir, tmp_path, cache_dir) + ["--resume"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "cannot be read" in err, err
+
+
+def test_a_state_that_had_stopped_early_goes_straight_to_the_end(synthetic_dir, cache_dir, tmp_path):
+    """Killed after its last epoch's state (early stop) but before its checkpoint: the resumed run
+    trains no more, and returns the best epoch's model with the same log and guidance."""
+    from idream.train import TrainConfig, train
+
+    cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
+                      epochs=12, batch_size=64, lr=3e-3, patience=1, T=100, history_len=5,
+                      encoder="incontext", intention_pool=2, w_grid=(0.0, 1.0), max_minutes=60.0, threads=1)
+    logs = []
+    rec, _, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=logs.append, state_dir=tmp_path)
+    first = rec.config["train_log"]
+    assert any(s.startswith("early stop") for s in logs) and first["epochs_run"] < cfg.epochs, logs
+    assert first["best_epoch"] < first["epochs_run"]  # the best weights were kept apart
+    meta = json.loads((tmp_path / "state.json").read_text())
+    assert meta["epoch"] == first["epochs_run"] and meta["stopped"].startswith("early stop")
+
+    logs = []
+    again, _, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=logs.append, state_dir=tmp_path,
+                        resume=True)
+    assert logs[0].startswith(f"resuming after epoch {meta['epoch']}") and "it had stopped" in logs[0]
+    assert not any(s.startswith("epoch=") for s in logs), logs  # no epoch trained again
+    for (k, a), b in zip(rec.model.state_dict().items(), again.model.state_dict().values()):
+        assert (a == b).all(), k
+    assert (rec.items.residual == again.items.residual).all()
+    assert again.config["train_log"]["history"] == first["history"]
+    assert again.config["guidance"] == rec.config["guidance"]
