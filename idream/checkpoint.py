@@ -73,6 +73,9 @@ def save_checkpoint(rec, path: str | Path, E: np.ndarray) -> Path:
     cfg = {k: v for k, v in rec.config.items() if k != "cache_dir"}
     cfg["items_fingerprint"] = items_fingerprint(rec.dataset)
     write_json(path / "config.json", cfg)
+    for name in ("model.safetensors", "transform.safetensors", "items.safetensors", "config.json"):
+        for tmp in path.glob(f".{name}.*.tmp"):  # left by a run killed while it wrote that file
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -60,10 +60,13 @@ def save(root: Path, epoch: int, tensors: dict[str, dict[str, torch.Tensor]], me
 
 
 def clean(root: Path, keep: str | None) -> None:
-    """Remove the epoch folders other than `keep` (those of older epochs, or half written)."""
+    """Remove the epoch folders other than `keep` (those of older epochs, or half written), and a
+    temporary state.json a kill left behind."""
     for p in Path(root).glob("epoch-*"):
         if p.name != keep:
             shutil.rmtree(p, ignore_errors=True)
+    for p in Path(root).glob(".state.json.*.tmp"):
+        p.unlink(missing_ok=True)
 
 
 def remove(root: Path) -> None:
