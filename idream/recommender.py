@@ -70,7 +70,8 @@ class Recommender:
     def load(cls, path: str | Path, dataset: Dataset | None = None, *,
              text_model: str | None = None, descriptions: str | None = None,
              exact: bool = False) -> "Recommender":
-        """A checkpoint folder, checked part by part (CheckpointError says what to do).
+        """A checkpoint folder, or a Hugging Face Hub id hf://owner/name[@revision] fetched into the
+        Hub's cache, checked part by part (CheckpointError says what to do).
         text_model / descriptions: refuse a checkpoint made with others (None: any).
         exact: always score every item (no graph index, whatever the catalog's size)."""
         return cls(**read_checkpoint(path, dataset=dataset, text_model=text_model,
