@@ -23,39 +23,29 @@ from idream.data import PAD, SequenceWindows
 
 
 def _idream_stepper(cfg):
-    """One training step of iDream (causal encoder) on a random batch of windows, as training
-    draws it; returns (step(), steps per epoch, targets per epoch, parameters)."""
-    from idream.train import Batch, Objective, build, future_targets, training_timesteps
+    """One training step of iDream on a random global batch, drawn as training draws it; returns
+    (step(), steps per epoch, targets per epoch, windows, parameters, split, catalog size)."""
+    from idream.train import Batches, Objective, build
 
     rec, split, _, Q = build(cfg, progress=False)
-    model, table, diffusion = rec.model, rec.items, rec.diffusion
-    windows = SequenceWindows(split.train_sequences, cfg.history_len)
-    objective = Objective(model, table, diffusion, cfg.ce_weight, cfg.tau)
+    model, table = rec.model, rec.items
+    rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    batches = Batches(cfg, split, Q, rec.diffusion.T, rng, gen, torch.device("cpu"))
+    objective = Objective(model, table, rec.diffusion, cfg.ce_weight, cfg.tau)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr)
-    rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    P, D = Q.shape[1], table.z.shape[1]
     model.train()
 
     def step():
-        rows = rng.choice(len(windows), cfg.seq_batch_size, replace=False)
-        h, out = (torch.from_numpy(a) for a in windows.take(rows))  # (S, L) each
-        r, c = (out != PAD).nonzero(as_tuple=True)
-        y, B = out[r, c], int((out != PAD).sum())
-        has_h = torch.rand(B, generator=gen) >= cfg.p_uncond
-        has_q = torch.rand(B, generator=gen) < cfg.p_intention
-        q = Q[y, torch.randint(P, (B,), generator=gen)]
-        y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)
-        t = training_timesteps(B, diffusion.T, cfg.p_t_max, "cpu", gen)
-        noise = torch.randn(B, D, generator=gen)
-        loss, _ = objective(Batch(h, h != PAD, y, y_rank, y_w, t, noise, has_h, q, has_q, r, c))
+        loss, _ = objective(batches.draw(rng.choice(batches.units, batches.size, replace=False)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    return step, math.ceil(len(windows) / cfg.seq_batch_size), int(windows.targets().sum()), len(windows), \
-        sum(p.numel() for p in params), split, rec.dataset.n_items
+    targets = int(batches.windows.targets().sum())
+    return step, batches.n_batches, targets, batches.units, sum(p.numel() for p in params), split, \
+        rec.dataset.n_items
 
 
 def _sasrec_stepper(split, n_items: int, cfg):

@@ -73,6 +73,9 @@ def save_checkpoint(rec, path: str | Path, E: np.ndarray) -> Path:
     cfg = {k: v for k, v in rec.config.items() if k != "cache_dir"}
     cfg["items_fingerprint"] = items_fingerprint(rec.dataset)
     write_json(path / "config.json", cfg)
+    for name in ("model.safetensors", "transform.safetensors", "items.safetensors", "config.json"):
+        for tmp in path.glob(f".{name}.*.tmp"):  # left by a run killed while it wrote that file
+            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -236,14 +239,32 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     """The parts of a Recommender read from a folder (model, diffusion, items, transform, dataset,
     config, embeddings), refusing any mismatch with a message. Recommender.load builds from them.
 
+    path: a folder, or a Hugging Face Hub id hf://owner/name[@revision] (idream.hub), fetched into
+    the Hub's cache and then checked as a folder is.
     text_model / descriptions: what the caller asked for (None: whatever the checkpoint has).
     """
-    path = Path(path)
+    from .hub import local_path  # (idream.hub reads config.json with this module)
+
+    path = local_path(path)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint folder at {path}; train one with "
                               f"`python -m idream train --dataset ml-100k --out {path}`")
     cfg = read_config(path)
     check_text_request(cfg, path, text_model, descriptions)
+    mcfg, dcfg = _model_configs(path, cfg)
+    E, transform, state = _tensors(path, cfg, mcfg)
+    dataset = _dataset(cfg, E, dataset)
+    model, residual = _denoiser(path, mcfg, state, E.shape[0])
+    Z = torch.from_numpy(transform(E.numpy()))
+    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
+    if mcfg.n_items:
+        table.residual.data.copy_(residual)
+    return {"model": model, "diffusion": Diffusion(dcfg), "items": table, "transform": transform,
+            "dataset": dataset, "config": cfg, "embeddings": E.numpy()}
+
+
+def _model_configs(path: Path, cfg: dict) -> tuple[ModelConfig, DiffusionConfig]:
+    """config.json's model and diffusion sections, checked, and the transform and text dimension."""
     try:
         mcfg = ModelConfig.from_dict(cfg["model"])
         dcfg = DiffusionConfig.from_dict(cfg["diffusion"])
@@ -260,7 +281,12 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     if text_dim + mcfg.id_dims < mcfg.dim:  # the scoring space: at most text_dim text directions
         raise CheckpointError(f"{path}/config.json: text dimension {text_dim} does not match the "
                               f"model's {mcfg.dim}; the config was edited or mixed up; retrain")
+    return mcfg, dcfg
 
+
+def _tensors(path: Path, cfg: dict, mcfg: ModelConfig) -> tuple[torch.Tensor, Transform, dict]:
+    """The raw item vectors (N, D), the transform and the model's state, their shapes checked."""
+    text_dim = int(cfg["text"].get("dim", -1))
     E = _load_tensors(path / "items.safetensors", "retrain the checkpoint").get("embeddings")
     tr_t = _load_tensors(path / "transform.safetensors", "retrain the checkpoint")
     state = _load_tensors(path / "model.safetensors", "retrain the checkpoint")
@@ -278,8 +304,11 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
         raise CheckpointError(f"{path}/transform.safetensors does not hold a {text_dim}-d "
                               f"transform to the model's {D}-d space (mean ({text_dim},), "
                               f"matrix ({text_dim}, {D})); retrain the checkpoint")
-    transform = Transform.from_tensors(cfg["transform"], tr_t)
+    return E, Transform.from_tensors(cfg["transform"], tr_t), state
 
+
+def _dataset(cfg: dict, E: torch.Tensor, dataset):
+    """The catalog (the checkpoint's own unless given), refused where it is not the one trained on."""
     if dataset is None:
         try:
             dataset = load_dataset(cfg["data"]["dataset"])
@@ -290,10 +319,15 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
         raise CheckpointError(f"the catalog of {dataset.name!r} ({dataset.n_items} items) is not the "
                               f"one this checkpoint was trained on ({E.shape[0]} items); point "
                               "--dataset at the original data or retrain")
+    return dataset
 
+
+def _denoiser(path: Path, mcfg: ModelConfig, state: dict, n_items: int) -> tuple[Denoiser, torch.Tensor | None]:
+    """The denoiser with its weights, and the item residual; shapes checked on the meta device first."""
+    D = mcfg.dim
     residual = state.pop("items.residual", None)
     R = mcfg.id_dims or D
-    if mcfg.n_items and (mcfg.n_items != E.shape[0] or residual is None
+    if mcfg.n_items and (mcfg.n_items != n_items or residual is None
                          or tuple(residual.shape) != (mcfg.n_items, R)):
         raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
                               f"({mcfg.n_items}, {R}); retrain")
@@ -313,9 +347,4 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{path}/model.safetensors does not fit config.json ({first}); the "
                               "files come from different checkpoints; retrain") from None
-    Z = torch.from_numpy(transform(E.numpy()))
-    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
-    if mcfg.n_items:
-        table.residual.data.copy_(residual)
-    return {"model": model, "diffusion": Diffusion(dcfg), "items": table, "transform": transform,
-            "dataset": dataset, "config": cfg, "embeddings": E.numpy()}
+    return model, residual

@@ -1,4 +1,4 @@
-"""`python -m idream train | evaluate | recommend | describe | bench` — thin callers of the library."""
+"""`python -m idream train | evaluate | recommend | describe | push | bench` — thin callers of the library."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ TRAIN_GROUPS = (
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
     ("budget", None, ("max_minutes", "clock")),
-    ("output", None, ("out", "cache_dir", "no_eval", "quiet")),
+    ("output", None, ("out", "resume", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
                  "intention_pool", "kappa", "encoder_depth", "residual_scale", "item_source", "id_dim",
                  "max_train_samples", "valid_users", "cold_frac", "cold_seed")),
@@ -168,6 +168,10 @@ def _add_train_flags(t) -> None:
             help=HELP["item_residual"]),
         "out": lambda g: g.add_argument("--out", required=True, metavar="DIR",
                                         help="checkpoint folder to write (required)"),
+        "resume": lambda g: g.add_argument(
+            "--resume", action="store_true",
+            help="continue the run whose state --out holds (written after every epoch), from its last "
+                 "completed epoch; same settings only"),
         "cache_dir": lambda g: g.add_argument("--cache-dir", default=None, metavar="DIR",
                                               help="embedding cache (default: ~/.cache/idream)"),
         "no_eval": lambda g: g.add_argument(
@@ -301,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dry-run", action="store_true", help="print the plan, make no request")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_push_parser(sub)
+
     b = sub.add_parser("bench", help="benchmarks: quality vs peers, request speed, cold start")
     bs = b.add_subparsers(dest="what", required=True, parser_class=Parser)
     c = bs.add_parser("coldstart", help="load + one answer from a fresh process (into metrics.json)")
@@ -365,6 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--tag", default="", metavar="NAME", help="suffix of the results files' name")
     ep.add_argument("--out", default="results", metavar="DIR",
                     help="folder for the .json and .md results (default: %(default)s)")
+    nb = bs.add_parser("newitems", help="hand-written new items ranked against a text-only reference, "
+                                        "per half (results/bench-newitems-<dataset>.md)")
+    nb.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
+                    help="checkpoint folder to measure (default: %(default)s)")
+    nb.add_argument("--half", choices=["dev", "test"], default=None,
+                    help="dev: where choices are made; test: read once to report (default: both)")
+    nb.add_argument("--cases", default=None, metavar="FILE",
+                    help="a case file of the same form (default: the benchmark's own hand-written set)")
+    nb.add_argument("--out", default="results", metavar="DIR",
+                    help="folder for the .json and .md results (default: %(default)s)")
+    nb.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")
     sp = bs.add_parser("speed", help="latency per request and training throughput")
     sp.add_argument("--checkpoint", default="checkpoints/ml-100k", metavar="DIR",
                     help="checkpoint folder to time (default: %(default)s)")
@@ -379,6 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="results", metavar="DIR",
                     help="folder for the .json and .md results (default: %(default)s)")
     return p
+
+
+def _add_push_parser(sub) -> None:
+    ph = sub.add_parser("push", help="upload a checkpoint folder with its model card to the Hugging Face Hub",
+                        description="Upload a checkpoint folder (its config, weights and model card "
+                                    "README.md; not an unfinished run's train-state/) to a model repo "
+                                    "on the Hugging Face Hub, created if need be. Needs the network "
+                                    "and a token that may write (HF_TOKEN or `hf auth login`); load "
+                                    "it back anywhere with hf://OWNER/NAME.",
+                        usage="%(prog)s DIR OWNER/NAME [--private] [--message TEXT]")
+    ph.add_argument("folder", metavar="DIR", help="checkpoint folder to upload")
+    ph.add_argument("repo", metavar="OWNER/NAME", help="model repo on the Hub (hf://OWNER/NAME also taken)")
+    ph.add_argument("--private", action="store_true", help="create the repo private (if it is new)")
+    ph.add_argument("--message", default=None, metavar="TEXT", help="the commit message")
 
 
 def _add_text_flags(p, model: bool = True, descriptions: bool = True, model_help: str = "") -> None:
@@ -411,23 +443,35 @@ def _text_model(a) -> str | None:
 def cmd_train(a) -> int:
     from benchmarks.report import standard_evaluation, write_model_card  # the model card compares to the peers
 
+    from . import train_state
     from .checkpoint import save_checkpoint
     from .train import TrainConfig, train
 
     a.text_model = _text_model(a)
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(a).items() if k in known})
+    state = train_state.state_dir(a.out)
     trained = train(cfg, cache_dir=a.cache_dir, progress=not a.quiet,
-                    log_fn=lambda s: print(s, file=sys.stderr, flush=True))
+                    log_fn=lambda s: print(s, file=sys.stderr, flush=True), state_dir=state, resume=a.resume)
     if trained is None:  # another process of a torchrun run: rank 0 writes the checkpoint
         return 0
     rec, split, E = trained
-    rec.config["train"]["command"] = "python -m idream " + " ".join(sys.argv[1:])
+    argv = [x for x in sys.argv[1:] if x != "--resume"]  # the command that makes this model, in one go
+    rec.config["train"]["command"] = "python -m idream " + " ".join(argv)
     out = save_checkpoint(rec, a.out, E)
     print(f"checkpoint written to {out}", file=sys.stderr)
     if not a.no_eval:
         standard_evaluation(rec, split, E, out, seed=cfg.seed, log_fn=lambda s: print(s, file=sys.stderr))
     write_model_card(out)
+    train_state.remove(state)  # kept until here: a run killed during its report resumes into it
+    return 0
+
+
+def cmd_push(a) -> int:
+    from .hub import parse, push
+
+    url = push(a.folder, a.repo, private=a.private, message=a.message)
+    print(f"pushed {a.folder} to {url}; load it with hf://{parse(a.repo)[0]}", file=sys.stderr)
     return 0
 
 
@@ -603,6 +647,9 @@ def cmd_bench(a) -> int:
     elif a.what == "merge":
         from benchmarks.quality import main_merge
         main_merge(a)
+    elif a.what == "newitems":
+        from benchmarks.newitems import main_newitems
+        main_newitems(a)
     else:
         from benchmarks.speed import main_speed
         main_speed(a)
@@ -610,12 +657,13 @@ def cmd_bench(a) -> int:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] != ["push"]:  # the Hub's cache alone (HF_HUB_OFFLINE=0 to fetch hf:// ids); push needs the network
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no model-loading bar per request
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if argv[:2] == ["bench", "text"]:  # its options are the text benchmark's own, passed on whole
         args = parser.parse_args(argv[:2])
@@ -624,7 +672,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     handler = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
                "guidance": cmd_guidance, "new-items": cmd_new_items, "describe": cmd_describe,
-               "bench": cmd_bench}[args.command]
+               "push": cmd_push, "bench": cmd_bench}[args.command]
     from .checkpoint import CheckpointError
     from .data import DatasetError
     from .openai_backend import OpenAIServiceError

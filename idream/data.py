@@ -133,6 +133,30 @@ class Dataset:
     def all_item_meta(self) -> list[dict]:
         return [self.item_meta(i) for i in range(self.n_items)]
 
+    @functools.cached_property
+    def twins(self) -> dict[int, tuple[int, ...]]:
+        """Items the catalog lists more than once (ml-100k: 18 films under two ids, such as Chasing
+        Amy (1997) as 246 and 268): each such row -> the other rows with the same title, year and
+        description. A film in a history is one film, whichever id names it."""
+        it = self.items
+        key = pd.DataFrame({"title": it["title"].astype(str).str.strip().str.lower(),
+                            "year": it["year"].astype("string").fillna(""),
+                            "description": it["description"].astype(str).str.strip()})
+        key = key[key["title"] != ""]
+        out = {}
+        for rows in key.groupby(list(key.columns), sort=False).indices.values():
+            if len(rows) > 1:
+                rows = key.index[rows].tolist()
+                out.update({r: tuple(o for o in rows if o != r) for r in rows})
+        return out
+
+    def with_twins(self, idx) -> np.ndarray:
+        """Item rows and every twin of them, each once: what a history keeps out of the results.
+        (n,) -> (n + twins,) int64, the given rows first"""
+        idx = [int(i) for i in np.asarray(idx, dtype=np.int64).reshape(-1)]
+        extra = [t for i in idx for t in self.twins.get(i, ())]
+        return np.asarray(list(dict.fromkeys(idx + extra)), dtype=np.int64)
+
     def user_ids(self) -> list:
         return list(self.sequences.keys())
 
@@ -378,14 +402,25 @@ class Samples:
     histories: np.ndarray  # (M, L) int64, right-aligned (most recent last), PAD on the left
     targets: np.ndarray  # (M,) int64
     seen: list | None = None  # per row, every earlier item of the user (masked in ranking)
+    twins: dict | None = None  # the catalog's Dataset.twins: masked with the seen items they twin
 
     def __len__(self) -> int:
         return len(self.targets)
 
+    def masked(self, i: int) -> np.ndarray:
+        """What ranking leaves out for case i: its earlier items and their twins (the same film
+        under another id; a target that twins an earlier item is therefore a miss for every model,
+        as the recommender would never show it)."""
+        seen = np.asarray(self.seen[i], dtype=np.int64)
+        if not self.twins:
+            return seen
+        extra = [t for s in seen.tolist() for t in self.twins.get(s, ())]
+        return np.unique(np.concatenate([seen, np.asarray(extra, dtype=np.int64)])) if extra else seen
+
     def subset(self, idx) -> "Samples":
         idx = np.asarray(idx)
         seen = None if self.seen is None else [self.seen[i] for i in idx]
-        return Samples(self.users[idx], self.histories[idx], self.targets[idx], seen)
+        return Samples(self.users[idx], self.histories[idx], self.targets[idx], seen, self.twins)
 
     def sample(self, n: int, seed: int = 0) -> "Samples":
         """A seeded draw of n cases, in their order (all of them where n is 0 or not less)."""
@@ -447,7 +482,7 @@ def _cases(ds: Dataset, history_len: int, back: int) -> Samples:
             ts.append(seq[j])
             ss.append(seq[:j].copy())
     return Samples(np.asarray(us), np.asarray(hs, dtype=np.int64).reshape(-1, history_len),
-                   np.asarray(ts, dtype=np.int64), ss)
+                   np.asarray(ts, dtype=np.int64), ss, ds.twins)
 
 
 def chronological_split(ds: Dataset, history_len: int = 10, min_history: int = 1,

@@ -44,9 +44,9 @@ class EvalResult:
 
 def rank_all(score_fn, samples: Samples, batch_size: int = 512, dump_top: int = 0,
              ks=KS, seed: int = 0) -> EvalResult:
-    """Score every item for every case, mask earlier items, rank the target (metrics.py says how
-    ties and non-finite scores count). Dumped top-K lists break ties with a random order drawn
-    from `seed`, so they agree with the metrics.
+    """Score every item for every case, mask earlier items and their twins (Samples.masked), rank
+    the target (metrics.py says how ties and non-finite scores count). Dumped top-K lists break
+    ties with a random order drawn from `seed`, so they agree with the metrics.
 
     score_fn(rows: np.ndarray of case indices) -> (B, N) scores.
     """
@@ -57,8 +57,8 @@ def rank_all(score_fn, samples: Samples, batch_size: int = 512, dump_top: int = 
             rows = np.arange(s, min(s + batch_size, len(samples)))
             scores = score_fn(rows).float().clone()
             nonfinite += int((~torch.isfinite(scores)).any(1).sum())  # before the -inf mask
-            if samples.seen is not None:
-                mask_seen(scores, [samples.seen[i] for i in rows])
+            if samples.seen is not None:  # earlier items and their twins
+                mask_seen(scores, [samples.masked(i) for i in rows])
             a, e = rank_counts(scores, torch.as_tensor(samples.targets[rows]))
             ahead.append(a.numpy())
             ties.append(e.numpy())

@@ -19,8 +19,8 @@ from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
 from .newitems import NewItemRule, NewItemScorer, unit
 from .request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
-                      OFFERED_GUIDANCE, Limits, Request, check_request, check_rhos, clean_text,
-                      outside_steer_range)
+                      OFFERED_GUIDANCE, Limits, Request, check_new_item, check_request, check_rhos,
+                      clean_text, outside_steer_range, refuse_new_items_in_history)
 from .sampler import DDIMSampler, sample
 from .steer import STEER_RANGE, TextSteer, positions
 from .transform import Transform
@@ -70,7 +70,8 @@ class Recommender:
     def load(cls, path: str | Path, dataset: Dataset | None = None, *,
              text_model: str | None = None, descriptions: str | None = None,
              exact: bool = False) -> "Recommender":
-        """A checkpoint folder, checked part by part (CheckpointError says what to do).
+        """A checkpoint folder, or a Hugging Face Hub id hf://owner/name[@revision] fetched into the
+        Hub's cache, checked part by part (CheckpointError says what to do).
         text_model / descriptions: refuse a checkpoint made with others (None: any).
         exact: always score every item (no graph index, whatever the catalog's size)."""
         return cls(**read_checkpoint(path, dataset=dataset, text_model=text_model,
@@ -315,8 +316,9 @@ class Recommender:
     def _history_indices(self, history) -> list[int]:
         if history is None:
             return []
-        if isinstance(history, (str, bytes, int, np.integer)):  # one item, not its characters
+        if isinstance(history, (str, bytes, int, np.integer, dict)):  # one item, not its characters
             history = [history]
+        refuse_new_items_in_history(list(history))
         idx, seen = [], set()
         for ref in history:
             i = self.resolve_item(ref)
@@ -349,13 +351,15 @@ class Recommender:
 
     def embed_new_item(self, title: str, description: str = "", year: int | None = None,
                        genres=()) -> dict:
-        """A new item, no retraining: describe → embed with the checkpoint's text model → A."""
-        meta = {"item_id": None, "title": str(title).strip(), "year": year,
-                "genres": tuple(genres), "description": str(description or "")}
-        if not meta["title"]:
-            raise ValueError("a new item needs a title")
+        """A new item, no retraining: describe → embed with the checkpoint's text model → A.
+        NewItemError (idream.request.check_new_item) for no title or an overlong text; without a
+        description the item is kept with a "notice" saying what that costs."""
+        title, description, notice = check_new_item(title, description)
+        meta = {"item_id": None, "title": title, "year": year, "genres": tuple(genres),
+                "description": description}
         e = self.backend.encode([text.describe(meta)])
-        return {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
+        item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
+        return item | ({"notice": notice} if notice else {})
 
     def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
               extra: list | None) -> list[dict]:
@@ -379,7 +383,8 @@ class Recommender:
 
     def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
               extra: list | None) -> tuple:
-        """The top-k over the catalog (+ extra items) with the history left out. Residual-free
+        """The top-k over the catalog (+ extra items) with the history and its twins left out
+        (Dataset.twins: the same film under another id). Residual-free
         items (the catalog's cold ones and the extra ones) are scored by the new-item rule.
         x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
         too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
@@ -398,7 +403,8 @@ class Recommender:
             raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
             extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule)
         pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
-        seen = np.asarray(list(idx) + [pos[i] for i in idx if i in pos] + cold.tolist(), dtype=np.int64)
+        out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
+        seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
         scores, top = self.item_index().search(x0, k, [seen] * B, Z if len(Z) else None,
                                                extra_scores=extra_scores)
         if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow

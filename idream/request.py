@@ -15,6 +15,8 @@ import numpy as np
 from .steer import STEER_RANGE
 
 MAX_INTENTION_CHARS = 2000
+MAX_TITLE_CHARS = 200  # a new item's title
+MAX_DESCRIPTION_CHARS = 2000  # a new item's description: MiniLM reads ~256 words, the rest is lost
 MAX_GUIDANCE = 100.0  # |w|, |ρ| beyond this only overflow the oracle
 OFFERED_GUIDANCE = (0.0, 10.0)  # the w (and a learned model's ρ) offered to people: the sliders
 MAX_K = 100  # the most items a clipped request asks for
@@ -42,6 +44,51 @@ class EmptyRequest(ValueError):
 
     def __init__(self):
         super().__init__("give a history, an intention, or both")
+
+
+class NewItemError(ValueError):
+    """A new item the model cannot place as given: no title, a description too long to be read,
+    or new items given as a history."""
+
+
+def check_new_item(title, description) -> tuple[str, str, str | None]:
+    """A new item's title and description, cleaned, and a notice when it has no description (it
+    is placed by its title and genres alone, less well); NewItemError for what cannot be embedded
+    as written."""
+    title, description = clean_text(title or ""), clean_text(description or "")
+    if not title:
+        raise NewItemError("a new item needs a title (and ideally a sentence or two describing it)")
+    if len(title) > MAX_TITLE_CHARS:
+        raise NewItemError(f"a new item's title holds at most {MAX_TITLE_CHARS} characters, got "
+                           f"{len(title):,}: put the rest in its description")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise NewItemError(f"a new item's description holds at most {MAX_DESCRIPTION_CHARS:,} "
+                           f"characters, got {len(description):,}: the text model reads only about "
+                           "the first 256 words, so say what it is about in a few sentences")
+    notice = None if description else (f"{title!r} has no description: only its title, year and "
+                                       "genres tell the text model what it is")
+    return title, description, notice
+
+
+def is_new_item(ref) -> bool:
+    """A session's new item given where a catalog item is expected: the item itself
+    (`Recommender.embed_new_item`) or the id its result rows carry ("new:1")."""
+    if isinstance(ref, dict):
+        return "z" in ref and "meta" in ref
+    return isinstance(ref, str) and ref.strip().lower().startswith("new:")
+
+
+def refuse_new_items_in_history(history: list) -> None:
+    """NewItemError when the history holds new items: the model reads a history through what it
+    learned of each catalog item, and a new item has nothing learned."""
+    new = sum(is_new_item(r) for r in history)
+    if not new:
+        return
+    what = "a history made only of new items" if new == len(history) else "a history with new items in it"
+    raise NewItemError(f"{what} cannot be answered: the model reads a history through what it "
+                       "learned of catalog items, and a new item has nothing learned; give catalog "
+                       "items as the history (new items are ranked beside them), or say in the "
+                       "intention what you want")
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,16 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__, distributed, newitems, text
+from . import __version__, distributed, newitems, text, train_state
+from .checkpoint import items_fingerprint
 from .device import training_device
 from .catalog import embed_sentences, item_embeddings
 from .data import PAD, SequenceWindows, chronological_split, cold_items, load_dataset
@@ -170,18 +172,68 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     return rec, split, E, Q
 
 
-def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print):
+def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print,
+          state_dir=None, resume: bool = False):
     """Train, keep the best validation epoch, pick guidance defaults; returns (rec, split, E).
 
     Under torchrun every process calls it and trains its share of each batch; rank 0 validates,
-    decides when all stop, picks the guidance and returns the model, the other ranks None."""
+    decides when all stop, picks the guidance and returns the model, the other ranks None.
+    state_dir: where the training state is written after every epoch (idream.train_state; a
+    single process only); resume: continue from the state there instead of from the start."""
     with distributed.process_group(training_device(cfg.device)) as dev:
-        return _train(cfg, dev, cache_dir, progress, log_fn)
+        return _train(cfg, dev, cache_dir, progress, log_fn, state_dir, resume)
 
 
-def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_fn):
+def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_fn,
+           state_dir=None, resume: bool = False):
     if not distributed.is_main():  # rank 0 logs and draws the progress bar for every rank
         progress, log_fn = False, (lambda s: None)
+    saved = _saved_state(cfg, state_dir, resume, log_fn)  # before the set-up: a refusal costs nothing
+    run = _setup(cfg, dev, cache_dir, progress)
+    early = EarlyStop(cfg.patience)
+    epoch, stop = 1, None
+    if saved is not None:
+        epoch, stop = _restore(run, early, *saved, log_fn)
+    while stop is None and epoch <= cfg.epochs:
+        epoch_start = run.elapsed()
+        sums, n_targets, steps_s = _epoch(run, epoch, progress)
+        decision = None  # (stop early, seconds since the start, seconds of this epoch)
+        if distributed.is_main():  # rank 0 validates and keeps the best epoch
+            decision = _validate(run, early, epoch, sums, n_targets, steps_s, epoch_start, log_fn)
+        stop = _end_epoch(run, epoch, decision, log_fn)
+        if state_dir is not None and not distributed.is_distributed():
+            train_state.save(state_dir, epoch, *_snapshot(run, early, epoch, stop))
+        epoch += 1
+    if not distributed.is_main():
+        return None
+    return _finalize(run, early, log_fn)
+
+
+@dataclass
+class Run:
+    """What a training run holds from one step to the next."""
+
+    cfg: TrainConfig
+    dev: torch.device
+    rec: Recommender
+    split: object
+    E: np.ndarray
+    batches: "Batches"
+    opt: torch.optim.Optimizer
+    schedule: BudgetSchedule
+    params: list
+    objective: nn.Module
+    rng: np.random.Generator  # the data order, the same on every rank
+    gen: torch.Generator | None  # the batches' draws (None: torch's default stream)
+    now: object  # the budget's clock
+    t0: float
+
+    def elapsed(self) -> float:
+        return self.now() - self.t0
+
+
+def _setup(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool) -> Run:
+    """The untrained model, its data, optimizer and schedule, and the seeded random streams."""
     now = budget_clock(cfg.clock)
     t0 = now()
     if cfg.threads:
@@ -194,10 +246,7 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
     rng = np.random.default_rng(cfg.seed)  # the same draws on every rank: one data order for all
     torch.manual_seed(cfg.seed + distributed.rank())  # dropout: a stream per rank
     gen = distributed.batch_generator(cfg.seed, dev)  # the batches' draws: one stream for all ranks
-    cases = None  # (the draw is made for the causal encoder too: a seed keeps its batches)
-    if cfg.max_train_samples and split.n_train > cfg.max_train_samples:
-        cases = rng.choice(split.n_train, cfg.max_train_samples, replace=False)
-    Q = Q.to(dev)  # the model moves to dev at the start of each epoch
+    batches = Batches(cfg, split, Q.to(dev), diffusion.T, rng, gen, dev)
     cold = rec.cold_items
     exclude = None  # cold items are not even negatives of the ranking loss: training never sees them
     if len(cold):
@@ -205,111 +254,168 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
         exclude[torch.as_tensor(cold)] = True
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    causal = cfg.encoder == "causal"
-    if causal:  # units of work are sequence windows, each with a target at every position,
-        windows = SequenceWindows(split.train_sequences, cfg.history_len)  # built a batch at a time
-        if cfg.max_train_samples:  # random windows holding about that many targets
-            keep = rng.permutation(len(windows))
-            n = int(np.searchsorted(np.cumsum(windows.targets()[keep]), cfg.max_train_samples)) + 1
-            windows = windows.subset(keep[:n])
-        units, unit = len(windows), "windows"
-    else:  # units of work are single targets with their history
-        train = split.train if cases is None else split.train.subset(cases)
-        hist_t = torch.as_tensor(train.histories).to(dev)
-        tgt_t = torch.as_tensor(train.targets).to(dev)
-        units, unit = len(train), "cases"
-    bs = cfg.seq_batch_size if causal else cfg.batch_size  # the global batch, shared by the ranks
-    world = distributed.world_size()
-    if world > units:
-        raise ValueError(f"fewer training {unit} ({units}) than training processes ({world}): "
-                         f"every process needs a share; start at most {units}")
-    if world > bs:
-        raise ValueError(f"a batch of {bs} {unit} cannot be shared by {world} training processes: "
-                         f"raise --{'seq-' if causal else ''}batch-size to {world} or more")
-    n_batches = math.ceil(units / bs)
-    if 0 < units % bs < world:  # a last batch too small to share joins the one before it
-        n_batches -= 1
-    schedule = BudgetSchedule(opt, n_batches, cfg.epochs, cfg.max_minutes)
-    best, best_state, bad, history = -1.0, None, 0, []
-    P, D = Q.shape[1], table.z.shape[1]
-    rank = distributed.rank()
+    schedule = BudgetSchedule(opt, batches.n_batches, cfg.epochs, cfg.max_minutes)
     model.to(dev), table.to(dev)  # DDP wraps the model where it trains
     objective = distributed.wrap(Objective(model, table, diffusion, cfg.ce_weight, cfg.tau, exclude), dev)
-    for epoch in range(1, cfg.epochs + 1):
-        epoch_start_elapsed = now() - t0
-        model.to(dev).train(), table.to(dev)
-        perm = rng.permutation(units)
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
-        sums, n_targets, steps_t0 = {}, 0, time.perf_counter()
-        for b in bar:
-            rows = perm[b * bs:(b + 1) * bs if b + 1 < n_batches else None]  # the global batch
-            r = c = None
-            if causal:
-                h, out = (torch.from_numpy(a).to(dev) for a in windows.take(rows))  # (S, L) each
-                r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
-                y, valid = out[r, c], h != PAD
-                has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
-            else:
-                rows = torch.from_numpy(rows).to(dev)
-                h, y = hist_t[rows], tgt_t[rows]
-                valid = h != PAD
-                has_h = valid.any(1)
-            B = len(y)
-            n_targets += B
-            has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
-            has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
-            q = Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
-            y_rank, y_w = y, None  # the ranking targets: the next item alone, or
-            if causal and cfg.future_k > 1:  # the next k (an intention describes the next item: its rows rank it alone)
-                y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
-            t = training_timesteps(B, diffusion.T, cfg.p_t_max, dev, gen)
-            noise = torch.randn(B, D, device=dev, generator=gen)
-            batch = Batch(h, valid, y, y_rank, y_w, t, noise, has_h, q, has_q, r, c).share(rank, world)
-            loss, parts = objective(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # under torchrun the gradients are averaged over the ranks here
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            schedule.step()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v * batch.weight
-            if b % 20 == 0:
-                bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
-        steps_s = time.perf_counter() - steps_t0  # the steps alone, without validation
-        sums = distributed.mean(sums)  # the losses of the whole global batches
-        decision = None  # (stop early, seconds since the start, seconds of this epoch)
-        if distributed.is_main():  # rank 0 validates and keeps the best epoch
-            model.cpu().eval(), table.cpu()  # evaluation (and the checkpoint) live on the CPU
-            rec.invalidate()
-            val = evaluate_recommender(rec, split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
-            elapsed = now() - t0
-            row = {"epoch": epoch, **{k: round(v / n_batches, 4) for k, v in sums.items()},
-                   "valid_NDCG@10": round(val["NDCG@10"], 5), "valid_HR@10": round(val["HR@10"], 5),
-                   "minutes": round(elapsed / 60, 2), "targets": n_targets, "steps_s": round(steps_s, 2)}
-            history.append(row)
-            log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
-            if val["NDCG@10"] > best:
-                best, bad = val["NDCG@10"], 0
-                best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(table.state_dict()), epoch)
-            else:
-                bad += 1
-            decision = (bad >= cfg.patience, elapsed, elapsed - epoch_start_elapsed)
-        # every rank stops, and fits its learning-rate decay, by rank 0's validation and clock
-        stop_early, elapsed, epoch_s = distributed.from_main(decision)
-        if stop_early:
-            log_fn(f"early stop: no validation gain for {cfg.patience} epochs")
-            break
-        note, stop = schedule.end_epoch(epoch, elapsed, epoch_s)
-        if note:
-            log_fn(note)
-        if stop:
-            log_fn(stop)
-            break
-    if not distributed.is_main():
-        return None
-    model.load_state_dict(best_state[0])
-    table.load_state_dict(best_state[1])
-    model.eval()
+    return Run(cfg, dev, rec, split, E, batches, opt, schedule, params, objective, rng, gen, now, t0)
+
+
+class Batches:
+    """The units of training and the draw of one step's Batch from some of them: sequence windows
+    with a target at every position (causal encoder), else single targets with their history."""
+
+    def __init__(self, cfg: TrainConfig, split, Q: torch.Tensor, T: int, rng: np.random.Generator,
+                 gen: torch.Generator | None, dev: torch.device):
+        self.cfg, self.Q, self.T, self.gen, self.dev = cfg, Q, T, gen, dev  # Q (N, P, D)
+        self.causal = cfg.encoder == "causal"
+        cases = None  # (the draw is made for the causal encoder too: a seed keeps its batches)
+        if cfg.max_train_samples and split.n_train > cfg.max_train_samples:
+            cases = rng.choice(split.n_train, cfg.max_train_samples, replace=False)
+        if self.causal:  # windows built a batch at a time
+            self.windows = SequenceWindows(split.train_sequences, cfg.history_len)
+            if cfg.max_train_samples:  # random windows holding about that many targets
+                keep = rng.permutation(len(self.windows))
+                n = int(np.searchsorted(np.cumsum(self.windows.targets()[keep]), cfg.max_train_samples)) + 1
+                self.windows = self.windows.subset(keep[:n])
+            self.units, unit = len(self.windows), "windows"
+        else:
+            train = split.train if cases is None else split.train.subset(cases)
+            self.hist_t = torch.as_tensor(train.histories).to(dev)
+            self.tgt_t = torch.as_tensor(train.targets).to(dev)
+            self.units, unit = len(train), "cases"
+        self.size = bs = cfg.seq_batch_size if self.causal else cfg.batch_size  # the global batch
+        world = distributed.world_size()
+        if world > self.units:
+            raise ValueError(f"fewer training {unit} ({self.units}) than training processes ({world}): "
+                             f"every process needs a share; start at most {self.units}")
+        if world > bs:
+            raise ValueError(f"a batch of {bs} {unit} cannot be shared by {world} training processes: "
+                             f"raise --{'seq-' if self.causal else ''}batch-size to {world} or more")
+        self.n_batches = math.ceil(self.units / bs)
+        if 0 < self.units % bs < world:  # a last batch too small to share joins the one before it
+            self.n_batches -= 1
+
+    def rows(self, perm: np.ndarray, b: int) -> np.ndarray:
+        """The units of global batch b of an epoch's order `perm`."""
+        return perm[b * self.size:(b + 1) * self.size if b + 1 < self.n_batches else None]
+
+    def draw(self, rows: np.ndarray) -> "Batch":
+        """The global batch of these units, with every random draw made."""
+        cfg, dev, gen = self.cfg, self.dev, self.gen
+        r = c = out = None
+        if self.causal:
+            h, out = (torch.from_numpy(a).to(dev) for a in self.windows.take(rows))  # (S, L) each
+            r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
+            y, valid = out[r, c], h != PAD
+            has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
+        else:
+            rows = torch.from_numpy(rows).to(dev)
+            h, y = self.hist_t[rows], self.tgt_t[rows]
+            valid = h != PAD
+            has_h = valid.any(1)
+        B, (P, D) = len(y), self.Q.shape[1:]
+        has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
+        has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
+        q = self.Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
+        y_rank, y_w = y, None  # the ranking targets: the next item alone, or the next k
+        if self.causal and cfg.future_k > 1:  # (an intention describes the next item: its rows rank it alone)
+            y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
+        t = training_timesteps(B, self.T, cfg.p_t_max, dev, gen)
+        noise = torch.randn(B, D, device=dev, generator=gen)
+        return Batch(h, valid, y, y_rank, y_w, t, noise, has_h, q, has_q, r, c)
+
+
+def _epoch(run: Run, epoch: int, progress: bool) -> tuple[dict, int, float]:
+    """One pass over the units in a fresh order: (loss sums over the ranks, targets, seconds)."""
+    run.rec.model.to(run.dev).train(), run.rec.items.to(run.dev)
+    batches = run.batches
+    perm = run.rng.permutation(batches.units)
+    bar = tqdm(range(batches.n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
+    sums, n_targets, steps_t0 = {}, 0, time.perf_counter()
+    for b in bar:
+        batch = batches.draw(batches.rows(perm, b))
+        n_targets += len(batch.y)
+        batch = batch.share(distributed.rank(), distributed.world_size())
+        for k, v in _step(run, batch).items():
+            sums[k] = sums.get(k, 0.0) + v * batch.weight
+        if b % 20 == 0:
+            bar.set_postfix({k: f"{v / (b + 1):.3f}" for k, v in sums.items()})
+    steps_s = time.perf_counter() - steps_t0  # the steps alone, without validation
+    return distributed.mean(sums), n_targets, steps_s  # the losses of the whole global batches
+
+
+def _step(run: Run, batch: "Batch") -> dict:
+    """One optimizer step on this rank's share of a batch; returns the loss's parts."""
+    loss, parts = run.objective(batch)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()  # under torchrun the gradients are averaged over the ranks here
+    torch.nn.utils.clip_grad_norm_(run.params, 1.0)
+    run.opt.step()
+    run.schedule.step()
+    return parts
+
+
+@dataclass
+class EarlyStop:
+    """The best validation epoch so far (its weights kept) and the epochs since it improved."""
+
+    patience: int
+    best: float = -1.0
+    best_epoch: int = 0
+    best_state: tuple | None = None  # (model state_dict, item table state_dict)
+    bad: int = 0
+    history: list = field(default_factory=list)
+
+    def update(self, score: float, model: nn.Module, table: nn.Module, epoch: int) -> bool:
+        """Record an epoch's score; True when training should stop (no gain for `patience`)."""
+        if score > self.best:
+            self.best, self.bad, self.best_epoch = score, 0, epoch
+            self.best_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(table.state_dict()))
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+
+def _validate(run: Run, early: EarlyStop, epoch: int, sums: dict, n_targets: int, steps_s: float,
+              epoch_start: float, log_fn) -> tuple[bool, float, float]:
+    """Rank 0: validation NDCG@10 on the CPU, the epoch's log row, early stopping; returns
+    (stop early, seconds since the start, seconds of this epoch) for every rank."""
+    cfg, rec = run.cfg, run.rec
+    rec.model.cpu().eval(), rec.items.cpu()  # evaluation (and the checkpoint) live on the CPU
+    rec.invalidate()
+    val = evaluate_recommender(rec, run.split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
+    elapsed = run.elapsed()
+    row = {"epoch": epoch, **{k: round(v / run.batches.n_batches, 4) for k, v in sums.items()},
+           "valid_NDCG@10": round(val["NDCG@10"], 5), "valid_HR@10": round(val["HR@10"], 5),
+           "minutes": round(elapsed / 60, 2), "targets": n_targets, "steps_s": round(steps_s, 2)}
+    early.history.append(row)
+    log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
+    stop = early.update(val["NDCG@10"], rec.model, rec.items, epoch)
+    return stop, elapsed, elapsed - epoch_start
+
+
+def _end_epoch(run: Run, epoch: int, decision, log_fn) -> str | None:
+    """Every rank stops, and fits its learning-rate decay, by rank 0's validation and clock;
+    returns why training stops now (None: it goes on)."""
+    stop_early, elapsed, epoch_s = distributed.from_main(decision)
+    if stop_early:
+        stop = f"early stop: no validation gain for {run.cfg.patience} epochs"
+        log_fn(stop)
+        return stop
+    note, stop = run.schedule.end_epoch(epoch, elapsed, epoch_s)
+    if note:
+        log_fn(note)
+    if stop:
+        log_fn(stop)
+    return stop
+
+
+def _finalize(run: Run, early: EarlyStop, log_fn):
+    """The best epoch's weights, the guidance and new-item rules chosen on validation, the log."""
+    cfg, rec, split = run.cfg, run.rec, run.split
+    rec.model.load_state_dict(early.best_state[0])
+    rec.items.load_state_dict(early.best_state[1])
+    rec.model.eval()
     rec.invalidate()
     choose_guidance(rec, split, cfg, log_fn)
     if len(rec.cold_items) and cfg.item_source != "id":  # how to score residual-free items, on validation
@@ -317,12 +423,113 @@ def _train(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool, log_f
         rec.config["new_items"] = rule.to_dict()
         rec.invalidate()
         log_fn(f"new items on validation: a={rule.a:g}, b={rule.b:g} ({rule.chosen_on})")
-    rec.config["train_log"] = {"epochs_run": len(history), "best_epoch": best_state[2],
-                               "lr_decay_epochs": round(schedule.decay_epochs, 2),
-                               "best_valid_NDCG@10": round(best, 5), "history": history,
-                               "minutes": round((now() - t0) / 60, 2),
+    world = distributed.world_size()
+    rec.config["train_log"] = {"epochs_run": len(early.history), "best_epoch": early.best_epoch,
+                               "lr_decay_epochs": round(run.schedule.decay_epochs, 2),
+                               "best_valid_NDCG@10": round(early.best, 5), "history": early.history,
+                               "minutes": round(run.elapsed() / 60, 2),
                                **({"processes": world} if world > 1 else {})}
-    return rec, split, E
+    return rec, split, run.E
+
+
+# --- the training state, for --resume (idream.train_state writes and reads it) --------------------
+
+def _snapshot(run: Run, early: EarlyStop, epoch: int, stop: str | None) -> tuple[dict, dict]:
+    """The state after `epoch` (on rank 0, weights on the CPU): tensors by file, and the rest."""
+    model, table = run.rec.model, run.rec.items
+    opt = run.opt.state_dict()
+    rng = {"torch": torch.get_rng_state(),
+           **({"generator": run.gen.get_state()} if run.gen is not None else {}),
+           **({"cuda": torch.cuda.get_rng_state(run.dev)} if run.dev.type == "cuda" else {})}
+    tensors = {"weights": _weights(model.state_dict(), table.state_dict()),
+               "optimizer": {f"{i}.{k}": v for i, s in opt["state"].items() for k, v in s.items()},
+               "rng": rng}
+    if early.best_epoch != epoch:  # else the best weights are the weights
+        tensors["best"] = _weights(*early.best_state)
+    sched = {k: v for k, v in run.schedule.sched.state_dict().items() if k != "lr_lambdas"}
+    meta = {"stopped": stop, "train": train_state.plain(asdict(run.cfg)),
+            "items_fingerprint": items_fingerprint(run.rec.dataset),
+            "elapsed_s": run.elapsed(), "clock": run.cfg.clock,
+            "numpy_rng": run.rng.bit_generator.state,
+            "optimizer": {"param_groups": opt["param_groups"]},
+            "schedule": {"horizon": run.schedule.horizon, "lr_scheduler": sched},
+            "early_stop": {"best": early.best, "best_epoch": early.best_epoch, "bad": early.bad,
+                           "history": early.history}}
+    return tensors, meta
+
+
+def _weights(model_state: dict, table_state: dict) -> dict:
+    return {**{f"model.{k}": v for k, v in model_state.items()},
+            **{f"table.{k}": v for k, v in table_state.items()}}
+
+
+def _split_weights(flat: dict) -> tuple[dict, dict]:
+    return ({k[6:]: v for k, v in flat.items() if k.startswith("model.")},
+            {k[6:]: v for k, v in flat.items() if k.startswith("table.")})
+
+
+def _saved_state(cfg: TrainConfig, state_dir, resume: bool, log_fn):
+    """(state.json, its folder) to resume from; None to start from the start, after removing a
+    state left by an earlier run. TrainStateError where --resume finds nothing usable."""
+    if state_dir is None:
+        if resume:
+            raise train_state.TrainStateError("--resume needs a folder (--out) that holds a training state")
+        return None
+    root = Path(state_dir)
+    if distributed.is_distributed():
+        if resume:
+            raise train_state.TrainStateError("--resume continues single-process runs; under torchrun "
+                                              "the state is not written")
+        return None
+    if not resume:
+        if (root / "state.json").exists():
+            log_fn(f"note: {root} held an unfinished run; starting from the start (--resume continues one)")
+        train_state.remove(root)
+        return None
+    meta = train_state.read_meta(root, root.parent)
+    train_state.check_settings(meta, train_state.plain(asdict(cfg)), root)
+    train_state.clean(root, keep=meta.get("folder"))  # an epoch folder the kill left half written
+    return meta, root
+
+
+def _restore(run: Run, early: EarlyStop, meta: dict, root: Path, log_fn) -> tuple[int, str | None]:
+    """Put the saved state back; returns (the next epoch, why training had stopped or None)."""
+    if meta.get("items_fingerprint") != items_fingerprint(run.rec.dataset):
+        raise train_state.TrainStateError(f"{root} was made on another catalog than {run.cfg.dataset!r}: "
+                                          "train without --resume to start over")
+    t = train_state.read_tensors(root, meta)
+    model, table = run.rec.model, run.rec.items
+    try:
+        for module, state in zip((model, table), _split_weights(t["weights"])):
+            module.load_state_dict(state)
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()}
+                  for g in meta["optimizer"]["param_groups"]]
+        state = {}
+        for name, v in t["optimizer"].items():
+            i, k = name.split(".", 1)
+            state.setdefault(int(i), {})[k] = v
+        run.opt.load_state_dict({"state": state, "param_groups": groups})
+        n = len(run.opt.param_groups)
+        run.schedule.sched.load_state_dict({**meta["schedule"]["lr_scheduler"], "lr_lambdas": [None] * n})
+        run.schedule.horizon = meta["schedule"]["horizon"]
+        run.rng.bit_generator.state = meta["numpy_rng"]
+        torch.set_rng_state(t["rng"]["torch"])
+        if run.gen is not None:
+            run.gen.set_state(t["rng"]["generator"])
+        if run.dev.type == "cuda" and "cuda" in t["rng"]:
+            torch.cuda.set_rng_state(t["rng"]["cuda"], run.dev)
+        e = meta["early_stop"]
+        early.best, early.best_epoch, early.bad, early.history = e["best"], e["best_epoch"], e["bad"], e["history"]
+        best = _split_weights(t["best"]) if "best" in t else (model.state_dict(), table.state_dict())
+        early.best_state = tuple(copy.deepcopy(s) for s in best)
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise train_state.TrainStateError(f"{root} does not fit this run ({first}); remove it and train "
+                                          "without --resume") from None
+    run.t0 = run.now() - float(meta["elapsed_s"])  # the budget goes on from the saved seconds
+    log_fn(f"resuming after epoch {meta['epoch']} from {root}"
+           + (f" (it had stopped: {meta['stopped']})" if meta.get("stopped") else ""))
+    return meta["epoch"] + 1, meta.get("stopped")
 
 
 @dataclass

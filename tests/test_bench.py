@@ -131,3 +131,17 @@ def test_a_row_stopped_early_only_after_patience_epochs_without_gain():
     assert stopped_by(epochs_run=12, best_epoch=7, patience=5) == "early"
     assert stopped_by(epochs_run=12, best_epoch=8, patience=5) == "cap"  # still improving at the end
     assert stopped_by(epochs_run=3, best_epoch=3, patience=1) == "cap"
+
+
+def test_epoch_bench_times_both_models_on_the_same_targets(synthetic_dir, tmp_path):
+    from benchmarks.epoch import epoch_markdown, run_epoch_cost
+    tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, T=100, history_len=5, intention_pool=2,
+                encoder="causal", seq_batch_size=8)
+    res = run_epoch_cost(str(synthetic_dir), tiny, dict(max_len=12, batch_size=16), steps=2, blocks=2,
+                         log_fn=lambda s: None)
+    i, s = res["rows"]["idream"], res["rows"]["sasrec"]
+    # an epoch is every training target once for both, whatever their window lengths
+    assert i["targets_per_epoch"] == s["targets_per_epoch"] > 0
+    assert i["steps_per_epoch"] == -(-i["windows"] // 8) and s["steps_per_epoch"] == -(-s["windows"] // 16)
+    assert i["windows"] > s["windows"]  # windows of 5 against 12 over the same sequences
+    assert res["ratio"] > 0 and "costs" in epoch_markdown(res)
