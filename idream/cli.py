@@ -547,6 +547,10 @@ def cmd_new_items(a) -> int:
                            f"--cold-frac {'/'.join(sorted(fracs))}, seeds {', '.join(seeds)})")
     rec.config["new_items"] = rule.to_dict()
     write_json(Path(a.checkpoint) / "config.json", rec.config)
+    if (Path(a.checkpoint) / "README.md").exists():  # the model card says how new items score
+        from benchmarks.report import write_model_card
+
+        write_model_card(Path(a.checkpoint))
     print(f"{a.checkpoint}: new items " + (f"a = {rule.a:g}, b = {rule.b:g} ({rule.chosen_on})" if rule.on else "off")
           + (f"; c = {rule.c:g} ({rule.c_chosen_on})" if rule.c_chosen_on else ""))
     return 0
