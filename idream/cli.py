@@ -276,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Choose a and b of the new-item rule (idream/newitems.py: an item "
                                     "added without retraining scores as high as its text is close to "
                                     "the history) on the validation split of checkpoints trained with "
-                                    "--cold-frac, and write it into a checkpoint's config.json.")
+                                    "--cold-frac, or with --intention its c (how much the item's text "
+                                    "closeness to the intention adds) on the dev half of the "
+                                    "hand-written new-item cases, and write it into a checkpoint's "
+                                    "config.json and model card.")
     ni.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder to update")
     ni.add_argument("--from", dest="sources", nargs="+", default=None, metavar="DIR",
                     help="cold-start checkpoints (same dataset) to choose on, pooled (default: the "
