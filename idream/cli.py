@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     ni.add_argument("--intention", action="store_true",
                     help="keep a and b; choose c, the weight of a new item's text closeness to the "
                          "intention, on the dev half of the hand-written new-item cases "
-                         "(docs/benchmarks.md); choosing a and b again sets c back to 0")
+                         "(the benchmarks page); choosing a and b again sets c back to 0")
     ni.add_argument("--cases", default=None, metavar="FILE",
                     help="with --intention: a case file of the same form (default: the benchmark's own)")
     ni.add_argument("--threads", type=int, default=0, metavar="N",
@@ -560,7 +560,7 @@ def cmd_new_items(a) -> int:
 
 
 def _choose_intention(rec, a):
-    """The rule with c chosen on the dev half of the new-item cases (benchmarks.newitems.choose_c)."""
+    """The rule with c chosen on the dev half of the new-item cases (choose_c of the new-item bench)."""
     from benchmarks.newitems import CASES, choose_c
 
     if not rec.new_item_rule.on:
