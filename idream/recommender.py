@@ -382,10 +382,11 @@ class Recommender:
         return rows
 
     def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
-              extra: list | None) -> tuple:
+              extra: list | None, e_q: np.ndarray | None = None, rho=None) -> tuple:
         """The top-k over the catalog (+ extra items) with the history and its twins left out
         (Dataset.twins: the same film under another id). Residual-free
-        items (the catalog's cold ones and the extra ones) are scored by the new-item rule.
+        items (the catalog's cold ones and the extra ones) are scored by the new-item rule, with
+        the intention's raw vector e_q (D,) at each row's ρ (a float or (B,)) when there is one.
         x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
         too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
                                 "model): lower rho or w")
@@ -401,7 +402,8 @@ class Recommender:
         extra_scores = None
         if ns is not None and len(Z):
             raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
-            extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule)
+            extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule,
+                                     e_q, self._rho_scale(rho))
         pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
         out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
         seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
@@ -413,6 +415,14 @@ class Recommender:
             back = torch.cat([torch.arange(N), torch.from_numpy(cold), N + torch.arange(len(Z) - len(cold))])
             top = back[top]
         return scores, top
+
+    def _rho_scale(self, rho) -> float | torch.Tensor:
+        """How much of the new-item rule's c a request's ρ (a float or (B,)) takes: ρ/ρ₀, so the
+        default takes all of it and ρ = 0 none (0 when the default ρ is 0: c was never chosen)."""
+        rho0 = self.default_rho
+        if not rho0:
+            return 0.0
+        return 1.0 if rho is None else torch.as_tensor(rho, dtype=torch.float64) / rho0
 
     def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
                   w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
@@ -430,7 +440,7 @@ class Recommender:
         e_q, q = self._intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
-        scores, top = self._rank(x0, idx, hist, k, extra_items)
+        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, rho)
         rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
@@ -461,7 +471,7 @@ class Recommender:
         e_q, q = self._intention(intention)
         x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
                          rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
-        scores, top = self._rank(x0, idx, hist, k, extra_items)
+        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, torch.tensor(rhos))
         V = self.item_vectors()
         h_mean = V[idx].mean(0) if idx else None
         # toward the intention: its text direction in a steered model (what ρ turns to), else q
