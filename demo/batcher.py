@@ -62,7 +62,7 @@ class Batcher:
         self._cv = threading.Condition()
         self._seconds_per_job = 0.01  # a running mean, for the "try again in N s"
         self._stopped = False
-        self.batches = self.answered = 0
+        self.batches = self.taken = 0  # batches begun, requests taken into them
         self._worker = threading.Thread(target=self._run, name="api-batcher", daemon=True)
         self._worker.start()
 
@@ -97,6 +97,8 @@ class Batcher:
                 if self._stopped:
                     return
                 jobs = [self._jobs.popleft() for _ in range(min(self.max_batch, len(self._jobs)))]
+                self.batches += 1
+                self.taken += len(jobs)
             t0 = time.perf_counter()
             try:
                 self._answer(jobs)
@@ -107,8 +109,6 @@ class Batcher:
                         job.future.set_exception(e)
             per_job = (time.perf_counter() - t0) / len(jobs)
             self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * per_job
-            self.batches += 1
-            self.answered += len(jobs)
 
     def _answer(self, jobs: list[Job]) -> None:
         """Check each job on its own, answer the checked ones together, hand each its outcome."""

@@ -206,7 +206,9 @@ def run_crowd(checkpoint: str, users: int, calls: int, warmup: int = 2, env: dic
         load_before = os.getloadavg()
         log(f"{users} users × {calls} calls")
         tally = Tally()
+        cpu = (server.cpu_seconds(), sum(os.times()[:2]))
         wall = crowd.run(calls, tally, seed=2)
+        cpu = (server.cpu_seconds() - cpu[0], sum(os.times()[:2]) - cpu[1])
         load_after = os.getloadavg()
         rss["end"] = server.rss()
         stop.set()
@@ -226,6 +228,8 @@ def run_crowd(checkpoint: str, users: int, calls: int, warmup: int = 2, env: dic
         "answered": tally.count("ok"), "refused": tally.count("refused"), "errors": tally.count("error"),
         "wrong": tally.count("wrong"), "messages": tally.messages, "wall_s": round(wall, 2),
         "requests_per_s": round(len(rec) / wall, 1), "latency": lat,
+        "cpu_ms_per_request": {"server": round(cpu[0] / len(rec) * 1000, 1),
+                               "users": round(cpu[1] / len(rec) * 1000, 1)},
         "rss_mb": {k: round(v / 2**20, 1) for k, v in rss.items()},
         "rss_max_mb": round(max(samples + [rss["end"]]) / 2**20, 1),
         "rss_growth": round(rss["end"] / rss["after_warmup"] - 1, 4),
@@ -295,6 +299,8 @@ def load_markdown(r: dict) -> str:
         f"{_yes(r['met']['≥ 60 requests/s'])} |",
         f"| RSS growth ≤ 10% | {r['rss_growth'] * 100:+.1f}% ({r['rss_mb']['after_warmup']} → "
         f"{r['rss_mb']['end']} MB, max {r['rss_max_mb']} MB) | {_yes(r['met']['RSS growth ≤ 10%'])} |",
+        "", f"CPU time per request: {r['cpu_ms_per_request']['server']} ms in the app's process, "
+        f"{r['cpu_ms_per_request']['users']} ms in the users' (gradio_client) process.",
         "", "| endpoint | answered | p50 | p95 | max |", "|---|---|---|---|---|"]
     for k, v in lat.items():
         lines.append(f"| {k} | {v['n']} | {v['p50_ms']:.0f} ms | {v['p95_ms']:.0f} ms | "

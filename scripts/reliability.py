@@ -110,6 +110,12 @@ class Server:
                     return int(line.split()[1]) * 1024
         raise ProcessLookupError(self.proc.pid)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def errors_logged(self) -> list[str]:
         self.log.seek(0)
         text = self.log.read().decode("utf-8", "replace")
