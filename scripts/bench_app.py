@@ -19,6 +19,7 @@ writes results/app-load.{json,md} (the machine and its load average named).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -112,8 +113,8 @@ def main(argv=None) -> int:
                      "gradio": gradio.__version__},
         "request": {"history_items": len(history), "intention": INTENTION, "steps": 1, "k": 10},
         "service_load_s": round(load_s, 2),
-        "recommend_one_step": timed(lambda: cb.recommend_api(rho=None, **args), a.calls, a.warmup),
-        "sweep_rho_0_to_10": timed(lambda: cb.sweep_api(**args), max(10, a.calls // 3), 2),
+        "recommend_one_step": timed(lambda: asyncio.run(cb.recommend_api(rho=None, **args)), a.calls, a.warmup),
+        "sweep_rho_0_to_10": timed(lambda: asyncio.run(cb.sweep_api(**args)), max(10, a.calls // 3), 2),
         "explore_ui_with_figure": timed(
             lambda: cb.explore(history, INTENTION, None, None, 1, 10, 0, []), 10, 2),
         "goals_ms": {"recommend_one_step": 150, "sweep_rho_0_to_10": 1000},
