@@ -5,7 +5,8 @@ and the app under a crowd.
     python scripts/bench_app.py load [--users 100] [--calls 10] [--set IDREAM_MAX_BATCH=64 ...]
 
 Server-side time is the endpoint's own function (what /recommend and /sweep run), timed in
-process after warm-up and after the background UMAP refit, median over --calls calls. --http
+process after warm-up and after the background UMAP refit, median over --calls calls (through the
+API's batching worker, the intention's vector from its cache after the first call). --http
 adds the gradio_client round trip to the app served on 127.0.0.1; --cold-start times
 `python app.py` from launch to its first answered /recommend. Prints one JSON object.
 
@@ -221,7 +222,8 @@ def run_crowd(checkpoint: str, users: int, calls: int, warmup: int = 2, env: dic
     lat = {}
     for kind in ("recommend", "sweep", "all"):
         xs = [r[1] for r in rec if r[3] == "ok" and kind in (r[2], "all")]
-        lat[kind] = {"n": len(xs), "p50_ms": round(percentile(xs, 50) * 1000, 1),
+        lat[kind] = {"n": len(xs), "mean_ms": round(sum(xs) / max(len(xs), 1) * 1000, 1),
+                     "p50_ms": round(percentile(xs, 50) * 1000, 1),
                      "p95_ms": round(percentile(xs, 95) * 1000, 1),
                      "max_ms": round(max(xs) * 1000, 1) if xs else None}
     return {
@@ -278,6 +280,7 @@ def met(r: dict) -> dict:
 
 def load_markdown(r: dict) -> str:
     lat = r["latency"]
+    ratio = lat["recommend"]["p95_ms"] / lat["all"]["mean_ms"]
     lines = [
         f"Measured by `{r['command']}` on {r['date']}; machine: {r['machine']} (`nproc` {r['nproc']}); "
         f"load average (1, 5, 15 min) {r['load_average_before']} when the crowd started and "
@@ -301,7 +304,13 @@ def load_markdown(r: dict) -> str:
         f"| RSS growth ≤ 10% | {r['rss_growth'] * 100:+.1f}% ({r['rss_mb']['after_warmup']} → "
         f"{r['rss_mb']['end']} MB, max {r['rss_max_mb']} MB) | {_yes(r['met']['RSS growth ≤ 10%'])} |",
         "", f"CPU time per request: {r['cpu_ms_per_request']['server']} ms in the app's process, "
-        f"{r['cpu_ms_per_request']['users']} ms in the users' (gradio_client) process.",
+        f"{r['cpu_ms_per_request']['users']} ms in the users' (gradio_client) process. Each user waits "
+        f"for its answer before its next call, so the mean latency is users / throughput (Little's law): "
+        f"{r['users']} / {r['requests_per_s']} = {r['users'] / r['requests_per_s']:.2f} s (measured: "
+        f"{lat['all']['mean_ms'] / 1000:.2f} s). With this run's ratio of `/recommend`'s p95 to the mean "
+        f"({ratio:.2f}), a p95 of 1 s asks for {r['users'] * ratio:.0f} requests a second, at most "
+        f"{2000 / (r['users'] * ratio):.1f} ms of CPU per request for the app and the users together on "
+        "2 idle cores.",
         "", "| endpoint | answered | p50 | p95 | max |", "|---|---|---|---|---|"]
     for k, v in lat.items():
         lines.append(f"| {k} | {v['n']} | {v['p50_ms']:.0f} ms | {v['p95_ms']:.0f} ms | "
