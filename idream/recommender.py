@@ -60,6 +60,7 @@ class Recommender:
         self._backend = backend
         self._vectors = None
         self._steer = None
+        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
         self._new_items = None
         self.exact = exact  # True: score every item even where the catalog has a graph index
         self._index = None
@@ -141,6 +142,7 @@ class Recommender:
         """Forget cached item vectors and their index (after training steps or appended items)."""
         self._vectors = None
         self._steer = None
+        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
         self._new_items = None
         self._index = None
 
@@ -282,8 +284,9 @@ class Recommender:
 
     def oracle(self, histories: np.ndarray, intentions: torch.Tensor | None = None,
                has_intention=None, steps: int = 1, w=None, rho=None, seed: int | None = 0,
-               return_path: bool = False, shared_noise: bool = False):
+               return_path: bool = False, shared_noise: bool = False, noise: torch.Tensor | None = None):
         """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)
+        noise: the starting x_T (B, D) when the rows have seeds of their own (idream.batch).
         rho: a float or (B,); in a steered model it turns the oracle toward each intention's text
         direction and weighs the learned guidance term by κρ."""
         w = self.default_w if w is None else w
@@ -301,7 +304,7 @@ class Recommender:
             steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
             rho = self.kappa * angle
         return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
-                      shared_noise=shared_noise, steer=steer)
+                      shared_noise=shared_noise, steer=steer, noise=noise)
 
     def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None) -> torch.Tensor:
         """s_i = ⟨x̂0, z_i⟩ for every item; with the histories (B, L), the catalog's residual-free
@@ -361,6 +364,14 @@ class Recommender:
         item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
         return item | ({"notice": notice} if notice else {})
 
+    def _item_meta(self, i: int) -> dict:
+        """dataset.item_meta(i), kept once read: a crowd's answers read the same rows again and again
+        (a pandas row read costs more than ranking it). Only rows that were shown are kept."""
+        meta = self._metas.get(i)
+        if meta is None:
+            meta = self._metas[i] = self.dataset.item_meta(i)
+        return meta
+
     def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
               extra: list | None) -> list[dict]:
         """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items.
@@ -370,7 +381,7 @@ class Recommender:
         rows = []
         for r, i in enumerate(top, 1):
             if i < N:
-                meta, new = self.dataset.item_meta(i), False
+                meta, new = self._item_meta(i), False
             else:
                 meta, new = dict(extra[i - N]["meta"], item_id=f"new:{i - N + 1}"), True
             row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
@@ -471,11 +482,21 @@ class Recommender:
         e_q, q = self._intention(intention)
         x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
                          rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
+        return self.sweep_answer(x0, idx, hist, rhos, k, e_q, q, extra_items)
+
+    def sweep_answer(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, rhos: list[float], k: int,
+                     e_q: np.ndarray | None, q: torch.Tensor | None, extra_items: list | None = None,
+                     toward: torch.Tensor | None = None) -> dict:
+        """A sweep's answer from its oracles (R, D), one per ρ (shared by sweep_rho and the
+        batched path, idream.batch). hist (R, L); e_q (D,) raw and q (1, D) the intention's;
+        toward (D,): its direction when already known (a batch finds all of them at once)."""
+        R = len(rhos)
         scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, torch.tensor(rhos))
         V = self.item_vectors()
         h_mean = V[idx].mean(0) if idx else None
         # toward the intention: its text direction in a steered model (what ρ turns to), else q
-        toward = None if q is None else (self.intention_directions(q)[0] if self.steered else q[0])
+        if toward is None and q is not None:
+            toward = self.intention_directions(q)[0] if self.steered else q[0]
         cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
         return {
             "rho": rhos,
