@@ -276,6 +276,9 @@ def write_model_card(ckpt: Path) -> Path:
         (f"- New items (no learned residual; `idream/newitems.py`): score max(own, mean + spread·"
          f"(a·z + b)), z their text closeness to the history; a = {n['a']:g}, b = {n['b']:g}, chosen on "
          f"{n['chosen_on'].split(': ', 1)[0]}; set by `python -m idream new-items`."
+         + (f" With an intention, + c·(ρ/ρ₀)·z_q, z_q their text closeness to it; c = {n['c']:g}, chosen "
+            f"on the {n['c_chosen_on'].split(': ', 1)[0]}; set by `python -m idream new-items --intention`."
+            if n.get("c_chosen_on") else "")
          if (n := cfg.get("new_items", {})).get("a") else
          "- New items (no learned residual) rank by their own score alone."),
         f"- Weights and vectors: {size / 1e6:.1f} MB of safetensors.",

@@ -15,8 +15,12 @@ from .projection import PARAMS
 from .service import Service, get_service
 
 DEFAULT_CHECKPOINT = "checkpoints/ml-100k"
-QUEUE_SIZE = int(os.environ.get("IDREAM_QUEUE_SIZE", "32"))
-MODEL_CONCURRENCY = int(os.environ.get("IDREAM_CONCURRENCY", "2"))  # model calls at once
+# chosen from results/app-load.md; the environment overrides. The API's /recommend and /sweep
+# wait in demo.batcher (bounded there, with a "busy, try again in N s"), not in Gradio's queue
+QUEUE_SIZE = int(os.environ.get("IDREAM_QUEUE_SIZE", "256"))  # the page's events waiting
+MODEL_CONCURRENCY = int(os.environ.get("IDREAM_CONCURRENCY", "2"))  # the page's model calls at once
+MAX_THREADS = int(os.environ.get("IDREAM_MAX_THREADS", "512"))  # events in progress (API ones wait
+# without a thread, so this bounds the API requests handed to the batcher, not threads)
 
 FILM_EXAMPLES = [  # for catalogs of films; others get examples from their own genres
     "something light and funny from the 90s",
@@ -72,7 +76,7 @@ CSS = """
 def launch_kwargs() -> dict:
     """App-level launch options (server name and port come from GRADIO_SERVER_NAME / _PORT)."""
     return {"theme": gr.themes.Soft(primary_hue="orange"), "css": CSS, "show_error": False,
-            "footer_links": ["api", "gradio"]}
+            "footer_links": ["api", "gradio"], "max_threads": MAX_THREADS}
 
 
 def build_app(checkpoint: str | None = None, background_umap: bool = True,
@@ -214,8 +218,10 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
         forget_btn.click(cb.clear_items, None, [new_items, new_table, new_status], api_name="forget_items",
                          **light)
 
-        gr.api(cb.recommend_api, api_name="recommend", **model)
-        gr.api(cb.sweep_api, api_name="sweep", **model)
+        # no limit here: each request waits in the batcher, which answers the waiting ones together
+        api = dict(concurrency_limit=None, concurrency_id="api")
+        gr.api(cb.recommend_api, api_name="recommend", **api)
+        gr.api(cb.sweep_api, api_name="sweep", **api)
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
     return demo

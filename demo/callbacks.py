@@ -6,7 +6,7 @@ becomes the message it carries, anything unexpected a one-line server error.
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
 import time
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import figures
 from .projection import SPACES
+from .batcher import MAX_BATCH, MAX_WAITING, Batcher, batcher_for
 from .service import EMPTY_HINT, InputProblem, Service
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,6 @@ def _server_error(e: Exception) -> str:
     return f"Something went wrong on the server ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
 
 
-def _api(fn):
-    """API endpoints: input problems and failures become gr.Error messages (no traceback)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except InputProblem as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        except gr.Error:
-            raise
-        except Exception as e:  # noqa: BLE001 - the client gets one readable line
-            raise gr.Error(_server_error(e), print_exception=False) from None
-    return wrapper
-
-
 def result_table(rows: list[dict]) -> pd.DataFrame:
     """The ranked rows as the results table (new items marked)."""
     data = [[r["rank"], r["title"] + (" [new]" if r.get("new") else ""), r["year"] or "",
@@ -66,33 +52,37 @@ class Callbacks:
         self.s = service
 
     # -- API ---------------------------------------------------------------------------------
-    def recommend_api(self, history: list[str], intention: str = "", rho: float | None = None,
-                      w: float | None = None, steps: int = 1, k: int = 10, seed: int = 0) -> dict:
+    @property
+    def batcher(self) -> Batcher:
+        """The API's batching worker, one per loaded model (demo.batcher)."""
+        return batcher_for(self.s, MAX_BATCH, MAX_WAITING)
+
+    async def recommend_api(self, history: list[str], intention: str = "", rho: float | None = None,
+                            w: float | None = None, steps: int = 1, k: int = 10, seed: int = 0) -> dict:
         """Rank the catalog for a history (titles, oldest first) and an optional intention.
 
         Returns {"items": [{"rank", "item_id", "title", "year", "genres", "score",
         "intention_similarity"?}], "notices": [...]}; ρ and w default to the checkpoint's.
         """
-        return _api(self._recommend_api)(history, intention, rho, w, steps, k, seed)
+        return await self._batched("recommend", history, intention, rho, w, steps, k, seed)
 
-    def _recommend_api(self, history, intention, rho, w, steps, k, seed) -> dict:
-        q = self.s.check(history, intention, rho, w, steps, k, seed)
-        return {"items": self.s.recommend(q).items, "notices": q.notices}
-
-    def sweep_api(self, history: list[str], intention: str = "", w: float | None = None,
-                  steps: int = 1, k: int = 10, seed: int = 0) -> dict:
+    async def sweep_api(self, history: list[str], intention: str = "", w: float | None = None,
+                        steps: int = 1, k: int = 10, seed: int = 0) -> dict:
         """The top-K for ρ = 0, 1, …, 10 in one batched call, from the same noise.
 
         Returns {"rho": [...], "items": [rows per ρ], "intention_similarity": [...],
         "history_similarity": [...], "notices": [...]}.
         """
-        return _api(self._sweep_api)(history, intention, w, steps, k, seed)
+        return await self._batched("sweep", history, intention, w, steps, k, seed)
 
-    def _sweep_api(self, history, intention, w, steps, k, seed) -> dict:
-        q = self.s.check(history, intention, None, w, steps, k, seed)
-        out = self.s.sweep(q)
-        out.pop("oracles", None)
-        return {**out, "notices": q.notices}
+    async def _batched(self, kind: str, *args) -> dict:
+        """Wait (without a thread) for the batcher's answer; problems become gr.Error messages."""
+        try:
+            return await asyncio.wrap_future(self.batcher.submit(kind, *args))
+        except InputProblem as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:  # noqa: BLE001 - the client gets one readable line
+            raise gr.Error(_server_error(e), print_exception=False) from None
 
     # -- the Recommend button ----------------------------------------------------------------
     def explore(self, history, intention, rho, w, steps, k, seed, new_items):

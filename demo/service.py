@@ -184,12 +184,18 @@ class Service:
         """One batched generation per ρ value, from the same noise (at most SWEEP_MAX_STEPS steps);
         rhos None: eleven positions over the model's range."""
         ids = [self.metas[i]["item_id"] for i in q.history]
-        steps = min(q.steps, SWEEP_MAX_STEPS)
-        if steps < q.steps:
-            q.notices.append(f"The ρ sweep runs at most {SWEEP_MAX_STEPS} DDIM steps (asked: {q.steps}).")
+        steps = self.sweep_steps(q)
         out = self.rec.sweep_rho(ids, q.intention, rhos=rhos, w=q.w, steps=steps, k=q.k,
                                  seed=q.seed, extra_items=extra_items or None)
         return {**out, "steps": steps}
+
+    @staticmethod
+    def sweep_steps(q: Query) -> int:
+        """The steps a sweep runs: at most SWEEP_MAX_STEPS (a notice says when fewer than asked)."""
+        steps = min(q.steps, SWEEP_MAX_STEPS)
+        if steps < q.steps:
+            q.notices.append(f"The ρ sweep runs at most {SWEEP_MAX_STEPS} DDIM steps (asked: {q.steps}).")
+        return steps
 
     # -- history helpers ---------------------------------------------------------------------
     def user_history(self, user_id) -> tuple[list[str], str]:

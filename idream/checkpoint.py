@@ -152,9 +152,9 @@ def _config_problem(cfg: dict) -> str | None:
     if g.get("mode", "learned") not in ("turn", "learned"):
         return f"guidance.mode = {g['mode']!r} is not 'turn' or 'learned'"
     n = cfg.get("new_items", {})
-    if set(n) - {"a", "b", "chosen_on"}:
-        return f"new_items has unknown keys {sorted(set(n) - {'a', 'b', 'chosen_on'})}"
-    for key in ("a", "b"):
+    if set(n) - {"a", "b", "chosen_on", "c", "c_chosen_on"}:
+        return f"new_items has unknown keys {sorted(set(n) - {'a', 'b', 'chosen_on', 'c', 'c_chosen_on'})}"
+    for key in ("a", "b", "c"):
         if key in n and not (_is_number(n[key]) and abs(n[key]) <= MAX_GUIDANCE):
             return f"new_items.{key} = {n[key]!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
     lo, hi = STEER_RANGE

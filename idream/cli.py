@@ -285,12 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Choose a and b of the new-item rule (idream/newitems.py: an item "
                                     "added without retraining scores as high as its text is close to "
                                     "the history) on the validation split of checkpoints trained with "
-                                    "--cold-frac, and write it into a checkpoint's config.json.")
+                                    "--cold-frac, or with --intention its c (how much the item's text "
+                                    "closeness to the intention adds) on the dev half of the "
+                                    "hand-written new-item cases, and write it into a checkpoint's "
+                                    "config.json and model card.")
     ni.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint folder to update")
     ni.add_argument("--from", dest="sources", nargs="+", default=None, metavar="DIR",
                     help="cold-start checkpoints (same dataset) to choose on, pooled (default: the "
                          "checkpoint itself, which must hold cold items)")
     ni.add_argument("--off", action="store_true", help="switch the rule off instead")
+    ni.add_argument("--intention", action="store_true",
+                    help="keep a and b; choose c, the weight of a new item's text closeness to the "
+                         "intention, on the dev half of the hand-written new-item cases "
+                         "(the benchmarks page); choosing a and b again sets c back to 0")
+    ni.add_argument("--cases", default=None, metavar="FILE",
+                    help="with --intention: a case file of the same form (default: the benchmark's own)")
+    ni.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="torch threads (0: torch's default; 1 when other work shares the CPU)")
 
     d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")
     d.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR",
@@ -560,8 +571,16 @@ def cmd_new_items(a) -> int:
     from .newitems import NewItemRule, pick, validation_grid
     from .recommender import Recommender
 
+    if a.off and a.intention:
+        raise CLIError("--off and --intention: choose one")
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     rec = Recommender.load(a.checkpoint)
-    if a.off:
+    if a.intention:
+        rule = _choose_intention(rec, a)
+    elif a.off:
         rule = NewItemRule()
     else:
         grids, seeds, fracs = [], [], set()
@@ -579,8 +598,26 @@ def cmd_new_items(a) -> int:
                            f"--cold-frac {'/'.join(sorted(fracs))}, seeds {', '.join(seeds)})")
     rec.config["new_items"] = rule.to_dict()
     write_json(Path(a.checkpoint) / "config.json", rec.config)
-    print(f"{a.checkpoint}: new items " + (f"a = {rule.a:g}, b = {rule.b:g} ({rule.chosen_on})" if rule.on else "off"))
+    if (Path(a.checkpoint) / "README.md").exists():  # the model card says how new items score
+        from benchmarks.report import write_model_card
+
+        write_model_card(Path(a.checkpoint))
+    print(f"{a.checkpoint}: new items " + (f"a = {rule.a:g}, b = {rule.b:g} ({rule.chosen_on})" if rule.on else "off")
+          + (f"; c = {rule.c:g} ({rule.c_chosen_on})" if rule.c_chosen_on else ""))
     return 0
+
+
+def _choose_intention(rec, a):
+    """The rule with c chosen on the dev half of the new-item cases (choose_c of the new-item bench)."""
+    from benchmarks.newitems import CASES, choose_c
+
+    if not rec.new_item_rule.on:
+        raise CLIError(f"the new-item rule is off in {a.checkpoint}: choose a and b first "
+                       f"(python -m idream new-items --checkpoint {a.checkpoint})")
+    if not rec.default_rho:
+        raise CLIError(f"{a.checkpoint}'s default ρ is 0: the intention's closeness would never count")
+    rule, _ = choose_c(rec, a.cases or CASES, log=lambda s: print(s, file=sys.stderr, flush=True))
+    return rule
 
 
 def cmd_describe(a) -> int:

@@ -10,6 +10,15 @@ and z_j is j's closeness (its largest raw text cosine to a history item) z-score
 catalog's closeness for the same history. It keeps the larger of s_j and its own score, so an
 intention that means the item still lifts it (with no history: its own score alone). a and b are
 chosen on validation of checkpoints trained with held-out items (`validation_grid`, `pick`).
+
+With an intention q the item's own text closeness to it counts too, as the oracle's turn does:
+
+    s_j = mean + spread · (a·z_j + c·(ρ/ρ₀)·z_q,j + b)
+
+z_q,j its raw text cosine to q z-scored against the catalog's cosines to q, ρ the request's and ρ₀
+the checkpoint's default (so ρ = 0 ignores the intention, as the oracle does). c is chosen on the
+dev half of the hand-written new-item cases (`python -m idream new-items --intention`); c = 0 (and
+every request without an intention) gives exactly the rule above.
 """
 
 from __future__ import annotations
@@ -30,10 +39,13 @@ WARM_COST = 0.002  # the most warm NDCG@10 the choice may give up on validation
 
 @dataclass
 class NewItemRule:
-    """How residual-free items are scored; a = 0 switches it off (they keep their own score)."""
+    """How residual-free items are scored; a = 0 switches it off (they keep their own score).
+    c weighs the intention's text closeness at the default ρ (0: ignored, as in older checkpoints)."""
     a: float = 0.0
     b: float = 0.0
     chosen_on: str = ""
+    c: float = 0.0
+    c_chosen_on: str = ""
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "NewItemRule":
@@ -81,6 +93,13 @@ class NewItemScorer:
         m, sd = ref.mean(1, keepdim=True), ref.std(1, keepdim=True).clamp(min=1e-6)
         return (self.closeness(histories, cand) - m) / sd
 
+    def intention_z(self, q: np.ndarray, cand: torch.Tensor) -> torch.Tensor:
+        """Each candidate's cosine to the intention z-scored against the catalog sample's (the
+        reference's z-scoring).  q (Dt,) raw, cand (C, Dt) unit -> (C,)"""
+        u = unit(np.asarray(q)[None])[0]  # (Dt,)
+        ref = self.sample @ u  # (S,)
+        return ((cand @ u - ref.mean()) / ref.std(unbiased=False).clamp(min=1e-6)).double()
+
     def parts(self, x0: torch.Tensor, histories: np.ndarray, cand: torch.Tensor) -> tuple:
         """What the rule reads, whatever a and b: the candidates' z (B, C) and the warm scores'
         mean and spread (B,); rows without a history get z = −inf (close to nothing)."""
@@ -90,19 +109,27 @@ class NewItemScorer:
 
     @staticmethod
     def combine(own: torch.Tensor, z: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor,
-                rule: NewItemRule) -> torch.Tensor:
-        """max(own, mean + spread·(a·z + b)).  own, z (B, C); mean, spread (B,) -> (B, C)"""
-        cal = mean[:, None] + spread[:, None] * (rule.a * z + rule.b)
+                rule: NewItemRule, zq: torch.Tensor | None = None, scale=None) -> torch.Tensor:
+        """max(own, mean + spread·(a·z + c·scale·zq + b)); without zq (no intention) or with c = 0
+        exactly max(own, mean + spread·(a·z + b)).
+        own, z (B, C); mean, spread (B,); zq (C,) the intention's z; scale (B,) ρ/ρ₀ -> (B, C)"""
+        x = rule.a * z
+        if zq is not None and rule.c:
+            x = x + rule.c * torch.as_tensor(scale, dtype=torch.float64).reshape(-1, 1) * zq[None]
+        cal = mean[:, None] + spread[:, None] * (x + rule.b)
         cal = torch.where(torch.isneginf(z), -torch.inf, cal)  # no history, even with no spread
         return torch.maximum(own, cal.to(own.dtype))
 
     def scores(self, x0: torch.Tensor, histories: np.ndarray, cand: torch.Tensor, own: torch.Tensor,
-               rule: NewItemRule) -> torch.Tensor:
+               rule: NewItemRule, q: np.ndarray | None = None, scale=1.0) -> torch.Tensor:
         """The candidates' scores under the rule (own where it is off or there is no history).
-        x0 (B, D), cand (C, Dt) unit raw vectors, own (B, C) their dot with x0 -> (B, C)"""
+        x0 (B, D), cand (C, Dt) unit raw vectors, own (B, C) their dot with x0 -> (B, C);
+        q (Dt,) the intention's raw text vector or None, scale a float or (B,): ρ/ρ₀ per row"""
         if not rule.on:
             return own
-        return self.combine(own, *self.parts(x0, histories, cand), rule)
+        zq = self.intention_z(q, cand) if q is not None and rule.c else None
+        scale = torch.as_tensor(scale, dtype=torch.float64).expand(len(own))
+        return self.combine(own, *self.parts(x0, histories, cand), rule, zq, scale)
 
 
 @torch.no_grad()

@@ -60,6 +60,7 @@ class Recommender:
         self._backend = backend
         self._vectors = None
         self._steer = None
+        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
         self._new_items = None
         self.exact = exact  # True: score every item even where the catalog has a graph index
         self._index = None
@@ -141,6 +142,7 @@ class Recommender:
         """Forget cached item vectors and their index (after training steps or appended items)."""
         self._vectors = None
         self._steer = None
+        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
         self._new_items = None
         self._index = None
 
@@ -282,8 +284,9 @@ class Recommender:
 
     def oracle(self, histories: np.ndarray, intentions: torch.Tensor | None = None,
                has_intention=None, steps: int = 1, w=None, rho=None, seed: int | None = 0,
-               return_path: bool = False, shared_noise: bool = False):
+               return_path: bool = False, shared_noise: bool = False, noise: torch.Tensor | None = None):
         """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)
+        noise: the starting x_T (B, D) when the rows have seeds of their own (idream.batch).
         rho: a float or (B,); in a steered model it turns the oracle toward each intention's text
         direction and weighs the learned guidance term by κρ."""
         w = self.default_w if w is None else w
@@ -301,7 +304,7 @@ class Recommender:
             steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
             rho = self.kappa * angle
         return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
-                      shared_noise=shared_noise, steer=steer)
+                      shared_noise=shared_noise, steer=steer, noise=noise)
 
     def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None) -> torch.Tensor:
         """s_i = ⟨x̂0, z_i⟩ for every item; with the histories (B, L), the catalog's residual-free
@@ -361,6 +364,14 @@ class Recommender:
         item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
         return item | ({"notice": notice} if notice else {})
 
+    def _item_meta(self, i: int) -> dict:
+        """dataset.item_meta(i), kept once read: a crowd's answers read the same rows again and again
+        (a pandas row read costs more than ranking it). Only rows that were shown are kept."""
+        meta = self._metas.get(i)
+        if meta is None:
+            meta = self._metas[i] = self.dataset.item_meta(i)
+        return meta
+
     def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
               extra: list | None) -> list[dict]:
         """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items.
@@ -370,7 +381,7 @@ class Recommender:
         rows = []
         for r, i in enumerate(top, 1):
             if i < N:
-                meta, new = self.dataset.item_meta(i), False
+                meta, new = self._item_meta(i), False
             else:
                 meta, new = dict(extra[i - N]["meta"], item_id=f"new:{i - N + 1}"), True
             row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
@@ -382,10 +393,11 @@ class Recommender:
         return rows
 
     def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
-              extra: list | None) -> tuple:
+              extra: list | None, e_q: np.ndarray | None = None, rho=None) -> tuple:
         """The top-k over the catalog (+ extra items) with the history and its twins left out
         (Dataset.twins: the same film under another id). Residual-free
-        items (the catalog's cold ones and the extra ones) are scored by the new-item rule.
+        items (the catalog's cold ones and the extra ones) are scored by the new-item rule, with
+        the intention's raw vector e_q (D,) at each row's ρ (a float or (B,)) when there is one.
         x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
         too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
                                 "model): lower rho or w")
@@ -401,7 +413,8 @@ class Recommender:
         extra_scores = None
         if ns is not None and len(Z):
             raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
-            extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule)
+            extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule,
+                                     e_q, self._rho_scale(rho))
         pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
         out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
         seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
@@ -413,6 +426,14 @@ class Recommender:
             back = torch.cat([torch.arange(N), torch.from_numpy(cold), N + torch.arange(len(Z) - len(cold))])
             top = back[top]
         return scores, top
+
+    def _rho_scale(self, rho) -> float | torch.Tensor:
+        """How much of the new-item rule's c a request's ρ (a float or (B,)) takes: ρ/ρ₀, so the
+        default takes all of it and ρ = 0 none (0 when the default ρ is 0: c was never chosen)."""
+        rho0 = self.default_rho
+        if not rho0:
+            return 0.0
+        return 1.0 if rho is None else torch.as_tensor(rho, dtype=torch.float64) / rho0
 
     def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
                   w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
@@ -430,7 +451,7 @@ class Recommender:
         e_q, q = self._intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
-        scores, top = self._rank(x0, idx, hist, k, extra_items)
+        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, rho)
         rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
@@ -461,11 +482,21 @@ class Recommender:
         e_q, q = self._intention(intention)
         x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
                          rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
-        scores, top = self._rank(x0, idx, hist, k, extra_items)
+        return self.sweep_answer(x0, idx, hist, rhos, k, e_q, q, extra_items)
+
+    def sweep_answer(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, rhos: list[float], k: int,
+                     e_q: np.ndarray | None, q: torch.Tensor | None, extra_items: list | None = None,
+                     toward: torch.Tensor | None = None) -> dict:
+        """A sweep's answer from its oracles (R, D), one per ρ (shared by sweep_rho and the
+        batched path, idream.batch). hist (R, L); e_q (D,) raw and q (1, D) the intention's;
+        toward (D,): its direction when already known (a batch finds all of them at once)."""
+        R = len(rhos)
+        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, torch.tensor(rhos))
         V = self.item_vectors()
         h_mean = V[idx].mean(0) if idx else None
         # toward the intention: its text direction in a steered model (what ρ turns to), else q
-        toward = None if q is None else (self.intention_directions(q)[0] if self.steered else q[0])
+        if toward is None and q is not None:
+            toward = self.intention_directions(q)[0] if self.steered else q[0]
         cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
         return {
             "rho": rhos,

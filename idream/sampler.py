@@ -61,13 +61,14 @@ def initial_noise(batch: int, dim: int, seed: int | None, device="cpu") -> torch
 
 @torch.no_grad()
 def sample(model, diffusion: Diffusion, cond: dict, steps: int, w, rho, seed=None,
-           return_path: bool = False, shared_noise: bool = False, steer=None):
+           return_path: bool = False, shared_noise: bool = False, steer=None, noise=None):
     """Generate the oracle x0 for a batch of conditions.
 
     cond: history (B, L, D), history_valid (B, L), intention (B, D), has_intention (B,).
     w, rho: floats or (B,) tensors; shared_noise starts every row from the same x_T (for sweeps
     over ρ or w of one request). steer: a function applied to every step's x̂0 (B, D) -> (B, D),
-    e.g. the text steering's turn. Returns x0 (B, D), and with return_path the list of x̂0 at
+    e.g. the text steering's turn. noise: x_T given (B, D), for a batch of requests each with
+    its own seed (seed and shared_noise are then unused). Returns x0 (B, D), and with return_path the list of x̂0 at
     every visited step (the denoising path).
     """
     B, D = cond["intention"].shape
@@ -75,7 +76,10 @@ def sample(model, diffusion: Diffusion, cond: dict, steps: int, w, rho, seed=Non
     w = torch.as_tensor(w, dtype=torch.float32, device=device).expand(B)
     rho = torch.as_tensor(rho, dtype=torch.float32, device=device).expand(B)
     sampler = DDIMSampler(diffusion)
-    x = initial_noise(1, D, seed, device).expand(B, D) if shared_noise else initial_noise(B, D, seed, device)
+    if noise is not None:
+        x = noise.to(device)
+    else:
+        x = initial_noise(1, D, seed, device).expand(B, D) if shared_noise else initial_noise(B, D, seed, device)
     path = []
     tokens = model.history_tokens(cond["history"], cond["history_valid"])  # once, not per step
     for t in sampler.set_timesteps(steps):

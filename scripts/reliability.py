@@ -74,21 +74,18 @@ def serve_main(checkpoint: str, port: int, ready_timeout: float) -> int:
 class Server:
     """The app in a child process on a free loopback port; rss() reads its resident memory."""
 
-    def __init__(self, checkpoint: str | Path, start_timeout: float = 600):
-        import psutil
-
+    def __init__(self, checkpoint: str | Path, start_timeout: float = 600, env: dict | None = None):
         from demo.testing import free_port
 
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
-        env = dict(os.environ, IDREAM_CHECKPOINT=str(checkpoint), GRADIO_ANALYTICS_ENABLED="False")
+        env = dict(os.environ, IDREAM_CHECKPOINT=str(checkpoint), GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "serve", "--checkpoint", str(checkpoint),
              "--port", str(self.port), "--ready-timeout", str(start_timeout)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.url = None
         t0 = time.perf_counter()
-        self.ps = psutil.Process(self.proc.pid)
         line = self._read_line(start_timeout)
         if not line.startswith("READY"):
             self.stop()
@@ -106,7 +103,18 @@ class Server:
         return out[0].strip() if out else "timed out"
 
     def rss(self) -> int:
-        return self.ps.memory_info().rss
+        """The server process's resident memory in bytes (Linux /proc: no psutil needed)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise ProcessLookupError(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def errors_logged(self) -> list[str]:
         self.log.seek(0)
@@ -358,8 +366,6 @@ def percentile(xs: list[float], p: float) -> float:
 def run_load(checkpoint: str | Path, users: int = 20, requests: int = 25, warmup_requests: int = 5,
              seed: int = 0, deadline_s: float = 900, log=print) -> dict:
     """Start the app, warm it up, drive it with `users` × `requests`, and measure."""
-    import psutil  # noqa: F401 - fail early when missing
-
     from demo.app import MODEL_CONCURRENCY as model_concurrency  # the server reads the same env
 
     cat = Catalog.for_checkpoint(checkpoint)

@@ -204,8 +204,8 @@ def test_config_not_an_object(copy, content):
     ("diffusion", "beta_end", 2.0), ("text", "dim", "384"), ("text", "backend", 7),
     ("guidance", "w", "strong"), ("guidance", "rho", 1e9), ("guidance", "rho_max", 2.0),
     ("guidance", "rho_max", "top"), ("new_items", "a", "high"),
-    ("new_items", "b", float("inf")), ("new_items", "c", 1.0), (None, "new_items", [1.5, -1.6]),
-    (None, "model", [1, 2]),
+    ("new_items", "b", float("inf")), ("new_items", "d", 1.0), ("new_items", "c", "high"),
+    (None, "new_items", [1.5, -1.6]), (None, "model", [1, 2]),
     (None, "text", "minilm"), (None, "transform", ["whiten"]), (None, "transform", "rotate"),
 ])
 def test_config_bad_value(copy, section, key, value):

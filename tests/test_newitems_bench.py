@@ -171,13 +171,72 @@ def test_the_command_ranks_both_new_items_on_the_tiny_checkpoint(checkpoint, tmp
     assert dev["candidates"] == 1682 + 2 - 4  # three history films and 246's twin, 268, left out
     for c in r["cases"]:
         for key in ("fit", "misfit"):
-            assert all(1 <= c[key][col] <= c["candidates"] for col in ("model", "unguided", "reference"))
+            assert all(1 <= c[key][col] <= c["candidates"] for col in ("model", "without", "unguided", "reference"))
+        assert c["fit"]["model"] == c["fit"]["without"]  # the tiny checkpoint's rule has no c
         assert c["fit"]["model"] != c["misfit"]["model"]
     md = (tmp_path / "bench-newitems-ml-100k.md").read_text()
-    assert "| dev | 1 |" in md and "| test | 1 |" in md and r["commit"] and r["machine"]
+    assert "| dev | c = 0 | 1 |" in md and "| test | with c | 1 |" in md and r["commit"] and r["machine"]
     assert main(["bench", "newitems", "--checkpoint", str(checkpoint), "--cases", str(cases),
                  "--out", str(tmp_path), "--half", "test"]) == 0
     assert set(json.loads((tmp_path / "bench-newitems-ml-100k-test.json").read_text())["summary"]) == {"test"}
+
+
+# -- choosing c on the dev half alone -------------------------------------------------------
+
+def poisoned(path: Path, cases: Path) -> Path:
+    """The same file with its test half spoiled: fit and misfit swapped, a film not in the catalog."""
+    doc = json.loads(cases.read_text(encoding="utf-8"))
+    for c in doc["cases"]:
+        if c["half"] == "test":
+            c["fit"], c["misfit"] = c["misfit"], c["fit"]
+            c["history"] = [{"item_id": 999_999, "title": "Nowhere (2099)"}]
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_c_is_chosen_on_the_dev_half_alone(tmp_path):
+    from benchmarks.newitems import choose_c
+    from idream.recommender import Recommender
+
+    shipped = ROOT / "checkpoints" / "ml-100k"
+    if not (shipped / "model.safetensors").exists():
+        pytest.skip("no shipped checkpoint")
+    rec = Recommender.load(shipped)
+    cases = small_cases(tmp_path / "small.json")
+    grid = (0.0, 1.0, 4.0)
+    rule, rows = choose_c(rec, cases, grid, log=lambda s: None)
+    spoiled, spoiled_rows = choose_c(rec, poisoned(tmp_path / "poisoned.json", cases), grid, log=lambda s: None)
+    assert rows == spoiled_rows and rule.c == spoiled.c
+    assert [r["c"] for r in rows] == list(grid) and rule.c in grid
+    assert (rule.a, rule.b) == (rec.new_item_rule.a, rec.new_item_rule.b)  # a, b kept
+    assert rule.c_chosen_on.startswith("dev half") and "1 cases" in rule.c_chosen_on
+    with pytest.raises(CaseFileError, match="999999 is not an item"):  # the spoiled half is unusable
+        load_and_run_test_half(rec, tmp_path / "poisoned.json")
+
+
+def load_and_run_test_half(rec, path: Path):
+    from benchmarks.newitems import catalog_vectors, run_case
+
+    return [run_case(rec, c, catalog_vectors(rec)) for c in load_cases(path, "test")]
+
+
+def test_the_command_writes_c_beside_a_and_b(checkpoint, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "ck"
+    shutil.copytree(checkpoint, copy)
+    cases = small_cases(tmp_path / "small.json")
+    args = ["new-items", "--checkpoint", str(copy), "--intention", "--cases", str(cases), "--threads", "1"]
+    assert main(args) == 2  # the tiny checkpoint's rule is off: a and b come first
+    assert "choose a and b first" in capsys.readouterr().err
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["new_items"] = {"a": 1.5, "b": -1.6, "chosen_on": "by hand"}
+    (copy / "config.json").write_text(json.dumps(cfg))
+    assert main(args) == 0
+    rule = json.loads((copy / "config.json").read_text())["new_items"]
+    assert (rule["a"], rule["b"], rule["chosen_on"]) == (1.5, -1.6, "by hand")
+    assert rule["c_chosen_on"].startswith("dev half") and rule["c"] >= 0
+    assert main(["new-items", "--checkpoint", str(copy), "--intention", "--off"]) == 2
 
 
 # -- new items that cannot be placed --------------------------------------------------------
