@@ -489,3 +489,9 @@ def test_null_space_item_space_with_adaln_learns_and_round_trips(synthetic_dir, 
     a = rec.recommend([101, 102], intention="a scary horror movie", k=5, seed=4)
     b = rec2.recommend([101, 102], intention="a scary horror movie", k=5, seed=4)
     assert a.items == b.items
+    new = rec2.embed_new_item("Night of the Lake", "A scary horror movie about a haunted lake.")
+    assert torch.equal(new["z"][12:], torch.zeros(8))  # a new item has text directions only
+    out = rec2.recommend([101, 102], intention="a scary horror movie", k=5, extra_items=[new])
+    assert len(out.items) == 5 and all(np.isfinite(r["score"]) for r in out.items)  # ranked beside the catalog
+    sweep = rec2.sweep_rho([101, 102], intention="a scary horror movie", k=5)
+    assert all(np.isfinite(r["score"]) for rows in sweep["items"] for r in rows)
