@@ -116,7 +116,7 @@ class ItemIndex:
             extra = q @ extra.T if extra_scores is None else torch.as_tensor(extra_scores, dtype=torch.float32)
             if extra.shape[0] != len(q):
                 raise ValueError(f"extra scores must be ({len(q)}, n), got {tuple(extra.shape)}")
-        total = self.n + (0 if extra is None else len(extra))
+        total = self.n + (0 if extra is None else extra.shape[1])  # extra: now the (B, n) scores
         exclude = self._exclusions(exclude, len(q), total)
         k = max(0, min(int(k), total - max((len(e) for e in exclude), default=0)))
         if self.faiss is None or exact:
