@@ -22,6 +22,8 @@ MARK = {  # overlay name -> marker style
     "intention": dict(symbol="x", size=15, color="#c2255c", line=dict(width=1, color="white")),
     "oracle": dict(symbol="star", size=20, color="#fab005", line=dict(width=1.5, color="#111111")),
 }
+GL_ABOVE = 5_000  # catalog points per panel beyond which the layer is drawn with WebGL (Scattergl)
+MAP_POINTS = 20_000  # catalog points per panel at most: beyond, a seeded sample is drawn
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Marks:
     path_steps: list[int] = field(default_factory=list)  # the DDIM timestep of each path point
     new_items: dict | None = None  # space -> (m, 2)
     new_titles: list[str] = field(default_factory=list)
-    new_ranks: list[int | None] = field(default_factory=list)  # rank in the top-K, if in it
+    new_ranks: list[int | None] = field(default_factory=list)  # their ranks, when known
 
 
 def primary_genre(genres) -> str:
@@ -48,25 +50,57 @@ def _hover(titles, genres) -> list[str]:
     return [f"{t}<br><i>{', '.join(g) or 'no genre'}</i>" for t, g in zip(titles, genres)]
 
 
+def catalog_rows(n: int, max_points: int = MAP_POINTS, seed: int = 0) -> np.ndarray:
+    """The catalog rows drawn on the map: all of them, or a seeded sample of max_points (the same
+    rows in both panels) where more dots would only pile up.  -> sorted (m,)"""
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
 def embedding_figure(coords: dict, titles: list[str], genres: list, marks: Marks | None = None,
-                     subtitle: str = "", height: int = 560) -> go.Figure:
-    """Raw and whitened UMAP panels side by side, catalog coloured by (first) genre."""
-    marks = marks or Marks()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[PANEL_TITLES[s] for s in SPACES],
-                        horizontal_spacing=0.04)
-    hover = np.array(_hover(titles, genres), dtype=object)
-    first = np.array([primary_genre(g) for g in genres], dtype=object)
+                     subtitle: str = "", height: int = 560, max_points: int = MAP_POINTS) -> go.Figure:
+    """Raw and whitened UMAP panels side by side, catalog coloured by (first) genre, with the
+    marks on top. Above GL_ABOVE drawn points the catalog layer is WebGL; above max_points items,
+    a sample of them (said in the subtitle)."""
+    n = len(titles)
+    rows = catalog_rows(n, max_points)
+    if len(rows) < n:
+        subtitle = "; ".join([s for s in (subtitle, f"a sample of {len(rows):,} of the {n:,} items drawn") if s])
+    fig = _panels(subtitle, height)
+    hover = np.array(_hover([titles[i] for i in rows], [genres[i] for i in rows]), dtype=object)
+    first = np.array([primary_genre(genres[i]) for i in rows], dtype=object)
     order = sorted(set(first), key=lambda g: (-int((first == g).sum()), g))
+    Trace = go.Scattergl if len(rows) > GL_ABOVE else go.Scatter
     for col, space in enumerate(SPACES, 1):
-        xy = np.round(np.asarray(coords[space], dtype=np.float64), 3)
+        xy = np.round(np.asarray(coords[space], dtype=np.float64)[rows], 3)
         for gi, g in enumerate(order):
             sel = np.flatnonzero(first == g)
-            fig.add_trace(go.Scatter(
+            fig.add_trace(Trace(
                 x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=g, legendgroup=f"genre:{g}",
                 showlegend=col == 1, text=hover[sel], hovertemplate="%{text}<extra></extra>",
-                marker=dict(size=5, color=PALETTE[gi % len(PALETTE)], opacity=0.45),
+                marker=dict(size=5 if len(rows) <= GL_ABOVE else 3, color=PALETTE[gi % len(PALETTE)],
+                            opacity=0.45),
                 meta={"space": space, "role": "catalog"}), row=1, col=col)
-        _overlays(fig, marks, xy, titles, space, col)
+    if marks is not None:
+        _add_marks(fig, coords, titles, marks)
+    return fig
+
+
+def overlay_figure(coords: dict, titles: list[str], marks: Marks | None = None, subtitle: str = "",
+                   height: int = 560) -> go.Figure:
+    """The marks alone, on the same two panels: what a click sends. The page keeps the catalog
+    layer it loaded once and draws these over it (demo/app.py, DRAW_MAP)."""
+    fig = _panels(subtitle, height)
+    if marks is not None:
+        _add_marks(fig, coords, titles, marks)
+    return fig
+
+
+def _panels(subtitle: str, height: int) -> go.Figure:
+    """The two empty UMAP panels with their titles and layout."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[PANEL_TITLES[s] for s in SPACES],
+                        horizontal_spacing=0.04)
     title = "The catalog in UMAP: raw text embeddings vs the model's item vectors"
     fig.update_layout(
         title=dict(text=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title, x=0.01),
@@ -77,8 +111,16 @@ def embedding_figure(coords: dict, titles: list[str], genres: list, marks: Marks
     return fig
 
 
-def _overlays(fig, marks: Marks, xy, titles, space: str, col: int) -> None:
+def _add_marks(fig, coords: dict, titles, marks: Marks) -> None:
+    for col, space in enumerate(SPACES, 1):
+        _overlays(fig, marks, coords[space], titles, space, col)
+
+
+def _overlays(fig, marks: Marks, coords, titles, space: str, col: int) -> None:
     """History, top-K, new items, denoising path, intention and oracle on one panel."""
+    def xy(rows):  # (n, 2) catalog positions of a few rows, rounded as the catalog layer is
+        return np.round(np.asarray(coords)[rows].astype(np.float64), 3)
+
     def add(name, x, y, text, **kw):
         fig.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name, showlegend=col == 1,
                                  text=text, hovertemplate="%{text}<extra></extra>",
@@ -86,17 +128,19 @@ def _overlays(fig, marks: Marks, xy, titles, space: str, col: int) -> None:
 
     if marks.history:
         h = list(marks.history)
-        add("history", xy[h, 0], xy[h, 1], [f"history #{n}: {titles[i]}" for n, i in enumerate(h, 1)],
+        p = xy(h)
+        add("history", p[:, 0], p[:, 1], [f"history #{n}: {titles[i]}" for n, i in enumerate(h, 1)],
             mode="markers", marker=MARK["history"])
     if marks.top:
         ranks = marks.top_ranks or list(range(1, len(marks.top) + 1))
         t = list(marks.top)
-        add("top-K", xy[t, 0], xy[t, 1], [f"#{r}: {titles[i]}" for r, i in zip(ranks, t)],
+        p = xy(t)
+        add("top-K", p[:, 0], p[:, 1], [f"#{r}: {titles[i]}" for r, i in zip(ranks, t)],
             mode="markers+text", textposition="top center", textfont=dict(size=10),
             marker=MARK["top-K"], texttemplate=[str(r) for r in ranks])
     if marks.new_items is not None and len(marks.new_titles):
         p = np.asarray(marks.new_items[space])
-        text = [f"new: {t}" + (f" (#{r})" if r else "") for t, r in
+        text = [f"new: {t}" + (f" (#{r:,})" if r else "") for t, r in
                 zip(marks.new_titles, marks.new_ranks or [None] * len(marks.new_titles))]
         add("new items", p[:, 0], p[:, 1], text, mode="markers", marker=MARK["new items"])
     if marks.path is not None:

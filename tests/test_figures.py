@@ -100,7 +100,7 @@ def test_knn_placement_lands_on_the_nearest_items(catalog):
     rng = np.random.default_rng(2)
     vectors = {s: rng.normal(size=(N, D)).astype(np.float32) for s in figures.SPACES}
     proj = projection.Projection(vectors, coords)
-    assert not proj.ready and "NN average" in proj.method
+    assert proj.ready and "NN average" in proj.method
     placed = proj.place("raw", vectors["raw"][[3, 17]])
     assert placed.shape == (2, 2)
     assert np.allclose(placed, coords["raw"][[3, 17]], atol=0.05)
