@@ -4,6 +4,7 @@ training throughput, written as JSON and Markdown with the machine and commit in
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     from idream.recommender import Recommender
 
     torch.set_grad_enabled(False)
+    load_before = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy
     rec = Recommender.load(ckpt)
     V = rec.item_vectors()
     N, D = V.shape
@@ -239,6 +241,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
             "threads": torch.get_num_threads(), "repeats": repeats, "rows": rows,
             "retrieval": retrieval, "recall_users": len(real), "faiss": faiss.__version__,
             "skipped_sizes": skipped, "candidates": CANDIDATES, "candidate_share": CANDIDATE_SHARE,
+            "load_average": [load_before, [round(x, 2) for x in os.getloadavg()]],
             "train_batch": f"{S} sequences × {L} positions" if causal else f"{S} cases",
             "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
 
@@ -249,7 +252,10 @@ def speed_markdown(result: dict) -> str:
              f"{result['repeats']} requests after warm-up (fewer at 1M items). A request = intention "
              "encoding (when given) + DDIM sampling with guidance + scoring every item + masking + "
              "top-10 (partial selection, no full sort). Floor = one bare matrix-vector product over "
-             "the catalog.", "",
+             "the catalog." + (" Load average (1, 5, 15 min) before → after: "
+                               f"{' '.join(map(str, result['load_average'][0]))} → "
+                               f"{' '.join(map(str, result['load_average'][1]))}."
+                               if result.get("load_average") else ""), "",
              "| catalog | steps | intention | median ms | p95 ms | floor ms | × floor |",
              "|---|---|---|---|---|---|---|"]
     merged = bool(result.get("commands"))  # rows from several runs: each names its commit

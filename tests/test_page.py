@@ -29,6 +29,7 @@ def test_a_click_says_where_a_new_item_outside_the_top_k_went(service):
                             ["Drama"], 1996, [])
     items, *_ = cb.add_item("Laser *Ninjas*", "Ninjas with lasers fight robots in space.", [], None, items)
     table, marks, status = cb.explore(HISTORY, INTENTION, 0.5, 0.0, 1, 3, 0, items)
+    marks = marks.figure()  # plotly validates what is sent
     assert len(table) == 3  # two new items cannot fill it: a catalog item is always among the marks
     # the same request's full ranking, from the library
     rows, _ = service.resolve(HISTORY)
@@ -49,4 +50,5 @@ def test_a_click_says_where_a_new_item_outside_the_top_k_went(service):
 
 def test_a_request_the_app_cannot_answer_draws_no_marks(service):
     table, marks, status = Callbacks(service).explore([], "", 0.5, 0.0, 1, 5, 0, [])
+    marks = marks.figure()
     assert len(marks.data) == 0 and "Pick a few" in status and "Pick a few" in marks.layout.title.text
