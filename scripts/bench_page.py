@@ -33,6 +33,27 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 INTENTION = "a dark, tense crime thriller"
 GOALS_S = {"small": 1.5, "large": 3.0}  # issue #25: ≤ 1.5 s up to 10,000 items, ≤ 3 s at 100,000
 LARGE = 50_000  # catalogs from this size on have the larger goal
+SERVED: dict[str, float] = {}  # callback -> epoch ms of its last start and end in the served app
+
+
+def time_callbacks() -> None:
+    """Record when the served app's explore and sweep_view start and end (wall clock, ms), so a
+    click's time splits into before the server, on it, and after it."""
+    from demo.callbacks import Callbacks
+
+    for name in ("explore", "sweep_view"):
+        fn = getattr(Callbacks, name)
+        if getattr(fn, "timed", False):
+            continue
+
+        def timed(self, *args, _fn=fn, _name=name):
+            SERVED[f"{_name} start"] = time.time() * 1000
+            try:
+                return _fn(self, *args)
+            finally:
+                SERVED[f"{_name} end"] = time.time() * 1000
+        timed.timed = True
+        setattr(Callbacks, name, timed)
 
 # Record when Plotly has drawn into each plot (after the next animation frame, so WebGL is drawn).
 WATCH_DRAWS = """() => {
@@ -84,11 +105,13 @@ def click_once(page, received: list, seed: int, timeout_s: float = 120.0) -> dic
                       " sweep_asked: window.__asked['sweep-plot']}))()")
     page.wait_for_timeout(200)
     got = sum(received)
+    clicked = page.evaluate("performance.timeOrigin") + t["clicked"]  # epoch ms, as SERVED
+    served = {f"server: {k} ms": round(v - clicked, 1) for k, v in SERVED.items()}
     return {"seed": seed, "map_answer_ms": round(t["map_asked"] - t["clicked"], 1),
             "map_ms": round(t["map"] - t["clicked"], 1),
             "sweep_answer_ms": round(t["sweep_asked"] - t["clicked"], 1),
             "sweep_ms": round(t["sweep"] - t["clicked"], 1),
-            "click_ms": round(max(t["map"], t["sweep"]) - t["clicked"], 1), "bytes": got}
+            "click_ms": round(max(t["map"], t["sweep"]) - t["clicked"], 1), "bytes": got, **served}
 
 
 def browser_clicks(url: str, labels: list[str], clicks: int) -> dict:
@@ -172,6 +195,7 @@ def run(checkpoint: str, clicks: int, repeats: int, wait_umap: bool) -> dict:
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
+    time_callbacks()  # before the app is built: its events hold the methods
     demo, url = serve(checkpoint, background_umap=wait_umap)
     service = get_service(checkpoint)
     if wait_umap:
@@ -219,6 +243,16 @@ def markdown(result: dict) -> str:
         lines.append(f"- `{r['checkpoint']}` ({r['items']:,} items; {r['placement']}): "
                      + ", ".join(f"{k} {v:,.1f} ms" for k, v in p["median_ms"].items()) + "; "
                      + ", ".join(f"{k} {v:,} bytes" for k, v in p["bytes"].items()) + ".")
+    lines += ["", "A click's timeline (median ms after the click): the callback's start and end on the "
+              "server, the answer reaching Plotly in the page, the figure drawn:", ""]
+    for r in result["runs"]:
+        cl = r["browser"]["clicks"]
+        keys = [k for k in cl[0] if k.startswith("server:")] + ["map_answer_ms", "map_ms", "sweep_answer_ms",
+                                                              "sweep_ms"]
+        med = {k: sorted(c[k] for c in cl)[len(cl) // 2] for k in keys if all(k in c for c in cl)}
+        lines.append(f"- `{r['checkpoint']}`: " + ", ".join(
+            f"{k.removeprefix('server: ').removesuffix(' ms').replace('_ms', '').replace('_', ' ')} "
+            f"{v:,.0f}" for k, v in med.items()) + ".")
     lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 
