@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -313,7 +314,7 @@ def main_speed(a) -> dict:
         sys.exit(f"error: --rows takes {', '.join(ROWS)}; not {', '.join(sorted(unknown))}")
     result = run_speed(a.checkpoint, tuple(a.sizes), a.repeats,
                        log_fn=lambda s: print(s, file=sys.stderr, flush=True), users=a.users, synthetic=rows)
-    result["command"] = "python -m idream " + " ".join(sys.argv[1:])
+    result["command"] = "python -m idream " + shlex.join(sys.argv[1:])
     if getattr(a, "merge", False):
         result = merged(result, Path(a.out) / "bench-speed.json")
     print(write_results(result, a.out, "bench-speed", speed_markdown(result)).read_text())
