@@ -3,8 +3,12 @@ training throughput, written as JSON and Markdown with the machine and commit in
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +16,10 @@ import torch
 from benchmarks.results import git_commit, machine, write_results
 from idream.data import test_cases
 from idream.metrics import mask_seen, top_k
+
+
+ROWS = ("gaussian", "near copies", "noisy copies")  # the kinds of synthetic rows (see catalog)
+NOISE = 0.35  # "noisy copies": the noise's share of the catalog's spread
 
 
 def timings_ms(fn, repeats: int, warmup: int) -> list[float]:
@@ -64,9 +72,14 @@ def _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn) -> li
     return rows
 
 
+def _recalls(found: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
+    """The share of each row's true top-10 that was found.  (U, 10), (U, 10) -> (U,)"""
+    return np.array([len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth)])
+
+
 def _recall(found: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean share of each row's true top-10 that was found.  (U, 10), (U, 10) -> float"""
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
+    return float(np.mean(_recalls(found, truth)))
 
 
 def catalog(V: torch.Tensor, n: int, rows: str, seed: int = 0) -> torch.Tensor:
@@ -75,7 +88,9 @@ def catalog(V: torch.Tensor, n: int, rows: str, seed: int = 0) -> torch.Tensor:
     rows="gaussian": independent draws with the catalog's per-dimension mean and spread;
     "near copies": each row a real item's offset from the mean mixed with such a draw's (weight
     a ~ U(0.6, 0.95) on the item, √(1 − a²) on the draw: the same mean and about the same spread),
-    so that many synthetic items compete with the real ones for an oracle's top-10."""
+    so that many synthetic items compete with the real ones for an oracle's top-10;
+    "noisy copies": a real item plus Gaussian noise of NOISE times the catalog's spread per
+    dimension (closer still: a thousand copies of every item crowd each oracle's top-10)."""
     N, D = V.shape
     out = torch.empty(n, D)
     out[:N] = V
@@ -87,6 +102,10 @@ def catalog(V: torch.Tensor, n: int, rows: str, seed: int = 0) -> torch.Tensor:
         if rows == "near copies":
             a = torch.from_numpy(rng.uniform(0.6, 0.95, (m, 1)).astype(np.float32))
             block = a * (V[torch.from_numpy(rng.integers(0, N, m))] - mu) + (1 - a ** 2).sqrt() * block
+        elif rows == "noisy copies":
+            block = V[torch.from_numpy(rng.integers(0, N, m))] - mu + NOISE * block
+        elif rows != "gaussian":
+            raise ValueError(f"synthetic rows are one of {', '.join(ROWS)}, got {rows!r}")
         out[lo:lo + m] = block + mu
     return out
 
@@ -119,7 +138,7 @@ def searches(n: int, d: int) -> list[tuple[str, str | None, str]]:
 
 
 def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, log_fn=print,
-              users: int = 200, synthetic=("gaussian", "near copies")) -> dict:
+              users: int = 200, synthetic=ROWS) -> dict:
     """Per-request latency of recommend (oracle + scoring + masking + top-k) at several catalog
     sizes, next to the floor (one matrix-vector product over the catalog), and training throughput.
 
@@ -134,6 +153,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     from idream.recommender import Recommender
 
     torch.set_grad_enabled(False)
+    load_before = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy
     rec = Recommender.load(ckpt)
     V = rec.item_vectors()
     N, D = V.shape
@@ -155,7 +175,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
         n_repeats = repeats if n < 500_000 else max(5, repeats // 3)
         for kind in (("real",) if n <= N else synthetic):
             Vn = V[:n] if n <= N else catalog(V, n, kind)
-            if kind in ("real", synthetic[0]):  # the exact path's latency, as before the index
+            if kind in ("real", "gaussian"):  # the exact path's latency, as before the index
                 rows += _exact_rows(rec, Vn, hist, idx, intention, n_repeats, repeats, log_fn)
             seen = [s[s < n] for s in real.seen]
             exact = ItemIndex(Vn, "exact")  # the ranking every index's recall is measured against
@@ -165,8 +185,10 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
                 index = exact if label == "exact" else ItemIndex(Vn, "faiss", factory=factory, params=params)
                 build_s = time.perf_counter() - t
                 found = _top10(index, oracles, seen)
+                each = _recalls(found, truth)
                 row = {"catalog": n, "rows": kind, "search": label, "build_s": round(build_s, 3),
-                       "index_bytes": index.nbytes(), "recall@10": round(_recall(found, truth), 4)}
+                       "index_bytes": index.nbytes(), "recall@10": round(float(each.mean()), 4),
+                       "recall@10_worst": round(float(each.min()), 2)}
                 for with_q in (False, True):
                     def request():
                         x0 = _oracle(rec, hist, intention if with_q else None, steps=1)
@@ -176,7 +198,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
                 if label.endswith("(default)"):  # the dial behind CANDIDATES and CANDIDATE_SHARE
                     row["candidates"] = default = index.candidates
                     row["recall@10_by_candidates"] = {}
-                    for c in sorted({100, 300, CANDIDATES, 3 * CANDIDATES, default}):
+                    for c in sorted({300, 1000, 3000, 5000, CANDIDATES, default}):
                         index.candidates = c
                         found = _top10(index, oracles, seen)
                         row["recall@10_by_candidates"][str(c)] = round(_recall(found, truth), 4)
@@ -220,6 +242,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
             "threads": torch.get_num_threads(), "repeats": repeats, "rows": rows,
             "retrieval": retrieval, "recall_users": len(real), "faiss": faiss.__version__,
             "skipped_sizes": skipped, "candidates": CANDIDATES, "candidate_share": CANDIDATE_SHARE,
+            "load_average": [load_before, [round(x, 2) for x in os.getloadavg()]],
             "train_batch": f"{S} sequences × {L} positions" if causal else f"{S} cases",
             "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
 
@@ -230,40 +253,52 @@ def speed_markdown(result: dict) -> str:
              f"{result['repeats']} requests after warm-up (fewer at 1M items). A request = intention "
              "encoding (when given) + DDIM sampling with guidance + scoring every item + masking + "
              "top-10 (partial selection, no full sort). Floor = one bare matrix-vector product over "
-             "the catalog.", "",
+             "the catalog." + (" Load average (1, 5, 15 min) before → after: "
+                               f"{' '.join(map(str, result['load_average'][0]))} → "
+                               f"{' '.join(map(str, result['load_average'][1]))}."
+                               if result.get("load_average") else ""), "",
              "| catalog | steps | intention | median ms | p95 ms | floor ms | × floor |",
              "|---|---|---|---|---|---|---|"]
+    merged = bool(result.get("commands"))  # rows from several runs: each names its commit
+    if merged:
+        lines[-2:] = [lines[-2] + " commit |", lines[-1] + "---|"]
     for r in result["rows"]:
         lines.append(f"| {r['catalog']:,} | {r['steps']} | {'yes' if r['intention'] else 'no'} | "
                      f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['floor_median_ms']:.2f} | "
-                     f"{r['ratio_to_floor']} |")
+                     f"{r['ratio_to_floor']} |" + (f" `{r.get('commit', result['commit'])}` |" if merged else ""))
     if result.get("retrieval"):
         lines += ["", f"Retrieval (idream.index, faiss {result['faiss']}): the same one-step request "
                   "with the top-10 from a search. exact: every item scored; the faiss indexes propose "
                   + (f"max({result['candidates']:,}, N / {result['candidate_share']:,}) candidates each"
                      if result.get("candidate_share") else f"{result['candidates']:,} candidates each")
-                  + ", rescored exactly, history dropped from them. Synthetic rows are either "
+                  + ", rescored exactly, history dropped from them. Synthetic rows are "
                   "independent draws with the catalog's per-dimension "
-                  "mean and spread (gaussian) or real items mixed with such draws (near copies, which "
-                  "compete for the top-10). Recall@10 against the exact ranking on the oracles of "
+                  "mean and spread (gaussian), real items mixed with such draws (near copies, which "
+                  f"compete for the top-10) or real items plus Gaussian noise of {NOISE} of that spread "
+                  "(noisy copies, closer still). Recall@10 against the exact ranking on the oracles of "
                   f"{result['recall_users']} real users (their last window, their earlier items left "
-                  "out); index MB is the faiss index's own size beside the item vectors; built on one "
-                  "thread (the same index in every run).", "",
-                  "| catalog | rows | search | build s | index MB | recall@10 | median ms | p95 ms | "
-                  "median ms, intention | p95 ms, intention | recall@10 by candidates |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "out; worst: the lowest of a single request); index MB is the faiss index's own size "
+                  "beside the item vectors; built on one thread (the same index in every run).", "",
+                  "| catalog | rows | search | build s | index MB | recall@10 | worst | median ms | p95 ms | "
+                  "median ms, intention | p95 ms, intention | recall@10 by candidates |"
+                  + (" commit |" if merged else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if merged else "")]
         for r in result["retrieval"]:
             by_c = ", ".join(f"{c}: {v:.3f}" for c, v in r.get("recall@10_by_candidates", {}).items()) or "–"
+            worst = f"{r['recall@10_worst']:.2f}" if "recall@10_worst" in r else "–"
             lines.append(f"| {r['catalog']:,} | {r['rows']} | {r['search']} | {r['build_s']:.2f} | "
-                         f"{r['index_bytes'] / 2**20:.1f} | {r['recall@10']:.4f} | {r['median_ms']:.2f} | "
+                         f"{r['index_bytes'] / 2**20:.1f} | {r['recall@10']:.4f} | {worst} | {r['median_ms']:.2f} | "
                          f"{r['p95_ms']:.2f} | {r['intention_median_ms']:.2f} | {r['intention_p95_ms']:.2f} | "
-                         f"{by_c} |")
+                         f"{by_c} |" + (f" `{r.get('commit', result['commit'])}` |" if merged else ""))
     if result.get("skipped_sizes"):
         lines += ["", "Skipped (their vectors need more than half the memory left): "
                   + ", ".join(f"{n:,}" for n in result["skipped_sizes"]) + " items."]
     lines += ["", f"Training throughput: {result['train_samples_per_s']:,} denoised targets/s "
               f"(batch: {result.get('train_batch', '256 cases')}).",
               "", f"Command: `{result.get('command', 'python -m idream bench speed')}`"]
+    if merged:
+        lines += ["", "Rows merged from these runs (`--merge`): "
+                  + "; ".join(f"`{c['command']}` at `{c['commit']}`" for c in result["commands"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -273,8 +308,34 @@ def main_speed(a) -> dict:
 
         torch.set_num_threads(a.threads)
         faiss.omp_set_num_threads(a.threads)
+    rows = tuple(getattr(a, "rows", None) or ROWS)
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        sys.exit(f"error: --rows takes {', '.join(ROWS)}; not {', '.join(sorted(unknown))}")
     result = run_speed(a.checkpoint, tuple(a.sizes), a.repeats,
-                       log_fn=lambda s: print(s, file=sys.stderr, flush=True), users=a.users)
-    result["command"] = "python -m idream " + " ".join(sys.argv[1:])
+                       log_fn=lambda s: print(s, file=sys.stderr, flush=True), users=a.users, synthetic=rows)
+    result["command"] = "python -m idream " + shlex.join(sys.argv[1:])
+    if getattr(a, "merge", False):
+        result = merged(result, Path(a.out) / "bench-speed.json")
     print(write_results(result, a.out, "bench-speed", speed_markdown(result)).read_text())
     return result
+
+
+def merged(new: dict, path: Path) -> dict:
+    """The new result with the rows of an earlier one (same checkpoint) at the sizes and kinds of
+    rows it did not measure; each kept row names the commit it was measured at."""
+    if not path.exists():
+        return new
+    old = json.loads(path.read_text())
+    if old.get("checkpoint") != new["checkpoint"]:
+        sys.exit(f"error: {path} times {old.get('checkpoint')}, not {new['checkpoint']}: no merge")
+    sizes = {r["catalog"] for r in new["rows"]}
+    kinds = {(r["catalog"], r["rows"]) for r in new["retrieval"]}
+    stamp = lambda r: {"commit": old.get("commit", "unknown"), **r}  # noqa: E731
+    rows = [stamp(r) for r in old.get("rows", []) if r["catalog"] not in sizes] + new["rows"]
+    retrieval = [stamp(r) for r in old.get("retrieval", []) if (r["catalog"], r["rows"]) not in kinds]
+    order = lambda r: (r["catalog"], ROWS.index(r["rows"]) if r["rows"] in ROWS else -1)  # noqa: E731
+    commands = old.get("commands") or [{"commit": old.get("commit"), "command": old.get("command")}]
+    return {**new, "rows": sorted(rows, key=lambda r: (r["catalog"], r["steps"], r["intention"])),
+            "retrieval": sorted(retrieval + new["retrieval"], key=order),  # stable: search order kept
+            "commands": commands + [{"commit": new["commit"], "command": new["command"]}]}

@@ -67,6 +67,17 @@ typed in plain words; it then ranks every catalog item by ⟨x̂₀, zᵢ⟩ (hi
   history (the checkpoint's new-item rule, chosen on items held out of training).
 """
 
+# The map's catalog layer comes once, with the page; a click sends only its marks (a small figure
+# on the same two panels, into a hidden Plot), and this draws them over the layer the page holds.
+DRAW_MAP = """(marks) => {
+  const div = document.querySelector('#space-plot .js-plotly-plot');
+  if (!div || !window.Plotly || !marks || !marks.plot) return [];
+  const fig = JSON.parse(marks.plot);
+  const base = (div.data || []).filter(t => t.meta && t.meta.role === 'catalog');
+  window.Plotly.react(div, base.concat(fig.data), Object.assign({}, div.layout, {title: fig.layout.title}));
+  return [];
+}"""
+
 CSS = """
 #results table { font-size: 0.9em; }
 .notice { min-height: 1.5em; }
@@ -157,11 +168,12 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                                                      "in the text model's space, higher = closer",
                                                elem_id="results", wrap=True,
                                                column_widths=["9%", "33%", "10%", "24%", "11%", "13%"])
-                space_plot = gr.Plot(
+                gr.Plot(  # the catalog layer, sent once with the page; DRAW_MAP adds the marks
                     value=figures.embedding_figure(s.projection.coords, s.labels, [m["genres"] for m in s.metas],
                                                    subtitle="press Recommend to draw your history, intention, "
                                                             "oracle, denoising path and top-K"),
                     label="Embedding space", elem_id="space-plot")
+                map_marks = gr.Plot(visible=False, elem_id="map-marks")  # what a click draws on the map
                 gr.Markdown(
                     f"**Reading the map.** Each dot is one of the {kinds} (colour: first genre; hover for the title). "
                     "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
@@ -208,9 +220,12 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
         clear.click(cb.clear, None, [history, user_id, status], api_name="clear_history", **light)
 
         inputs = [history, intention, rho, w, steps, k, seed, new_items]
-        gr.on([go_btn.click, intention.submit], cb.explore, inputs, [results, space_plot, status],
-              api_name="explore", **model).then(
-            cb.sweep_view, inputs, sweep_plot, api_name="sweep_view", show_progress="minimal", **model)
+        # the map's marks and the ρ sweep are asked for side by side: neither waits for the other
+        clicks = [go_btn.click, intention.submit]
+        gr.on(clicks, cb.explore, inputs, [results, map_marks, status], api_name="explore", **model).then(
+            None, map_marks, None, js=DRAW_MAP, api_name="draw_map")
+        gr.on(clicks, cb.sweep_view, inputs, sweep_plot, api_name="sweep_view", show_progress="minimal",
+              **model)
 
         add_btn.click(cb.add_item, [new_title, new_desc, new_genres, new_year, new_items],
                       [new_items, new_table, new_status, new_title, new_desc], api_name="add_item",
@@ -236,6 +251,7 @@ def _setup_note(s, checkpoint) -> str:
         f"({cfg['text']['dim']}-d), transform `{cfg['transform']}`, T = {s.rec.T}, history window "
         f"{s.rec.history_len}, defaults w = {s.rec.default_w:g}, ρ = {s.rec.default_rho:g}.\n"
         f"- UMAP coordinates from `{proj.source}` with {json.dumps(PARAMS)}; new points "
-        "(intention, oracle, path, new items) are placed with `UMAP.transform` once the background "
-        "refit after start-up is done, and by a k-NN average of the catalog's coordinates until then.\n"
+        "(intention, oracle, path, new items) are placed by a k-NN average of the catalog's "
+        "coordinates. The map's catalog layer comes once with the page (a sample of it beyond "
+        f"{figures.MAP_POINTS:,} items); a click sends only its marks.\n"
         "- Your new items live in this browser tab's session only.")

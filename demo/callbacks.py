@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 
+from idream.ranks import ranks_of
+
 from . import figures
 from .projection import SPACES
 from .batcher import MAX_BATCH, MAX_WAITING, Batcher, batcher_for
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 RESULT_COLUMNS = ["rank", "title", "year", "genres", "score", "text match"]
 HISTORY_COLUMNS = ["#", "title", "year", "genres"]
 NEW_ITEM_COLUMNS = ["title", "genres", "description"]
-MAX_PATH_POINTS = 20  # x̂0 points drawn per path (UMAP.transform costs grow with points)
+MAX_PATH_POINTS = 20  # x̂0 points drawn per path
 
 
 def _status(notices: list[str], summary: str = "") -> str:
@@ -43,6 +45,27 @@ def result_table(rows: list[dict]) -> pd.DataFrame:
     data = [[r["rank"], r["title"] + (" [new]" if r.get("new") else ""), r["year"] or "",
              ", ".join(r["genres"]), r["score"], r.get("intention_similarity", "")] for r in rows]
     return pd.DataFrame(data, columns=RESULT_COLUMNS)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, …, 21st, 1,682nd."""
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
+def _md(text: str) -> str:
+    """Text shown as is inside Markdown (a title with * or _ stays a title)."""
+    return "".join("\\" + c if c in "\\`*_[]<>#|~" else c for c in text)
+
+
+def new_item_line(new_items, placed, total: int) -> str:
+    """Where each of the session's new items went: '*Ridge 317* ranks 23rd of 1,683 (text match 0.41)'."""
+    parts = []
+    for it, (rank, match) in zip(new_items, placed):
+        where = f"ranks {ordinal(rank)} of {total:,}" if rank else "is in your history"
+        how = f" (text match {match:.2f})" if match is not None else ""
+        parts.append(f"*{_md(it['meta']['title'])}* {where}{how}")
+    return "Your new items: " + "; ".join(parts) + "."
 
 
 class Callbacks:
@@ -93,21 +116,44 @@ class Callbacks:
             t0 = time.perf_counter()
             out = self.s.recommend(q, new_items, return_path=True)
             ms = (time.perf_counter() - t0) * 1000
-            fig = self.space_figure(q, out, new_items)
+            placed = self.new_item_places(out, new_items)
+            fig = self.space_figure(q, out, new_items, [r for r, _ in placed])
         except InputProblem as e:
-            return result_table([]), figures.message_figure(str(e)), _status([str(e)])
+            return result_table([]), self.empty_marks(str(e)), _status([str(e)])
         except Exception as e:  # noqa: BLE001
             msg = _server_error(e)
-            return result_table([]), figures.message_figure(msg), _status([msg])
+            return result_table([]), self.empty_marks(msg), _status([msg])
         for n in q.notices:
             gr.Warning(n)
         how = "one-step" if q.steps == 1 else f"{q.steps}-step DDIM"
-        summary = (f"Top-{len(out.items)} of {self.s.n_items + len(new_items) - len(q.history)} items "
+        total = self.s.n_items + len(new_items) - len(q.history)
+        summary = (f"Top-{len(out.items)} of {total} items "
                    f"({how}, ρ={q.rho:g}, w={q.w:g}, seed {q.seed}) in {ms:.0f} ms.")
+        if placed:
+            summary += "\n\n" + new_item_line(new_items, placed, total)
         return result_table(out.items), fig, _status(q.notices, summary)
 
-    def space_figure(self, q, out, new_items) -> "figures.go.Figure":
-        """Place intention, oracle, path and new items in both spaces; draw them over the catalog."""
+    def empty_marks(self, message: str) -> "figures.go.Figure":
+        """No marks over the map, its title saying why (a request the app could not answer)."""
+        return figures.overlay_figure(self.s.projection.coords, self.s.labels, subtitle=message)
+
+    def new_item_places(self, out, new_items) -> list[tuple[int | None, float | None]]:
+        """(rank in the full ranking, text match with the intention) of each new item, wherever
+        it went: the page says where an item outside the top-K ended up."""
+        if not new_items:
+            return []
+        rec, N = self.s.rec, self.s.n_items
+        rows = [N + j for j in range(len(new_items))]
+        ranks, _ = ranks_of(rec, out, rows, new_items)
+        match = [None] * len(rows)
+        if out.intention_vector is not None:  # the intention's raw text vector, back through A
+            e_q = rec.transform.inverse(np.asarray(out.intention_vector)[None])[0]
+            match = rec.text_match(e_q, rows, new_items)
+        return list(zip(ranks, match))
+
+    def space_figure(self, q, out, new_items, new_ranks=None) -> "figures.go.Figure":
+        """Place intention, oracle, path and new items in both spaces: the marks a click draws over
+        the catalog layer the page already holds (figures.overlay_figure)."""
         proj, s = self.s.projection, self.s
         path = list(out.path)[:-1]  # the last x̂0 is the oracle itself
         path_t = list(out.path_steps)[:-1]
@@ -127,7 +173,9 @@ class Callbacks:
         n_q = 1 if q.intention else 0
         P = len(z_points)
         top = [r for r in out.items if not r.get("new")]
-        new_rank = {r["title"]: r["rank"] for r in out.items if r.get("new")}
+        if new_ranks is None:
+            new_rank = {r["title"]: r["rank"] for r in out.items if r.get("new")}
+            new_ranks = [new_rank.get(it["meta"]["title"]) for it in new_items]
         marks = figures.Marks(
             history=list(q.history), top=[s.rec.dataset.item_index(r["item_id"]) for r in top],
             top_ranks=[r["rank"] for r in top],
@@ -137,10 +185,10 @@ class Callbacks:
             path_steps=path_t + [0],
             new_items={sp: placed[sp][P:] for sp in SPACES} if new_items else None,
             new_titles=[it["meta"]["title"] for it in new_items],
-            new_ranks=[new_rank.get(it["meta"]["title"]) for it in new_items])
-        return figures.embedding_figure(proj.coords, s.labels, [m["genres"] for m in s.metas], marks,
-                                        subtitle=f"{proj.method}; in the raw panel, the oracle and "
-                                                 "path are mapped back through the inverse transform")
+            new_ranks=list(new_ranks))
+        return figures.overlay_figure(proj.coords, s.labels, marks,
+                                      subtitle=f"{proj.method}; in the raw panel, the oracle and "
+                                               "path are mapped back through the inverse transform")
 
     def sweep_view(self, history, intention, rho, w, steps, k, seed, new_items):
         """The ρ sweep figure (needs an intention: without one ρ changes nothing)."""

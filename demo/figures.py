@@ -5,6 +5,8 @@ Builders take plain arrays and lists (no Gradio, no recommender), so they are ea
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +24,11 @@ MARK = {  # overlay name -> marker style
     "intention": dict(symbol="x", size=15, color="#c2255c", line=dict(width=1, color="white")),
     "oracle": dict(symbol="star", size=20, color="#fab005", line=dict(width=1.5, color="#111111")),
 }
+# Catalog points per panel beyond which the layer is drawn with WebGL (Scattergl): every click
+# redraws the map, and on this machine's headless Chromium the SVG layer of ml-100k's 1,682 items
+# took 0.2-1.1 s a redraw where WebGL took 0.05-0.3 s.
+GL_ABOVE = 1_000
+MAP_POINTS = 20_000  # catalog points per panel at most: beyond, a seeded sample is drawn
 
 
 @dataclass
@@ -37,7 +44,7 @@ class Marks:
     path_steps: list[int] = field(default_factory=list)  # the DDIM timestep of each path point
     new_items: dict | None = None  # space -> (m, 2)
     new_titles: list[str] = field(default_factory=list)
-    new_ranks: list[int | None] = field(default_factory=list)  # rank in the top-K, if in it
+    new_ranks: list[int | None] = field(default_factory=list)  # their ranks, when known
 
 
 def primary_genre(genres) -> str:
@@ -48,73 +55,160 @@ def _hover(titles, genres) -> list[str]:
     return [f"{t}<br><i>{', '.join(g) or 'no genre'}</i>" for t, g in zip(titles, genres)]
 
 
+def catalog_rows(n: int, max_points: int = MAP_POINTS, seed: int = 0) -> np.ndarray:
+    """The catalog rows drawn on the map: all of them, or a seeded sample of max_points (the same
+    rows in both panels) where more dots would only pile up.  -> sorted (m,)"""
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+
+
 def embedding_figure(coords: dict, titles: list[str], genres: list, marks: Marks | None = None,
-                     subtitle: str = "", height: int = 560) -> go.Figure:
-    """Raw and whitened UMAP panels side by side, catalog coloured by (first) genre."""
-    marks = marks or Marks()
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[PANEL_TITLES[s] for s in SPACES],
-                        horizontal_spacing=0.04)
-    hover = np.array(_hover(titles, genres), dtype=object)
-    first = np.array([primary_genre(g) for g in genres], dtype=object)
+                     subtitle: str = "", height: int = 560, max_points: int = MAP_POINTS) -> go.Figure:
+    """Raw and whitened UMAP panels side by side, catalog coloured by (first) genre, with the
+    marks on top. Above GL_ABOVE drawn points the catalog layer is WebGL; above max_points items,
+    a sample of them (said in the subtitle)."""
+    n = len(titles)
+    rows = catalog_rows(n, max_points)
+    if len(rows) < n:
+        subtitle = "; ".join([s for s in (subtitle, f"a sample of {len(rows):,} of the {n:,} items drawn") if s])
+    fig = _panels(subtitle, height)
+    hover = np.array(_hover([titles[i] for i in rows], [genres[i] for i in rows]), dtype=object)
+    first = np.array([primary_genre(genres[i]) for i in rows], dtype=object)
     order = sorted(set(first), key=lambda g: (-int((first == g).sum()), g))
+    Trace = go.Scattergl if len(rows) > GL_ABOVE else go.Scatter
     for col, space in enumerate(SPACES, 1):
-        xy = np.round(np.asarray(coords[space], dtype=np.float64), 3)
+        xy = np.round(np.asarray(coords[space], dtype=np.float64)[rows], 3)
         for gi, g in enumerate(order):
             sel = np.flatnonzero(first == g)
-            fig.add_trace(go.Scatter(
+            fig.add_trace(Trace(
                 x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=g, legendgroup=f"genre:{g}",
                 showlegend=col == 1, text=hover[sel], hovertemplate="%{text}<extra></extra>",
-                marker=dict(size=5, color=PALETTE[gi % len(PALETTE)], opacity=0.45),
-                meta={"space": space, "role": "catalog"}), row=1, col=col)
-        _overlays(fig, marks, xy, titles, space, col)
-    title = "The catalog in UMAP: raw text embeddings vs the model's item vectors"
-    fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title, x=0.01),
-        height=height, margin=dict(l=10, r=10, t=80, b=10), legend=dict(itemsizing="constant"),
-        hoverlabel=dict(namelength=-1), plot_bgcolor="white")
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+                marker=dict(size=5 if len(rows) <= 5_000 else 3, color=PALETTE[gi % len(PALETTE)],  # dense: smaller
+                            opacity=0.45),
+                meta={"space": space, "role": "catalog"}, xaxis="x" if col == 1 else f"x{col}",
+                yaxis="y" if col == 1 else f"y{col}"))
+    if marks is not None:
+        _add_marks(fig, coords, titles, marks)
     return fig
 
 
-def _overlays(fig, marks: Marks, xy, titles, space: str, col: int) -> None:
-    """History, top-K, new items, denoising path, intention and oracle on one panel."""
-    def add(name, x, y, text, **kw):
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name, showlegend=col == 1,
-                                 text=text, hovertemplate="%{text}<extra></extra>",
-                                 meta={"space": space, "role": name}, **kw), row=1, col=col)
+def overlay_figure(coords: dict, titles: list[str], marks: Marks | None = None, subtitle: str = "",
+                   height: int = 560) -> "FigureJSON":
+    """The marks alone, on the same two panels: what a click sends. The page keeps the catalog
+    layer it loaded once and draws these over it (demo/app.py, DRAW_MAP)."""
+    layout = _panels_layout(height)
+    layout["title"] = _title(MAP_TITLE, subtitle)
+    return FigureJSON(_mark_traces(coords, titles, marks) if marks is not None else [], layout)
+
+
+class FigureJSON:
+    """A plotly figure kept as plain JSON-ready lists and dicts. Built and sent in milliseconds
+    where plotly's validated objects took a third of a second a click; gr.Plot sends it as it
+    sends a go.Figure (by its to_json), and `figure()` gives the validated go.Figure."""
+
+    def __init__(self, data: list[dict], layout: dict):
+        self.data, self.layout = data, layout
+
+    def to_dict(self) -> dict:
+        return {"data": self.data, "layout": self.layout}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def figure(self) -> go.Figure:
+        return go.Figure(self.to_dict())
+
+
+MAP_TITLE = "The catalog in UMAP: raw text embeddings vs the model's item vectors"
+
+
+def _title(title: str, subtitle: str) -> dict:
+    return dict(text=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title, x=0.01)
+
+
+@functools.lru_cache(maxsize=8)
+def _subplots_json(cols: int, titles: tuple, spacing: float, widths: tuple | None = None) -> str:
+    """make_subplots' layout (axis domains, panel titles) as JSON, made once: it costs a tenth
+    of a second each time."""
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=list(titles), horizontal_spacing=spacing,
+                        column_widths=list(widths) if widths else None)
+    return json.dumps(fig.layout.to_plotly_json())
+
+
+def _panels_layout(height: int) -> dict:
+    """The two UMAP panels' layout, without a title.  -> a fresh dict"""
+    layout = json.loads(_subplots_json(2, tuple(PANEL_TITLES[s] for s in SPACES), 0.04))
+    for axis in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
+        layout[axis].update(showticklabels=False, showgrid=False, zeroline=False)
+    layout.update(height=height, margin=dict(l=10, r=10, t=80, b=10), legend=dict(itemsizing="constant"),
+                  hoverlabel=dict(namelength=-1), plot_bgcolor="white")
+    return layout
+
+
+def _panels(subtitle: str, height: int) -> go.Figure:
+    """The two empty UMAP panels with their titles and layout."""
+    layout = _panels_layout(height)
+    layout["title"] = _title(MAP_TITLE, subtitle)
+    return go.Figure(layout=layout)
+
+
+def _add_marks(fig, coords: dict, titles, marks: Marks) -> None:
+    fig.add_traces(_mark_traces(coords, titles, marks))
+
+
+def _mark_traces(coords: dict, titles, marks: Marks) -> list[dict]:
+    return [t for col, space in enumerate(SPACES, 1) for t in _overlays(marks, coords[space], titles, space, col)]
+
+
+def _xy(p, catalog: bool) -> tuple[list, list]:
+    """x and y lists of (n, 2) positions; catalog rows rounded as the catalog layer is, so a mark
+    sits exactly on its dot."""
+    p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+    p = np.round(p, 3) if catalog else p
+    return p[:, 0].tolist(), p[:, 1].tolist()
+
+
+def _overlays(marks: Marks, coords, titles, space: str, col: int) -> list[dict]:
+    """History, top-K, new items, denoising path, intention and oracle on one panel, as traces."""
+    traces = []
+    axes = dict(xaxis="x" if col == 1 else f"x{col}", yaxis="y" if col == 1 else f"y{col}")
+
+    def add(name, p, text, **kw):
+        x, y = _xy(p, catalog=name in ("history", "top-K"))
+        traces.append(dict(type="scatter", x=x, y=y, name=name, legendgroup=name, showlegend=col == 1,
+                           text=text, hovertemplate="%{text}<extra></extra>",
+                           meta={"space": space, "role": name}, **axes, **kw))
 
     if marks.history:
         h = list(marks.history)
-        add("history", xy[h, 0], xy[h, 1], [f"history #{n}: {titles[i]}" for n, i in enumerate(h, 1)],
+        add("history", np.asarray(coords)[h], [f"history #{n}: {titles[i]}" for n, i in enumerate(h, 1)],
             mode="markers", marker=MARK["history"])
     if marks.top:
         ranks = marks.top_ranks or list(range(1, len(marks.top) + 1))
         t = list(marks.top)
-        add("top-K", xy[t, 0], xy[t, 1], [f"#{r}: {titles[i]}" for r, i in zip(ranks, t)],
+        add("top-K", np.asarray(coords)[t], [f"#{r}: {titles[i]}" for r, i in zip(ranks, t)],
             mode="markers+text", textposition="top center", textfont=dict(size=10),
             marker=MARK["top-K"], texttemplate=[str(r) for r in ranks])
     if marks.new_items is not None and len(marks.new_titles):
-        p = np.asarray(marks.new_items[space])
-        text = [f"new: {t}" + (f" (#{r})" if r else "") for t, r in
+        text = [f"new: {t}" + (f" (#{r:,})" if r else "") for t, r in
                 zip(marks.new_titles, marks.new_ranks or [None] * len(marks.new_titles))]
-        add("new items", p[:, 0], p[:, 1], text, mode="markers", marker=MARK["new items"])
+        add("new items", marks.new_items[space], text, mode="markers", marker=MARK["new items"])
     if marks.path is not None:
         p = np.asarray(marks.path[space])
         steps = marks.path_steps or list(range(len(p)))
-        add("denoising path", p[:, 0], p[:, 1], [f"x̂0 at t={t}" for t in steps], mode="lines+markers",
+        add("denoising path", p, [f"x̂0 at t={t}" for t in steps], mode="lines+markers",
             line=dict(color="#495057", width=1.5, dash="dot"),
-            marker=dict(size=np.linspace(4, 9, len(p)), color="#495057"))
+            marker=dict(size=np.linspace(4, 9, len(p)).round(2).tolist(), color="#495057"))
     if marks.intention is not None:
-        p = np.asarray(marks.intention[space])
-        add("intention", p[:, 0], p[:, 1], ["intention"], mode="markers", marker=MARK["intention"])
+        add("intention", marks.intention[space], ["intention"], mode="markers", marker=MARK["intention"])
     if marks.oracle is not None:
-        p = np.asarray(marks.oracle[space])
-        add("oracle", p[:, 0], p[:, 1], ["oracle x̂0 (the generated ideal item)"], mode="markers",
+        add("oracle", marks.oracle[space], ["oracle x̂0 (the generated ideal item)"], mode="markers",
             marker=MARK["oracle"])
+    return traces
 
 
-def sweep_figure(sweep: dict, k: int, subtitle: str = "", height: int | None = None) -> go.Figure:
+def sweep_figure(sweep: dict, k: int, subtitle: str = "", height: int | None = None) -> "FigureJSON":
     """Left: rank of every item that enters the top-K at some ρ; right: oracle similarities vs ρ."""
     rhos = [float(r) for r in sweep["rho"]]
     ranks: dict[str, dict[float, int]] = {}  # item id -> {ρ: rank}
@@ -134,29 +228,27 @@ def sweep_figure(sweep: dict, k: int, subtitle: str = "", height: int | None = N
         name = name if name not in used else f"{name} [#{t}]"
         used.add(name)
         names.append(name)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.14,
-                        subplot_titles=[f"rank in the top-{k} at each ρ", "oracle similarity vs ρ"])
-    fig.add_trace(go.Heatmap(
-        x=[f"{r:g}" for r in rhos], y=names, z=z, text=text,
-        texttemplate="%{text}", colorscale="YlOrRd", reversescale=True, zmin=1, zmax=max(k, 2),
-        showscale=False, hoverongaps=False, xgap=1, ygap=1, name="rank",
-        hovertemplate="ρ=%{x}<br>%{y}<br>rank %{z}<extra></extra>"), row=1, col=1)
+    layout = json.loads(_subplots_json(2, (f"rank in the top-{k} at each ρ", "oracle similarity vs ρ"),
+                                       0.14, (0.62, 0.38)))
+    data = [dict(type="heatmap", x=[f"{r:g}" for r in rhos], y=names, z=z, text=text, xaxis="x", yaxis="y",
+                 texttemplate="%{text}", colorscale="YlOrRd", reversescale=True, zmin=1, zmax=max(k, 2),
+                 showscale=False, hoverongaps=False, xgap=1, ygap=1, name="rank",
+                 hovertemplate="ρ=%{x}<br>%{y}<br>rank %{z}<extra></extra>")]
     for key, name, color in (("intention_similarity", "cos(oracle, intention)", "#c2255c"),
                              ("history_similarity", "cos(oracle, mean history)", "#111111")):
         vals = sweep.get(key) or []
         if any(v is not None for v in vals):
-            fig.add_trace(go.Scatter(x=rhos, y=vals, name=name, mode="lines+markers",
-                                     line=dict(color=color)), row=1, col=2)
-    fig.update_yaxes(autorange="reversed", row=1, col=1, tickfont=dict(size=10))
-    fig.update_xaxes(title_text="ρ (intention strength)", row=1, col=1, type="category")
-    fig.update_xaxes(title_text="ρ", row=1, col=2)
-    fig.update_yaxes(title_text="cosine similarity", row=1, col=2)
-    title = "What ρ does: one batched generation per ρ from the same noise"
-    fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title, x=0.01),
+            data.append(dict(type="scatter", x=rhos, y=list(vals), name=name, mode="lines+markers",
+                             line=dict(color=color), xaxis="x2", yaxis="y2"))
+    layout["yaxis"].update(autorange="reversed", tickfont=dict(size=10))
+    layout["xaxis"].update(title=dict(text="ρ (intention strength)"), type="category")
+    layout["xaxis2"].update(title=dict(text="ρ"))
+    layout["yaxis2"].update(title=dict(text="cosine similarity"))
+    layout.update(
+        title=_title("What ρ does: one batched generation per ρ from the same noise", subtitle),
         height=height or max(380, 120 + 18 * len(items)), margin=dict(l=10, r=10, t=80, b=10),
         legend=dict(orientation="h", x=1, xanchor="right", y=-0.12), plot_bgcolor="white")
-    return fig
+    return FigureJSON(data, layout)
 
 
 def _row_label(row: dict) -> str:

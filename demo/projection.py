@@ -1,10 +1,9 @@
 """UMAP maps of the catalog: raw text embeddings E and the model's whitened item vectors z.
 
 The catalog's 2-D coordinates are fitted once (`python -m demo.precompute`) and saved next to
-the checkpoint as `umap.safetensors` (no pickle). At start-up they are read back, and the UMAP
-objects are refitted with the same parameters in a background thread so that new points
-(intention, oracle, denoising path, new items) can be placed with `UMAP.transform`; until then a
-k-nearest-neighbour average of the saved coordinates places them.
+the checkpoint as `umap.safetensors` (no pickle). At start-up they are read back; new points
+(intention, oracle, denoising path, new items) are placed by a k-nearest-neighbour average of
+those coordinates, so no UMAP is fitted while the app serves.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -109,104 +107,65 @@ def _unit(X: np.ndarray) -> np.ndarray:
 
 
 class Projection:
-    """Catalog coordinates per space, and `place` for new points (UMAP transform or k-NN)."""
+    """Catalog coordinates per space, and `place` for new points (a k-NN average of the saved
+    coordinates: where UMAP.transform would start them, in a millisecond, with no refit)."""
 
     def __init__(self, vectors: dict[str, np.ndarray], coords: dict[str, np.ndarray],
-                 models: dict | None = None, params: dict = PARAMS, source: str = ""):
+                 params: dict = PARAMS, source: str = ""):
         self.coords = {s: np.asarray(coords[s], dtype=np.float32) for s in SPACES}  # (N, 2)
         self.params = params
         self.source = source  # where the coordinates came from, for the About tab
         self._unit = {s: _unit(np.asarray(vectors[s], dtype=np.float32)) for s in SPACES}
-        self._vectors = vectors
-        self._models = models
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self.fit_seconds: float | None = None
-        self.fit_error: str | None = None
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
     def for_checkpoint(cls, rec, checkpoint: str | Path, background: bool = True) -> "Projection":
-        """Saved coordinates (refitting UMAP in the background), or fit now and save them."""
+        """Saved coordinates, or fit them now and save them (`background` is kept for callers:
+        placing new points needs no fitted UMAP any more)."""
         vectors = space_vectors(rec)
         fp = fingerprint(vectors)
         for path in (Path(checkpoint) / FILE, cache_path(fp)):
             coords, why = load_coords(path, fp)
             if coords is not None:
-                proj = cls(vectors, coords, source=str(path))
-                if background:
-                    proj.start_fitting()
-                return proj
+                return cls(vectors, coords, source=str(path))
             if why != "absent":
                 log.warning("%s is %s; recomputing the UMAP coordinates", path, why)
         log.warning("no UMAP coordinates for %s yet: fitting them now (once; run "
                     "`python -m demo.precompute --checkpoint %s` to ship them)", checkpoint, checkpoint)
         t0 = time.perf_counter()
-        coords, models = compute_coords(vectors)
+        coords, _ = compute_coords(vectors)
         seconds = time.perf_counter() - t0
         path = write_coords(checkpoint, coords, fp, seconds)
-        proj = cls(vectors, coords, models, source=str(path))
+        proj = cls(vectors, coords, source=str(path))
         proj.fit_seconds = seconds
         return proj
 
-    def start_fitting(self) -> threading.Thread:
-        """Refit the UMAP objects in a daemon thread; `place` switches to them when done."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._fit, name="umap-fit", daemon=True)
-            self._thread.start()
-        return self._thread
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the background fit is over; True when UMAP transform is available."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.ready
-
-    def _fit(self) -> None:
-        try:
-            t0 = time.perf_counter()
-            coords, models = compute_coords(self._vectors, self.params)
-            for s in SPACES:
-                gap = float(np.abs(coords[s] - self.coords[s]).max())
-                if gap > 1e-3:  # another machine or library version: keep placements consistent
-                    log.warning("refitted UMAP (%s) differs from the saved coordinates by %.3g; "
-                                "using the refitted map", s, gap)
-                    self.coords[s] = coords[s]
-            with self._lock:
-                for s in SPACES:  # compile numba's transform path before the first user waits
-                    models[s].transform(self._vectors[s][:1])
-            self._models = models
-            self.fit_seconds = time.perf_counter() - t0
-            log.info("UMAP refitted in %.1f s", self.fit_seconds)
-        except Exception as e:  # the app keeps working with the k-NN placement
-            self.fit_error = f"{type(e).__name__}: {e}"
-            log.exception("UMAP refit failed; new points stay placed by k-NN")
-
-    # -- placing new points ------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self._models is not None
+        """Always: new points are placed from the saved coordinates alone."""
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Nothing to wait for (there is no background fit); True, as `ready`."""
+        return True
 
     @property
     def method(self) -> str:
         """How new points are placed, for figure subtitles."""
-        if self.ready:
-            return "new points placed with UMAP.transform"
-        return f"new points placed by a {KNN}-NN average (UMAP is still being fitted)"
+        return f"new points placed by a {KNN}-NN average of the catalog's map positions"
 
+    # -- placing new points ------------------------------------------------------------------
     def place(self, space: str, points: np.ndarray) -> np.ndarray:
-        """2-D positions of new vectors in one space.  (n, D) -> (n, 2)"""
+        """2-D positions of new vectors in one space.  (n, D) -> (n, 2)
+
+        A softmax-weighted average of the coordinates of the KNN most cosine-similar catalog
+        items: UMAP.transform's own starting point, which its optimisation then moves a little,
+        at a third of a second per panel and click on this machine, after a refit that takes both
+        cores for minutes on a large catalog (results/page-speed.md)."""
         points = np.asarray(points, dtype=np.float32).reshape(-1, self._unit[space].shape[1])
         if len(points) == 0:
             return np.zeros((0, 2), dtype=np.float32)
-        models = self._models
-        if models is not None:
-            with self._lock:
-                return np.asarray(models[space].transform(points), dtype=np.float32)
-        return self.knn_place(space, points)
-
-    def knn_place(self, space: str, points: np.ndarray) -> np.ndarray:
-        """Softmax-weighted average of the coordinates of the k most cosine-similar items."""
         sims = _unit(points) @ self._unit[space].T  # (n, N)
         k = min(KNN, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (n, k)
@@ -214,6 +173,8 @@ class Projection:
         w = np.exp((s - s.max(axis=1, keepdims=True)) / KNN_TEMPERATURE)
         w /= w.sum(axis=1, keepdims=True)
         return np.einsum("nk,nkc->nc", w, self.coords[space][top]).astype(np.float32)
+
+    knn_place = place  # the name this placement had beside UMAP.transform
 
 
 def write_coords(checkpoint: str | Path, coords: dict, fp: str, seconds: float | None = None) -> Path:

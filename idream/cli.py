@@ -405,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="real users whose oracles measure the index's recall@10 (default: %(default)s)")
     sp.add_argument("--threads", type=int, default=0, metavar="N",
                     help="torch and faiss threads (0: their defaults; 1 when other work shares the CPU)")
+    sp.add_argument("--rows", type=lambda s: [r.strip() for r in s.split(",")], metavar="KIND[,KIND...]",
+                    default=["gaussian", "near copies", "noisy copies"],
+                    help="synthetic rows beyond the real items: gaussian, near copies, noisy copies")
+    sp.add_argument("--merge", action="store_true",
+                    help="keep the results file's rows at the sizes and kinds not measured now")
     sp.add_argument("--out", default="results", metavar="DIR",
                     help="folder for the .json and .md results (default: %(default)s)")
     return p

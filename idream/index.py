@@ -23,10 +23,11 @@ from .metrics import mask_seen, top_k
 EXACT_BELOW = 50_000
 # Candidates the quantized scan proposes for exact rescoring: at least CANDIDATES, and one in
 # CANDIDATE_SHARE items on larger catalogs, where more near-equal items compete for the top-10
-# (5M near copies keep 0.976 of it with 1,000 and 0.997 with 3,000). The benchmark's "recall@10 by
-# candidates" column is where to retune them.
+# (1M noisy copies of the real items keep 0.981 of it with 1,000 candidates, a single request as
+# little as 0.6, and 0.997 with 3,000). The benchmark's "recall@10 by candidates" column is where
+# to retune them (results/bench-speed.md).
 CANDIDATES = 1000
-CANDIDATE_SHARE = 1000
+CANDIDATE_SHARE = 400
 
 
 def candidates_for(n: int) -> int:
@@ -116,7 +117,7 @@ class ItemIndex:
             extra = q @ extra.T if extra_scores is None else torch.as_tensor(extra_scores, dtype=torch.float32)
             if extra.shape[0] != len(q):
                 raise ValueError(f"extra scores must be ({len(q)}, n), got {tuple(extra.shape)}")
-        total = self.n + (0 if extra is None else len(extra))
+        total = self.n + (0 if extra is None else extra.shape[1])  # extra: now the (B, n) scores
         exclude = self._exclusions(exclude, len(q), total)
         k = max(0, min(int(k), total - max((len(e) for e in exclude), default=0)))
         if self.faiss is None or exact:

@@ -1,8 +1,10 @@
 """The page in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python API).
 
 Picks two history items, types an intention, presses Recommend, and checks the result rows and
-the plots; the screenshot goes to artifacts/app.png (and, with IDREAM_SCREENSHOT=docs/app.png and
-IDREAM_TEST_CHECKPOINT=checkpoints/ml-100k, the README's picture of the real page).
+the plots, and that the click was drawn within twice the page's goal (scripts/bench_page.py
+measures it properly: results/page-speed.md); the screenshot goes to artifacts/app.png (and,
+with IDREAM_SCREENSHOT=docs/app.png and IDREAM_TEST_CHECKPOINT=checkpoints/ml-100k, the README's
+picture of the real page).
 
 Without Chromium or Playwright the test skips on a developer's machine, but fails under CI=true:
 CI must not pass without having driven the page.
@@ -26,6 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PICKS = ["Toy Story (1995)", "GoldenEye (1995)"]
 K = 10
 STEPS = 10
+CLICK_GOAL_S = 1.5  # issue #25: click to last figure drawn on ml-100k; the test fails beyond twice it
 
 
 def in_ci() -> bool:
@@ -93,6 +96,33 @@ def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch, ci, lacks)
     assert (CHROMIUM if lacks == "chromium" else "playwright") in str(outcome.value)
 
 
+# Record when Plotly has drawn into the map and the sweep after the click (the next animation frame
+# after Plotly.react, which the page uses for both), as scripts/bench_page.py does.
+WATCH_DRAWS = """() => {
+  if (!window.Plotly) return false;
+  window.__drawn = {};
+  const react = window.Plotly.react;
+  window.Plotly.react = function (gd, ...rest) {
+    const done = Promise.resolve(react.call(this, gd, ...rest));
+    done.then(() => requestAnimationFrame(() => {
+      const box = gd.closest('[id$="-plot"]');
+      if (box) window.__drawn[box.id] = performance.now();
+    }));
+    return done;
+  };
+  document.querySelector('#recommend-btn').addEventListener(
+    'click', () => { window.__clicked = performance.now(); }, true);
+  return true;
+}"""
+
+
+def drawn(page) -> float:
+    """Milliseconds from the last click on Recommend until both the map and the sweep were drawn."""
+    page.wait_for_function("(() => { const d = window.__drawn, c = window.__clicked;"
+                           " return d['space-plot'] > c && d['sweep-plot'] > c; })()", timeout=60_000)
+    return page.evaluate("Math.max(window.__drawn['space-plot'], window.__drawn['sweep-plot']) - window.__clicked")
+
+
 def plot_traces(page, elem_id: str) -> list:
     return page.evaluate(
         f"""(() => {{ const d = document.querySelector('#{elem_id} .js-plotly-plot');
@@ -109,6 +139,11 @@ def test_recommend_from_the_page(request):
 def check_recommend_from_the_page(page):
     box = page.locator("#history input")
     box.wait_for(timeout=30_000)
+    page.wait_for_function("(() => { const d = document.querySelector('#space-plot .js-plotly-plot');"
+                           " return d && d.data && d.data.length; })()", timeout=30_000)
+    catalog_traces = page.evaluate("document.querySelector('#space-plot .js-plotly-plot').data"
+                                   ".filter(t => (t.meta || {}).role === 'catalog').length")
+    assert catalog_traces > 0
     for title in PICKS:  # the order picked is the history order
         box.click()
         box.fill(title.split(" (")[0])
@@ -118,6 +153,7 @@ def check_recommend_from_the_page(page):
     steps = page.locator("#steps input[type=number]")
     steps.fill(str(STEPS))
     steps.press("Tab")  # commit the number so the denoising path has several points
+    page.wait_for_function(WATCH_DRAWS, timeout=30_000)
     page.locator("#recommend-btn").click()
 
     grid = page.locator("#results [role=grid]")
@@ -133,6 +169,10 @@ def check_recommend_from_the_page(page):
     page.wait_for_function("(() => { const d = document.querySelector('#sweep-plot .js-plotly-plot');"
                            " return d && d.data && d.data.some(t => t.type === 'heatmap'); })()",
                            timeout=60_000)
+    drawn(page)
+    # the click drew its marks over the catalog layer the page loaded, which stays as it was
+    roles = page.evaluate("document.querySelector('#space-plot .js-plotly-plot').data.map(t => (t.meta || {}).role)")
+    assert roles.count("catalog") == catalog_traces and roles.count("oracle") == 2
     names = {n for _, n in plot_traces(page, "space-plot")}
     assert {"history", "top-K", "intention", "oracle", "denoising path"} <= names
     path_points = page.evaluate("document.querySelector('#space-plot .js-plotly-plot')._fullData"
@@ -140,6 +180,15 @@ def check_recommend_from_the_page(page):
     assert path_points == STEPS
     assert f"{STEPS}-step DDIM" in page.locator("#status").inner_text()
     assert "Traceback" not in page.content()
+    # a click as a person makes it after the first (which pays for first-time work): timed
+    seed = page.locator("#seed input")
+    seed.fill("1")
+    seed.press("Tab")
+    page.wait_for_timeout(300)
+    page.locator("#recommend-btn").click()
+    click_s = drawn(page) / 1000
+    assert click_s <= 2 * CLICK_GOAL_S, f"the click took {click_s:.2f} s to its last figure"
+    assert "seed 1" in page.locator("#status").inner_text()
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(500)  # let plotly finish drawing before the picture

@@ -70,7 +70,7 @@ def test_sweep_figure_ranks_every_item_that_enters_the_top_k():
     sweep = {"rho": [0.0, 1.0, 2.0],
              "items": [[_row(1, 1), _row(2, 2)], [_row(2, 1), _row(3, 2)], [_row("new:1", 1, True), _row(2, 2)]],
              "intention_similarity": [0.1, 0.3, 0.5], "history_similarity": [0.4, 0.3, 0.2]}
-    fig = figures.sweep_figure(sweep, k=2)
+    fig = figures.sweep_figure(sweep, k=2).figure()  # plotly validates what is sent
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 1
     h = heat[0]
@@ -86,7 +86,7 @@ def test_sweep_figure_ranks_every_item_that_enters_the_top_k():
 def test_sweep_figure_without_history_draws_only_the_intention_curve():
     sweep = {"rho": [0.0, 1.0], "items": [[_row(1, 1)], [_row(1, 1)]],
              "intention_similarity": [0.2, 0.4], "history_similarity": [None, None]}
-    names = [t.name for t in figures.sweep_figure(sweep, k=1).data if t.type == "scatter"]
+    names = [t.name for t in figures.sweep_figure(sweep, k=1).figure().data if t.type == "scatter"]
     assert names == ["cos(oracle, intention)"]
 
 
@@ -100,7 +100,7 @@ def test_knn_placement_lands_on_the_nearest_items(catalog):
     rng = np.random.default_rng(2)
     vectors = {s: rng.normal(size=(N, D)).astype(np.float32) for s in figures.SPACES}
     proj = projection.Projection(vectors, coords)
-    assert not proj.ready and "NN average" in proj.method
+    assert proj.ready and "NN average" in proj.method
     placed = proj.place("raw", vectors["raw"][[3, 17]])
     assert placed.shape == (2, 2)
     assert np.allclose(placed, coords["raw"][[3, 17]], atol=0.05)

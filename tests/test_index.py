@@ -330,7 +330,8 @@ def test_speed_benchmark_has_the_retrieval_rows(tmp_path):
 
     if not (SHIPPED / "model.safetensors").exists():
         pytest.skip("no shipped checkpoint")
-    result = run_speed(str(SHIPPED), sizes=(1682, 5000), repeats=3, log_fn=lambda s: None, users=50)
+    result = run_speed(str(SHIPPED), sizes=(1682, 5000), repeats=3, log_fn=lambda s: None, users=50,
+                       synthetic=("gaussian", "near copies"))
     searches = ["exact", "PQ192x4fs (default)", "IVF256,Flat nprobe=16", "HNSW32 efSearch=1000"]
     assert [(r["catalog"], r["rows"], r["search"]) for r in result["retrieval"]] == (
         [(1682, "real", s) for s in searches] + [(5000, "gaussian", s) for s in searches]
@@ -345,7 +346,7 @@ def test_speed_benchmark_has_the_retrieval_rows(tmp_path):
         if r["search"].endswith("(default)"):
             # 4-bit codes: far smaller than the float vectors, and (rescored) the exact top-10
             assert r["index_bytes"] < r["catalog"] * 384 * 4 / 4 and r["recall@10"] >= 0.98
-            assert set(r["recall@10_by_candidates"]) == {"100", "300", "1000", "3000"}
+            assert set(r["recall@10_by_candidates"]) == {"300", "1000", "3000", "5000"}
     md = speed_markdown(result)
     assert "| catalog | rows | search | build s | index MB | recall@10 |" in md
     assert "median ms, intention" in md and "| 5,000 | near copies | PQ192x4fs (default) |" in md
@@ -356,7 +357,7 @@ def test_synthetic_rows_follow_the_catalog():
 
     rng = np.random.default_rng(0)
     V = torch.from_numpy((rng.standard_normal((300, 6)) * [1, 2, 3, 4, 5, 6] + 10).astype(np.float32))
-    for rows in ("gaussian", "near copies"):
+    for rows in ("gaussian", "near copies", "noisy copies"):
         X = catalog(V, 250_300, rows)
         assert X.shape == (250_300, 6) and torch.equal(X[:300], V)
         assert torch.equal(X, catalog(V, 250_300, rows))  # seeded
@@ -369,13 +370,19 @@ def test_synthetic_rows_follow_the_catalog():
     V = torch.from_numpy(rng.standard_normal((300, 64)).astype(np.float32))
     near, far = catalog(V, 1300, "near copies")[300:], catalog(V, 1300, "gaussian")[300:]
     assert torch.cdist(near, V).min(1).values.median() < 0.6 * torch.cdist(far, V).min(1).values.median()
+    # noisy copies: a real item plus noise of 0.35 of the spread, so about 0.35·√D from it
+    noisy = catalog(V, 1300, "noisy copies")[300:]
+    assert torch.allclose(torch.cdist(noisy, V).min(1).values.median(), torch.tensor(0.35 * 8), rtol=0.1)
+    with pytest.raises(ValueError):
+        catalog(V, 1300, "copies")
 
 
 def test_candidates_grow_with_the_catalog():
-    """At least CANDIDATES, and one in CANDIDATE_SHARE items beyond (5M near copies lose the
+    """At least CANDIDATES, and one in CANDIDATE_SHARE items beyond (1M noisy copies lose the
     top-10 with a fixed 1,000: results/bench-speed.md)."""
     from idream.index import CANDIDATE_SHARE, CANDIDATES, candidates_for
-    assert candidates_for(300) == candidates_for(1_000_000) == CANDIDATES == 1000
-    assert candidates_for(5_000_000) == 5_000_000 // CANDIDATE_SHARE == 5000
+    assert candidates_for(300) == candidates_for(400_000) == CANDIDATES == 1000
+    assert candidates_for(1_000_000) == 1_000_000 // CANDIDATE_SHARE == 2500
+    assert candidates_for(5_000_000) == 12_500
     built = ItemIndex(torch.randn(600, 16), "faiss")
     assert built.candidates == CANDIDATES and ItemIndex(torch.randn(600, 16), "faiss", candidates=7).candidates == 7
