@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -111,7 +113,8 @@ def run_epoch_cost(dataset: str, train_overrides: dict | None = None, sasrec_ove
         rows[name] = {"ms_per_step": round(ms, 2), "steps_per_epoch": n_steps, "windows": windows,
                       "targets_per_epoch": targets, "epoch_s": round(ms * n_steps / 1e3, 1),
                       "params": params, "settings": settings}
-    return {"dataset": dataset, "threads": torch.get_num_threads(), "machine": machine("cpu"),
+    label = Path(dataset).name if Path(dataset).is_dir() else dataset  # a folder by its name
+    return {"dataset": label, "threads": torch.get_num_threads(), "machine": machine("cpu"),
             "commit": git_commit(), "steps": steps, "blocks": blocks, "rows": rows,
             "ratio": round(rows["idream"]["epoch_s"] / rows["sasrec"]["epoch_s"], 3),
             "load_average": _load()}
@@ -152,7 +155,7 @@ def main_epoch(a) -> dict:
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
     result = run_epoch_cost(a.dataset, over, sas, a.steps, a.blocks,
                             log_fn=lambda s: print(s, file=sys.stderr, flush=True))
-    result["command"] = "python -m idream " + " ".join(sys.argv[1:])
-    name = f"epoch-cost-{result['dataset'].rstrip('/').split('/')[-1]}" + (f"-{a.tag}" if a.tag else "")
+    result["command"] = "python -m idream " + shlex.join(sys.argv[1:])
+    name = f"epoch-cost-{result['dataset']}" + (f"-{a.tag}" if a.tag else "")
     print(write_results(result, a.out, name, epoch_markdown(result)).read_text())
     return result

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from idream.hub import local_path
 from idream.recommender import Recommender, UnknownItemError
 from idream.request import MAX_INTENTION_CHARS, EmptyRequest, clean_text
 
@@ -63,7 +64,9 @@ _LOCK = threading.Lock()
 
 
 def get_service(checkpoint: str | Path, background_umap: bool = True) -> "Service":
-    """The process's Service for a checkpoint folder: loaded on first use, then shared."""
+    """The process's Service for a checkpoint folder (or an hf:// id, fetched into the Hub's cache
+    first, so its model card and map are read from there): loaded on first use, then shared."""
+    checkpoint = local_path(checkpoint)
     key = str(Path(checkpoint).resolve())
     with _LOCK:
         if key not in _SERVICES:

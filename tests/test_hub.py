@@ -161,3 +161,13 @@ def test_push_checks_its_arguments(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
     rc, err = push(str(SHIPPED), REPO)
     assert rc == 2 and err.count("\n") == 1 and "no Hugging Face token" in err, err
+
+
+def test_the_demo_reads_a_hub_checkpoint_from_its_cached_folder(hub_cache):
+    """The page's service gets the cached folder, so the model card and the map are found there."""
+    from demo.service import get_service
+    fill_cache(hub_cache, REPO, SHIPPED, MAIN)
+    s = get_service(f"hf://{REPO}", background_umap=False)
+    assert Path(s.checkpoint).is_dir() and (Path(s.checkpoint) / "README.md").is_file()
+    assert str(hub_cache) in str(Path(s.checkpoint).resolve())
+    assert s.model_card()
