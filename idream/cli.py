@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=0, metavar="N",
                     help="random seed: the same seed writes the same files (default: %(default)s)")
     ep = bs.add_parser("epoch", help="what a training epoch costs: iDream's step against SASRec's")
-    ep.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR", help="dataset (default: %(default)s)")
+    ep.add_argument("--dataset", default="ml-100k", metavar="NAME|DIR",
+                    help="dataset name or folder whose training windows are timed (default: %(default)s)")
     ep.add_argument("--train-overrides", default="", metavar="JSON", help="iDream TrainConfig fields, as JSON")
     ep.add_argument("--sasrec-overrides", default="", metavar="JSON", help="SASRecConfig fields, as JSON")
     ep.add_argument("--steps", type=int, default=20, metavar="N", help="steps per timed block (default: %(default)s)")
