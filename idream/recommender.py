@@ -39,6 +39,7 @@ class Recommendation:
     path: list = field(default_factory=list)  # x̂0 at every DDIM step (when asked)
     intention_vector: np.ndarray | None = None  # (D,) A(TEM(intention)), when one was given
     path_steps: list = field(default_factory=list)  # the timestep t of each path point
+    rho: float | None = None  # the intention strength the answer was generated at
 
     def to_dict(self) -> dict:
         return {"items": self.items}
@@ -455,7 +456,7 @@ class Recommender:
         rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
-                              None if q is None else q[0].numpy(), steps_t)
+                              None if q is None else q[0].numpy(), steps_t, rho)
 
     def rho_positions(self) -> list[float]:
         """Evenly spaced ρ over the offered range (the sweep's default): steps of STEER_STEP for a

@@ -45,3 +45,10 @@ def test_ranks_agree_with_the_full_ranking(rec, intention):
     expected += [place["new:Ridge 317"], place["new:Laser Ninjas"]]
     assert ranks == expected
     assert ranks_of(rec, head, full.history[:1], new)[0] == [None]  # a history item is not ranked
+
+
+def test_a_history_films_twin_has_no_rank_as_it_is_never_shown(rec):
+    i, j = next((a, b) for a, twins in rec.dataset.twins.items() for b in twins)
+    out = rec.recommend([rec.dataset.item_meta(i)["item_id"]], k=5)
+    ranks, total = ranks_of(rec, out, [j])
+    assert ranks == [None] and total == rec.dataset.n_items - 2
