@@ -156,6 +156,7 @@ def server_profile(service, labels: list[str], repeats: int) -> dict:
     """Each step of a click timed in-process on the same request (median ms), and payload sizes."""
     import numpy as np
 
+    from benchmarks.speed import timings_ms
     from demo import figures
     from demo.callbacks import Callbacks
 
@@ -173,13 +174,7 @@ def server_profile(service, labels: list[str], repeats: int) -> dict:
     steps["sweep_view: the model's answer"] = lambda: service.sweep(q)
     timings = {}
     for name, fn in steps.items():
-        fn()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t) * 1000)
-        timings[name] = round(float(np.median(ts)), 1)
+        timings[name] = round(float(np.median(timings_ms(fn, repeats, warmup=1))), 1)
     labels_, genres = service.labels, [m["genres"] for m in service.metas]
     coords = service.projection.coords
     layer = figures.embedding_figure(coords, labels_, genres)
