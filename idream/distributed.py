@@ -11,6 +11,7 @@ one process) every helper here does nothing and training is the single-process r
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from contextlib import contextmanager
 
@@ -82,6 +83,9 @@ def process_group(device: torch.device):
             f"its own log says why. ({reason})") from e
     finally:
         if dist.is_initialized():
+            # what still holds the group (DDP's reducer, in reference cycles) goes first: left to the
+            # interpreter's exit, it outlived the group and could abort the process as it ended
+            gc.collect()
             dist.destroy_process_group()
 
 
