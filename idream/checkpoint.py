@@ -239,13 +239,10 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     """The parts of a Recommender read from a folder (model, diffusion, items, transform, dataset,
     config, embeddings), refusing any mismatch with a message. Recommender.load builds from them.
 
-    path: a folder, or a Hugging Face Hub id hf://owner/name[@revision] (idream.hub), fetched into
-    the Hub's cache and then checked as a folder is.
+    path: a folder (Recommender.load first fetches a Hub id into one: idream.hub).
     text_model / descriptions: what the caller asked for (None: whatever the checkpoint has).
     """
-    from .hub import local_path  # (idream.hub reads config.json with this module)
-
-    path = local_path(path)
+    path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint folder at {path}; train one with "
                               f"`python -m idream train --dataset ml-100k --out {path}`")

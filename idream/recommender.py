@@ -15,6 +15,7 @@ from . import text
 from .checkpoint import read_checkpoint
 from .data import PAD, Dataset, window
 from .diffusion import Diffusion
+from .hub import local_path
 from .index import ItemIndex, kind_for
 from .model import Denoiser, ItemTable
 from .newitems import NewItemRule, NewItemScorer, unit
@@ -76,7 +77,7 @@ class Recommender:
         Hub's cache, checked part by part (CheckpointError says what to do).
         text_model / descriptions: refuse a checkpoint made with others (None: any).
         exact: always score every item (no graph index, whatever the catalog's size)."""
-        return cls(**read_checkpoint(path, dataset=dataset, text_model=text_model,
+        return cls(**read_checkpoint(local_path(path), dataset=dataset, text_model=text_model,
                                      descriptions=descriptions), exact=exact)
 
     @property
