@@ -146,9 +146,8 @@ class Callbacks:
         rows = [N + j for j in range(len(new_items))]
         ranks, _ = ranks_of(rec, out, rows, new_items)
         match = [None] * len(rows)
-        if out.intention_vector is not None:  # the intention's raw text vector, back through A
-            e_q = rec.transform.inverse(np.asarray(out.intention_vector)[None])[0]
-            match = rec.text_match(e_q, rows, new_items)
+        if out.intention_raw is not None:  # the intention's raw text vector, as the request encoded it
+            match = rec.text_match(out.intention_raw, rows, new_items)
         return list(zip(ranks, match))
 
     def space_figure(self, q, out, new_items, new_ranks=None) -> "figures.go.Figure":

@@ -134,7 +134,7 @@ def _finish(rec, p: _Plan, x0: torch.Tensor):
     scores, top = rec._rank(x0, p.idx, p.hist, p.k, None, p.e_q, p.rhos[0])
     rows = rec._rows(scores[0], top[0].tolist(), p.e_q, None)
     return Recommendation(rows, x0[0].numpy(), p.idx, p.intention, [],
-                          None if p.q is None else p.q[0].numpy(), [], p.rhos[0])
+                          None if p.q is None else p.q[0].numpy(), [], p.rhos[0], p.e_q)
 
 
 def answer_many(rec, asks: list[Ask], cache: IntentionCache | None = None) -> list:

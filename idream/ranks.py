@@ -32,22 +32,18 @@ def ranks_in(scores: torch.Tensor, targets, excluded=()) -> list[int | None]:
     return out
 
 
-def request_scores(rec, oracle, history, extra_items=None, intention: str | None = None,
+def request_scores(rec, oracle, history, extra_items=None, e_q: np.ndarray | None = None,
                    rho: float | None = None) -> torch.Tensor:
-    """Every item's score for one request: the catalog (its residual-free items by the new-item
-    rule) then the session's new items, which weigh their closeness to the intention at ρ as
-    `recommend` scores them.  oracle (D,), history: catalog indices -> (N + n,)"""
+    """Every item's score for one request, as `recommend` ranks them: the catalog, then the
+    session's new items, residual-free ones by the new-item rule with the intention's raw vector
+    e_q at ρ.  oracle (D,), history: catalog indices -> (N + n,)"""
     x0 = torch.as_tensor(np.asarray(oracle, dtype=np.float32))[None]  # (1, D)
     hist = window(np.asarray(history, dtype=np.int64), len(history), rec.history_len)[None]  # (1, L)
-    s = rec.scores(x0, hist)  # (1, N)
+    s = rec.scores(x0, hist, e_q, rho)  # (1, N)
     if extra_items:
-        own = x0 @ torch.stack([torch.as_tensor(it["z"]) for it in extra_items]).T  # (1, n)
-        ns = rec.new_item_scorer()
-        if ns is not None:
-            raw = unit(np.stack([np.asarray(it["e"]) for it in extra_items]))
-            e_q = rec._intention(intention)[0]
-            own = ns.scores(x0, hist, raw, own, rec.new_item_rule, e_q, rec._rho_scale(rho))
-        s = torch.cat([s, own], dim=1)
+        Z = torch.stack([torch.as_tensor(it["z"]) for it in extra_items])  # (n, D)
+        raw = unit(np.stack([np.asarray(it["e"]) for it in extra_items]))
+        s = torch.cat([s, rec.new_item_scores(x0, hist, x0 @ Z.T, raw, e_q, rho)], dim=1)
     return s[0]
 
 
@@ -56,6 +52,6 @@ def ranks_of(rec, out, targets, extra_items=None) -> tuple[list[int | None], int
     history), whatever its k, and how many items that ranking holds. targets: catalog indices,
     or N + j for extra_items[j]; a history item's rank is None, and so is its twin's (the same
     film under another id, which the answer leaves out too)."""
-    s = request_scores(rec, out.oracle, out.history, extra_items, out.intention, out.rho)
+    s = request_scores(rec, out.oracle, out.history, extra_items, out.intention_raw, out.rho)
     left_out = rec.dataset.with_twins(out.history).tolist()
     return ranks_in(s, targets, left_out), len(s) - len(set(left_out))

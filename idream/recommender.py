@@ -41,6 +41,7 @@ class Recommendation:
     intention_vector: np.ndarray | None = None  # (D,) A(TEM(intention)), when one was given
     path_steps: list = field(default_factory=list)  # the timestep t of each path point
     rho: float | None = None  # the intention strength the answer was generated at
+    intention_raw: np.ndarray | None = None  # (Dt,) the text model's own vector of the intention
 
     def to_dict(self) -> dict:
         return {"items": self.items}
@@ -308,15 +309,27 @@ class Recommender:
         return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
                       shared_noise=shared_noise, steer=steer, noise=noise)
 
-    def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None) -> torch.Tensor:
+    def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None,
+               e_q: np.ndarray | None = None, rho=None) -> torch.Tensor:
         """s_i = ⟨x̂0, z_i⟩ for every item; with the histories (B, L), the catalog's residual-free
-        items are scored by the new-item rule (idream.newitems).  (B, D) -> (B, N)"""
+        items are scored by the new-item rule (idream.newitems), with the intention's raw vector
+        e_q at ρ when given, as `recommend` ranks them.  (B, D) -> (B, N)"""
         s = oracle @ self.item_vectors().T
         ns = self.new_item_scorer() if histories is not None else None
         if ns is not None and len(self.cold_items):
             c = torch.from_numpy(self.cold_items)
-            s[:, c] = ns.scores(oracle, histories, ns.rows(self.cold_items), s[:, c], self.new_item_rule)
+            s[:, c] = self.new_item_scores(oracle, histories, s[:, c], ns.rows(self.cold_items), e_q, rho)
         return s
+
+    def new_item_scores(self, x0: torch.Tensor, histories: np.ndarray, own: torch.Tensor,
+                        raw: torch.Tensor, e_q: np.ndarray | None = None, rho=None) -> torch.Tensor:
+        """Residual-free items' scores by the new-item rule (their own, x0·z, where it is off):
+        the one place the rule, the intention and ρ's share of c meet.
+        x0 (B, D), histories (B, L), own (B, C), raw (C, Dt) unit text vectors -> (B, C)"""
+        ns = self.new_item_scorer()
+        if ns is None:
+            return own
+        return ns.scores(x0, histories, raw, own, self.new_item_rule, e_q, self._rho_scale(rho))
 
     def _history_indices(self, history) -> list[int]:
         if history is None:
@@ -415,8 +428,7 @@ class Recommender:
         extra_scores = None
         if ns is not None and len(Z):
             raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
-            extra_scores = ns.scores(x0, hist, torch.cat(raw), x0 @ Z.T, self.new_item_rule,
-                                     e_q, self._rho_scale(rho))
+            extra_scores = self.new_item_scores(x0, hist, x0 @ Z.T, torch.cat(raw), e_q, rho)
         pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
         out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
         seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
@@ -457,7 +469,7 @@ class Recommender:
         rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
-                              None if q is None else q[0].numpy(), steps_t, rho)
+                              None if q is None else q[0].numpy(), steps_t, rho, e_q)
 
     def rho_positions(self) -> list[float]:
         """Evenly spaced ρ over the offered range (the sweep's default): steps of STEER_STEP for a

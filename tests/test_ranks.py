@@ -52,3 +52,21 @@ def test_a_history_films_twin_has_no_rank_as_it_is_never_shown(rec):
     out = rec.recommend([rec.dataset.item_meta(i)["item_id"]], k=5)
     ranks, total = ranks_of(rec, out, [j])
     assert ranks == [None] and total == rec.dataset.n_items - 2
+
+
+def test_held_out_catalog_items_rank_as_the_answer_ranks_them_with_an_intention():
+    """Catalog items without training (the cold-start protocol) are scored by the new-item rule,
+    which weighs the intention: their ranks are those of the full ranking too."""
+    from idream.recommender import Recommender
+    rec = Recommender.load(SHIPPED)
+    N = rec.dataset.n_items
+    cold = np.random.default_rng(1).choice(N, 60, replace=False)
+    rec.config["data"]["cold_items"] = cold.tolist()
+    rec.invalidate()
+    intention = "a quiet drama about a lighthouse keeper"
+    full = rec.recommend(HISTORY, intention, k=N)
+    place = {r["item_id"]: r["rank"] for r in full.items}
+    head = rec.recommend(HISTORY, intention, k=5)
+    rows = sorted(set(cold.tolist()) - set(full.history))
+    ranks, _ = ranks_of(rec, head, rows)
+    assert ranks == [place[rec.dataset.item_meta(i)["item_id"]] for i in rows]
