@@ -123,22 +123,38 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     else:
         backend = text.get_backend(cfg.text_model)
         E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
+    id_dims = 0 if by_id else cfg.id_dims  # (ID vectors are the whole space already)
     tr = fit_transform(E, "none" if by_id else cfg.transform, text_dims=0 if by_id else cfg.text_dims,
-                       id_dims=0 if by_id else cfg.id_dims)
+                       id_dims=id_dims)
     Z = torch.from_numpy(tr(E))
     N, D = Z.shape
     mcfg = ModelConfig(dim=D, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                        history_len=cfg.history_len, dropout=cfg.dropout,
                        n_items=N if (cfg.item_residual or by_id) else 0,
                        residual_scale=cfg.residual_scale, encoder=cfg.encoder,
-                       encoder_depth=cfg.encoder_depth, id_dims=0 if by_id else cfg.id_dims,
-                       denoiser=cfg.denoiser)
+                       encoder_depth=cfg.encoder_depth, id_dims=id_dims, denoiser=cfg.denoiser)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)
     table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
     if by_id:
         torch.nn.init.normal_(table.residual, std=1.0 / mcfg.residual_scale)
+    config = _checkpoint_config(cfg, ds, mcfg, dcfg, backend, E.shape[1], cold, cache_dir)
+    rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
+    if by_id:
+        return rec, split, E, torch.zeros(N, 1, D)
+    pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed)
+    Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
+                        tag=f"{ds.name}-train-intentions-p{cfg.intention_pool}-s{cfg.seed}",
+                        progress=progress)
+    Q = torch.from_numpy(tr(Q)).view(N, cfg.intention_pool, D)
+    return rec, split, E, Q
+
+
+def _checkpoint_config(cfg: TrainConfig, ds, mcfg: ModelConfig, dcfg: DiffusionConfig, backend,
+                       text_dim: int, cold: np.ndarray, cache_dir) -> dict:
+    """config.json of a model about to train: what rebuilds it, what it was trained on and how."""
+    by_id = cfg.item_source == "id"
     config = {
         "format": "idream-checkpoint-v1",
         "idream_version": __version__,
@@ -146,9 +162,9 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
         "diffusion": dcfg.to_dict(),
         "transform": cfg.transform,
         "text": {"backend": "none" if by_id else cfg.text_model,
-                 "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(E.shape[1]),
+                 "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(text_dim),
                  "descriptions": cfg.descriptions, "template_version": text.TEMPLATE_VERSION},
-        "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(N),
+        "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(ds.n_items),
                  "history_len": cfg.history_len, "split": "chronological leave-one-out",
                  "item_kind": list(ds.item_kind),
                  **({"cold_items": cold.tolist()} if len(cold) else {})},
@@ -161,15 +177,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
         config["text"]["prompt_version"] = llm.PROMPT_VERSION
     if cache_dir:
         config["cache_dir"] = str(cache_dir)
-    rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
-    if by_id:
-        return rec, split, E, torch.zeros(N, 1, D)
-    pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed)
-    Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
-                        tag=f"{ds.name}-train-intentions-p{cfg.intention_pool}-s{cfg.seed}",
-                        progress=progress)
-    Q = torch.from_numpy(tr(Q)).view(N, cfg.intention_pool, D)
-    return rec, split, E, Q
+    return config
 
 
 def train(cfg: TrainConfig, cache_dir=None, progress: bool = True, log_fn=print,
