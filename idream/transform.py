@@ -12,6 +12,7 @@ and the learned part cannot swamp it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -38,19 +39,24 @@ class Transform:
         """The scoring space's dimension (what the transform gives): text and ID directions."""
         return self.matrix.shape[1]
 
+    @cached_property
+    def _pinv(self) -> np.ndarray:
+        """M⁺ (D', D), computed once: text steering goes through it on every request."""
+        return np.linalg.pinv(self.matrix)
+
     def to_raw(self, z: np.ndarray) -> np.ndarray:
         """z @ M⁺: transformed rows back to raw-space offsets from the mean (their text part).
         Exact for a square transform; the least-squares preimage otherwise.  (n, D') -> (n, D)"""
         if self.matrix.shape[0] == self.matrix.shape[1]:
             return np.linalg.solve(self.matrix.T, z.T).T
-        return z @ np.linalg.pinv(self.matrix)
+        return z @ self._pinv
 
     def from_raw(self, e: np.ndarray) -> np.ndarray:
         """M⁺ e: the vector d of the scoring space with z·d = (e_item − μ)·e for every text-only
         item (within the kept text directions).  (n, D) -> (n, D')"""
         if self.matrix.shape[0] == self.matrix.shape[1]:
             return np.linalg.solve(self.matrix, e.T).T
-        return e @ np.linalg.pinv(self.matrix).T
+        return e @ self._pinv.T
 
     def __call__(self, e: np.ndarray) -> np.ndarray:
         """Transform rows of e.  (n, D) -> (n, D) float32"""
