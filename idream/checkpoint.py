@@ -20,6 +20,7 @@ from .data import DatasetError, load_dataset
 from .diffusion import SCHEDULES, Diffusion, DiffusionConfig
 from .files import atomic_write
 from .model import Denoiser, ItemTable, ModelConfig
+from .newitems import NewItemRule
 from .request import MAX_GUIDANCE
 from .steer import STEER_RANGE
 from .transform import KINDS, Transform
@@ -152,8 +153,9 @@ def _config_problem(cfg: dict) -> str | None:
     if g.get("mode", "learned") not in ("turn", "learned"):
         return f"guidance.mode = {g['mode']!r} is not 'turn' or 'learned'"
     n = cfg.get("new_items", {})
-    if set(n) - {"a", "b", "chosen_on", "c", "c_chosen_on"}:
-        return f"new_items has unknown keys {sorted(set(n) - {'a', 'b', 'chosen_on', 'c', 'c_chosen_on'})}"
+    unknown = set(n) - {f.name for f in fields(NewItemRule)}  # the rule's own fields, no list beside it
+    if unknown:
+        return f"new_items has unknown keys {sorted(unknown)}"
     for key in ("a", "b", "c"):
         if key in n and not (_is_number(n[key]) and abs(n[key]) <= MAX_GUIDANCE):
             return f"new_items.{key} = {n[key]!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
@@ -328,8 +330,12 @@ def _denoiser(path: Path, mcfg: ModelConfig, state: dict, n_items: int) -> tuple
                          or tuple(residual.shape) != (mcfg.n_items, R)):
         raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
                               f"({mcfg.n_items}, {R}); retrain")
-    with torch.device("meta"):  # shapes first: a config that does not fit allocates nothing
-        expected = {k: tuple(v.shape) for k, v in Denoiser(mcfg).state_dict().items()}
+    try:
+        with torch.device("meta"):  # shapes first: a config that does not fit allocates nothing
+            expected = {k: tuple(v.shape) for k, v in Denoiser(mcfg).state_dict().items()}
+    except ValueError as e:  # the denoiser's own checks (its encoder, its kind): the config was edited
+        raise CheckpointError(f"{path}/config.json: {e}; restore config.json from the original "
+                              "checkpoint or retrain") from None
     got = {k: tuple(v.shape) for k, v in state.items()}
     if got != expected:
         diff = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))

@@ -505,3 +505,12 @@ def test_loading_and_recommending_never_unpickle(copy, monkeypatch):
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(numpy, "load", refuse)
     recommends(load_checkpoint(copy))
+
+
+@pytest.mark.parametrize("key, value", [("encoder", ""), ("encoder", "rnn"), ("denoiser", ""),
+                                        ("denoiser", "adaln")])
+def test_a_denoiser_the_config_cannot_describe_is_refused_clearly(copy, key, value):
+    """The denoiser's own checks (an unknown encoder or kind; adaLN reads the causal encoder's
+    state, and this checkpoint's encoder is in-context) refuse as the file checks do."""
+    edit_config(copy, lambda c: c["model"].update({key: value}))
+    refused(copy, "config edit", match="config.json")
