@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -126,7 +127,7 @@ EPOCH_KEYS = ("history_len", "seq_batch_size", "width", "depth", "encoder_depth"
 
 def _load() -> list[float] | None:
     try:
-        return [round(x, 2) for x in __import__("os").getloadavg()]
+        return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
 
