@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no model-loading bar per request
 
 from demo.app import build_app, launch_kwargs  # noqa: E402
-from idream.checkpoint import CheckpointError  # noqa: E402
+from idream.serving.checkpoint import CheckpointError  # noqa: E402
 
 try:
     demo = build_app(os.environ.get("IDREAM_CHECKPOINT", "checkpoints/ml-100k"))

@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.results import git_commit, machine, write_results
-from idream.data import PAD, SequenceWindows
+from idream.data.datasets import PAD, SequenceWindows
 
 
 def _idream_stepper(cfg):
     """One training step of iDream on a random global batch, drawn as training draws it; returns
     (step(), steps per epoch, targets per epoch, windows, parameters, split, catalog size)."""
-    from idream.train import Batches, Objective, build
+    from idream.training.train import Batches, Objective, build
 
     rec, split, _, Q = build(cfg, progress=False)
     model, table = rec.model, rec.items
@@ -90,7 +90,7 @@ def run_epoch_cost(dataset: str, train_overrides: dict | None = None, sasrec_ove
     """Median step times of both models over `blocks` alternating blocks of `steps` steps each
     (after one untimed warm-up step each), and the epoch each makes of them."""
     from benchmarks.peers.sasrec import SASRecConfig
-    from idream.train import TrainConfig
+    from idream.training.train import TrainConfig
 
     cfg = TrainConfig(dataset=dataset, **(train_overrides or {}))
     if cfg.encoder != "causal":
@@ -156,7 +156,7 @@ def main_epoch(a) -> dict:
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
     result = run_epoch_cost(a.dataset, over, sas, a.steps, a.blocks,
                             log_fn=lambda s: print(s, file=sys.stderr, flush=True))
-    result["command"] = "python -m idream " + shlex.join(sys.argv[1:])
+    result["command"] = "python -m benchmarks " + shlex.join(a.argv)
     name = f"epoch-cost-{result['dataset']}" + (f"-{a.tag}" if a.tag else "")
     print(write_results(result, a.out, name, epoch_markdown(result)).read_text())
     return result

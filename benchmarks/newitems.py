@@ -15,12 +15,12 @@ Reported per half (dev: where choices are made; test: read once to report): the 
 where the model ranks the fitting item at or above the reference (goal ≥ 80 %), the share of
 fitting items in the top-10 for the model and the reference, the misfits in the top-50 (goal:
 none), median ranks. The model is ranked twice with the intention: by the checkpoint's new-item
-rule, and by the rule without the intention's text closeness (c = 0, idream.newitems).
+rule, and by the rule without the intention's text closeness (c = 0, idream.core.newitems).
 
-    python -m idream bench newitems --checkpoint checkpoints/ml-100k [--half dev|test]
+    python -m benchmarks newitems --checkpoint checkpoints/ml-100k [--half dev|test]
 
 The rule's c is chosen here, on the dev half alone (`choose_c`, called by
-`python -m idream new-items --checkpoint DIR --intention`).
+`python -m benchmarks newitems --checkpoint DIR --set-c`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from idream.errors import InputError
 
 CASES = Path(__file__).resolve().parent / "newitems" / "cases.json"
 HALVES = ("dev", "test")
@@ -39,7 +40,7 @@ COLUMNS = ("model", "without", "unguided", "reference")  # without: the rule's c
 C_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
-class CaseFileError(ValueError):
+class CaseFileError(InputError):
     """A case file that cannot be read as new-item cases; the message says what to fix."""
 
 
@@ -130,7 +131,7 @@ def prepare(rec, case: dict, E: np.ndarray) -> dict:
 def model_ranks(rec, p: dict, intention: str | None) -> tuple:
     """The fitting item's and the misfit's ranks by the model, for the intention or none."""
     rows = rec.recommend(p["history"], intention, k=p["candidates"], extra_items=p["new"]).items
-    # the whole ranking; idream.index caps it at N + 1 candidates (its `total` counts the rows
+    # the whole ranking; idream.serving.index caps it at N + 1 candidates (its `total` counts the rows
     # of the extra items' scores, not their columns), so the one left out is the last
     where = {r["item_id"]: r["rank"] for r in rows if r["new"]}
     return where.get("new:1", p["candidates"]), where.get("new:2", p["candidates"])
@@ -185,9 +186,28 @@ def choose_c(rec, cases_path: str | Path = CASES, grid=C_GRID, log=print):
         f"c = {best['c']:g}: {best['at_or_above']:.0%}, {best['top10']:.0%})")), rows
 
 
+def set_c(checkpoint: str, cases_path: str | Path = CASES) -> None:
+    """Choose c on the dev half (choose_c) and write it into the checkpoint's config and model card."""
+    from idream.evaluation.card import write_model_card
+    from idream.serving.checkpoint import write_json
+    from idream.serving.recommender import Recommender
+
+    rec = Recommender.load(checkpoint)
+    if not rec.new_item_rule.on:
+        raise InputError(f"the new-item rule is off in {checkpoint}: choose a and b first "
+                         f"(python -m idream new-items --checkpoint {checkpoint})")
+    if not rec.default_rho:
+        raise InputError(f"{checkpoint}'s default ρ is 0: the intention's closeness would never count")
+    rule, _ = choose_c(rec, cases_path, log=lambda s: print(s, file=sys.stderr, flush=True))
+    rec.config["new_items"] = rule.to_dict()
+    write_json(Path(checkpoint) / "config.json", rec.config)
+    write_model_card(Path(checkpoint))
+    print(f"{checkpoint}: new items c = {rule.c:g} ({rule.c_chosen_on})")
+
+
 def catalog_vectors(rec) -> np.ndarray:
     """The catalog's raw text vectors: the checkpoint's own, else embedded again."""
-    from idream.catalog import item_embeddings
+    from idream.data.catalog import item_embeddings
 
     if rec.embeddings is not None:
         return rec.embeddings
@@ -214,7 +234,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def run(checkpoint: str, cases_path: str | Path = CASES, half: str | None = None, log=print) -> dict:
     """Every case of the half (None: both) on one checkpoint, and each half's summary."""
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     cases = load_cases(cases_path, half)
     rec = Recommender.load(checkpoint)
@@ -249,7 +269,7 @@ def markdown(r: dict) -> str:
              f"Checkpoint `{r['checkpoint']}` at its default ρ = {r['rho']:g} (w = {r['w']:g}, one "
              f"step, seed 0); unguided: the history alone. Cases: `{r['cases_file']}`. Machine: "
              f"{r['machine']}. Commit `{r['commit']}`. Command: `{r['command']}`.", "",
-             f"New-item rule (idream/newitems.py): a = {rule.get('a', 0):g}, b = {rule.get('b', 0):g}, "
+             f"New-item rule (idream/core/newitems.py): a = {rule.get('a', 0):g}, b = {rule.get('b', 0):g}, "
              f"c = {rule.get('c', 0):g}" + (f", c chosen on the {rule['c_chosen_on']}" if rule.get("c_chosen_on")
                                             else "") + ". \"with c\": the checkpoint's rule; \"c = 0\": "
              "the rule without the intention's text closeness (the rule before c).", "",
@@ -279,15 +299,19 @@ def markdown(r: dict) -> str:
 
 
 def main_newitems(a) -> None:
-    """`python -m idream bench newitems`: run, write results/bench-newitems-<dataset>[-half].*"""
+    """`python -m benchmarks newitems`: run, write results/bench-newitems-<dataset>[-half].*; with
+    --set-c, choose c on the dev half instead and write it into the checkpoint."""
     import torch
 
     from benchmarks.results import git_commit, machine, write_results
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.set_c:
+        set_c(a.checkpoint, a.cases or CASES)
+        return
     r = run(a.checkpoint, a.cases or CASES, a.half, log=lambda s: print(s, file=sys.stderr, flush=True))
-    r.update(command="python -m idream " + " ".join(sys.argv[1:]), commit=git_commit(), machine=machine())
+    r.update(command="python -m benchmarks " + " ".join(a.argv), commit=git_commit(), machine=machine())
     stem = f"bench-newitems-{r['dataset']}" + (f"-{a.half}" if a.half else "")
     md = markdown(r)
     write_results(r, Path(a.out), stem, md)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.peers.baselines import popularity_scorer, textknn_scorer, textsearch_scorer
+from idream.evaluation.references import popularity_scorer, textknn_scorer, textsearch_scorer
 from benchmarks.results import METRIC_KEYS, git_commit, machine, write_results
-from idream.catalog import item_embeddings
-from idream.data import chronological_split, cold_items, load_dataset, test_cases
-from idream.device import training_device
-from idream.evaluate import evaluate_recommender, generated_intentions, rank_all
+from idream.data.catalog import item_embeddings
+from idream.data.datasets import chronological_split, cold_items, load_dataset, test_cases
+from idream.training.device import training_device
+from idream.evaluation.evaluate import evaluate_recommender, generated_intentions, rank_all
 
 MODELS = ("popularity", "textknn", "sasrec", "dreamrec", "idream", "textsearch")
 
@@ -57,7 +57,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     keeps what it finished. cold_frac > 0: the cold-start protocol, a seeded share of the items
     (drawn per seed) never trains, and the rows also report the cases whose target is cold/warm."""
     from benchmarks.peers.sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
-    from idream.train import TrainConfig, train
+    from idream.training.train import TrainConfig, train
 
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -105,7 +105,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
             m = measured(lambda c: rank_all(lambda r: knn(c.histories[r]), c), test, cold)
             return [{"model": name, "seed": seed, **m, "train_s": 0.0, "params": 0}]
         if name == "textsearch":  # the intention row's own sentences, ranked by text alone
-            from idream.evaluate import intention_vectors
+            from idream.evaluation.evaluate import intention_vectors
             search, backend = textsearch_scorer(item_vectors()), text_backend()
 
             def ranked(c):
@@ -258,7 +258,7 @@ def main_quality(a) -> dict:
     overrides = json.loads(a.train_overrides) if a.train_overrides else {}
     sas = json.loads(a.sasrec_overrides) if a.sasrec_overrides else {}
     dream = json.loads(a.dreamrec_overrides) if a.dreamrec_overrides else {}
-    command = "python -m idream " + " ".join(sys.argv[1:])
+    command = "python -m benchmarks " + " ".join(a.argv)
     start = time.time()
 
     def save(result, final=False):  # after every model: a stopped run keeps its finished rows

@@ -6,29 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 from pathlib import Path
 
-METRIC_KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
-
-
-def machine(device: str = "cpu") -> str:
-    """The CPU (and the GPU, where training ran on one) for the header of a results file."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    out = f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-    if str(device).startswith("cuda"):
-        import torch
-        if torch.cuda.is_available():
-            out += f", training on GPU {torch.cuda.get_device_name(torch.device(device))}"
-    return out
+from idream.evaluation.report import METRIC_KEYS, machine  # noqa: F401 (re-exported)
 
 
 def git_commit() -> str:

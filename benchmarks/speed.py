@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from benchmarks.results import git_commit, machine, write_results
-from idream.data import test_cases
-from idream.metrics import mask_seen, top_k
+from idream.data.datasets import test_cases
+from idream.ranking import mask_seen, top_k
 
 
 ROWS = ("gaussian", "near copies", "noisy copies")  # the kinds of synthetic rows (see catalog)
@@ -126,7 +126,7 @@ def searches(n: int, d: int) -> list[tuple[str, str | None, str]]:
     default, and up to 1M items an IVF clustering (beyond, its copy of the vectors and its
     build outgrow this machine's memory) and up to 100k an HNSW graph (its one-thread build
     takes minutes beyond)."""
-    from idream.index import CANDIDATES, default_factory
+    from idream.serving.index import CANDIDATES, default_factory
 
     nlist = 1024 if n >= 500_000 else 256
     out = [(f"{default_factory(d)} (default)", None, "")]
@@ -142,15 +142,15 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     """Per-request latency of recommend (oracle + scoring + masking + top-k) at several catalog
     sizes, next to the floor (one matrix-vector product over the catalog), and training throughput.
 
-    Retrieval: at every size and kind of synthetic rows, exact search, idream.index's default
+    Retrieval: at every size and kind of synthetic rows, exact search, idream.serving.index's default
     faiss index and two others (IVF, HNSW) with their build time, memory, one-step latency and
     recall@10 against the exact ranking on the oracles of `users` real users (their last test
-    window, their earlier items left out). What decides idream.index.EXACT_BELOW and CANDIDATES.
+    window, their earlier items left out). What decides idream.serving.index.EXACT_BELOW and CANDIDATES.
     A size whose vectors would take more than half the memory left is skipped and said so."""
     import faiss
 
-    from idream.index import CANDIDATE_SHARE, CANDIDATES, ItemIndex
-    from idream.recommender import Recommender
+    from idream.serving.index import CANDIDATE_SHARE, CANDIDATES, ItemIndex
+    from idream.serving.recommender import Recommender
 
     torch.set_grad_enabled(False)
     load_before = [round(x, 2) for x in os.getloadavg()]  # the machine may be shared: say how busy
@@ -159,7 +159,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     N, D = V.shape
     hist_items = [rec.dataset.item_meta(i)["item_id"] for i in range(5)]
     idx = [rec.resolve_item(i) for i in hist_items]
-    from idream.data import window
+    from idream.data.datasets import window
     hist = window(np.asarray(idx), len(idx), rec.history_len)[None]
     intention = "something light and funny from the 90s"
     cases = test_cases(rec.dataset, rec.history_len)
@@ -210,8 +210,8 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
             Vn = exact = None  # free the catalog and its index before the next one
     # training throughput: denoised targets per second of the training step, in the form the
     # checkpoint trains (the causal encoder denoises every position of 32 sequences at once)
-    from idream.diffusion import training_loss
-    from idream.train import TrainConfig
+    from idream.core.diffusion import training_loss
+    from idream.training.train import TrainConfig
     torch.set_grad_enabled(True)
     model = rec.model.train()
     L, causal = rec.history_len, rec.model.cfg.encoder == "causal"
@@ -267,7 +267,7 @@ def speed_markdown(result: dict) -> str:
                      f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['floor_median_ms']:.2f} | "
                      f"{r['ratio_to_floor']} |" + (f" `{r.get('commit', result['commit'])}` |" if merged else ""))
     if result.get("retrieval"):
-        lines += ["", f"Retrieval (idream.index, faiss {result['faiss']}): the same one-step request "
+        lines += ["", f"Retrieval (idream.serving.index, faiss {result['faiss']}): the same one-step request "
                   "with the top-10 from a search. exact: every item scored; the faiss indexes propose "
                   + (f"max({result['candidates']:,}, N / {result['candidate_share']:,}) candidates each"
                      if result.get("candidate_share") else f"{result['candidates']:,} candidates each")
@@ -295,7 +295,7 @@ def speed_markdown(result: dict) -> str:
                   + ", ".join(f"{n:,}" for n in result["skipped_sizes"]) + " items."]
     lines += ["", f"Training throughput: {result['train_samples_per_s']:,} denoised targets/s "
               f"(batch: {result.get('train_batch', '256 cases')}).",
-              "", f"Command: `{result.get('command', 'python -m idream bench speed')}`"]
+              "", f"Command: `{result.get('command', 'python -m benchmarks speed')}`"]
     if merged:
         lines += ["", "Rows merged from these runs (`--merge`): "
                   + "; ".join(f"`{c['command']}` at `{c['commit']}`" for c in result["commands"]) + "."]
@@ -314,7 +314,7 @@ def main_speed(a) -> dict:
         sys.exit(f"error: --rows takes {', '.join(ROWS)}; not {', '.join(sorted(unknown))}")
     result = run_speed(a.checkpoint, tuple(a.sizes), a.repeats,
                        log_fn=lambda s: print(s, file=sys.stderr, flush=True), users=a.users, synthetic=rows)
-    result["command"] = "python -m idream " + shlex.join(sys.argv[1:])
+    result["command"] = "python -m benchmarks " + shlex.join(a.argv)
     if getattr(a, "merge", False):
         result = merged(result, Path(a.out) / "bench-speed.json")
     print(write_results(result, a.out, "bench-speed", speed_markdown(result)).read_text())

@@ -14,7 +14,7 @@ personalisation (mean Jaccard overlap of different users' top-10 for the same in
 cos(oracle, intention) in the scoring space. And, at the checkpoint's ρ, the HR@10 lift that
 generated intentions give on the validation and test positions.
 
-    python -m idream bench text --checkpoint checkpoints/ml-100k   (or python -m benchmarks.text)
+    python -m benchmarks text --checkpoint checkpoints/ml-100k   (or python -m benchmarks.text)
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def overlap(tops: list[np.ndarray]) -> float:
 
 def masked_top(scores: torch.Tensor, histories: np.ndarray) -> np.ndarray:
     """Top-K item indices per row with each row's history masked.  (B, N) -> (B, K)"""
-    from idream.data import PAD
-    from idream.metrics import mask_seen, top_k
+    from idream.data.datasets import PAD
+    from idream.ranking import mask_seen, top_k
     seen = [h[h != PAD] for h in histories]
     return top_k(mask_seen(scores.clone(), seen), K).numpy()
 
@@ -82,7 +82,7 @@ def slider(rec) -> list[float]:
     """The ρ positions to measure: for a steered model the whole of STEER_RANGE (so that the
     slider's top can be chosen) and the slider's own positions, else the learned-guidance slider;
     the default included."""
-    from idream.steer import STEER_RANGE, positions
+    from idream.core.steer import STEER_RANGE, positions
     rhos = list(rec.rho_positions()) if rec.steered else list(RHOS)
     if rec.steered:
         rhos += positions(*STEER_RANGE)
@@ -102,16 +102,16 @@ def slider_top(r: dict) -> float | None:
 def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, labels: str | None = None) -> dict:
     """labels: a dataset with the same item ids whose genres and years score the lists (for a
     catalog that has none of its own, e.g. scripts/titles_only.py's twin of ml-100k)."""
-    from idream.catalog import item_embeddings
-    from idream.data import test_cases
-    from idream.recommender import Recommender
+    from idream.data.catalog import item_embeddings
+    from idream.data.datasets import test_cases
+    from idream.serving.recommender import Recommender
 
     rec = Recommender.load(checkpoint)
     ds = rec.dataset
     rhos = slider(rec)
     truth = ds
     if labels:
-        from idream.data import load_dataset
+        from idream.data.datasets import load_dataset
         truth = load_dataset(labels)
         if truth.items["item_id"].tolist() != ds.items["item_id"].tolist():
             raise ValueError(f"--labels {labels}: its items are not the checkpoint's (same ids, same order)")
@@ -168,8 +168,8 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, labels: st
 def set_slider(checkpoint: str, r: dict) -> None:
     """Write the slider's top chosen on the dev half into the checkpoint (guidance.rho_max) and
     refresh its model card."""
-    from benchmarks.report import write_model_card
-    from idream.checkpoint import read_config, write_json
+    from idream.evaluation.card import write_model_card
+    from idream.serving.checkpoint import read_config, write_json
 
     if r["slider_top"] is None:
         raise ValueError("--set-slider: only a text-steered checkpoint has a slider to set")
@@ -182,8 +182,8 @@ def set_slider(checkpoint: str, r: dict) -> None:
 
 def generated_lift(rec, seed: int = 0) -> dict:
     """HR@10 with generated intentions at the checkpoint's ρ over HR@10 unguided, per split."""
-    from idream.data import chronological_split, evaluation_cases
-    from idream.evaluate import evaluate_recommender, generated_intentions
+    from idream.data.datasets import chronological_split, evaluation_cases
+    from idream.evaluation.evaluate import evaluate_recommender, generated_intentions
 
     split = chronological_split(rec.dataset, rec.history_len)
     out = {}
@@ -226,7 +226,7 @@ def markdown(r: dict) -> str:
     row("text search (intention vs item text, raw space)", lambda h: h["text_search"])
     row(f"late fusion (unguided + {lam} × text search)", lambda h: h["late_fusion"][lam])
     g = r.get("guidance", {})
-    toward = ("the intention's text direction d (idream.steer: the scoring-space direction whose item "
+    toward = ("the intention's text direction d (idream.core.steer: the scoring-space direction whose item "
               "scores are the text model's cosines)" if g.get("mode") == "turn" else "the transformed intention vector")
     steer = (f" Text-steered model: ρ turns the oracle toward d by ρ·90°, the learned guidance term at "
              f"κρ, κ = {g['kappa']:g}." if g.get("mode") == "turn" else "")

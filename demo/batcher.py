@@ -1,5 +1,5 @@
 """The API's crowd path: /recommend and /sweep requests wait here, not in worker threads, and one
-worker answers all that are waiting in one batched call (idream.batch). Beyond a bounded burst a
+worker answers all that are waiting in one batched call (idream.serving.batch). Beyond a bounded burst a
 request is refused at once with a clear "busy, try again in N s" instead of a bare queue error."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from idream.batch import Ask, IntentionCache, answer_many
+from idream.serving.batch import Ask, IntentionCache, answer_many
 
 from .service import InputProblem, Query, Service
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 
-from idream.ranks import ranks_of
+from idream.serving.ranks import ranks_of
 
 from . import figures
 from .projection import SPACES

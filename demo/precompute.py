@@ -16,8 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=os.environ.get("IDREAM_CHECKPOINT", "checkpoints/ml-100k"))
     a = p.parse_args(argv)
 
-    from idream.checkpoint import CheckpointError
-    from idream.recommender import Recommender
+    from idream.serving.checkpoint import CheckpointError
+    from idream.serving.recommender import Recommender
 
     from . import projection
 

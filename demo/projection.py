@@ -63,7 +63,7 @@ def cache_path(fp: str) -> Path:
 def save_coords(path: Path, coords: dict[str, np.ndarray], fp: str, params: dict = PARAMS,
                 seconds: float | None = None) -> Path:
     """Write coordinates and the parameters that made them (atomic rename)."""
-    from idream.checkpoint import atomic_write
+    from idream.serving.checkpoint import atomic_write
     from safetensors.numpy import save_file
 
     tensors = {s: np.ascontiguousarray(coords[s], dtype=np.float32) for s in SPACES}

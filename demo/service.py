@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from idream.hub import local_path
-from idream.recommender import Recommender, UnknownItemError
-from idream.request import MAX_INTENTION_CHARS, EmptyRequest, clean_text
+from idream.serving.hub import local_path
+from idream.serving.recommender import Recommender, UnknownItemError
+from idream.serving.request import MAX_INTENTION_CHARS, EmptyRequest, clean_text
 
 from .projection import Projection
 
@@ -185,7 +185,7 @@ class Service:
 
     def sweep(self, q: Query, extra_items=None, rhos=None) -> dict:
         """One batched generation per ρ value, from the same noise (at most SWEEP_MAX_STEPS steps);
-        rhos None: eleven positions over the model's range."""
+        rhos None: the model's own positions (Recommender.rho_positions)."""
         ids = [self.metas[i]["item_id"] for i in q.history]
         steps = self.sweep_steps(q)
         out = self.rec.sweep_rho(ids, q.intention, rhos=rhos, w=q.w, steps=steps, k=q.k,

@@ -16,18 +16,18 @@ __version__ = "0.1.0"
 
 # public name -> the module (relative to this package) that defines it
 _EXPORTS = {
-    "Recommender": "recommender",
-    "Recommendation": "recommender",
-    "UnknownItemError": "recommender",
-    "load_checkpoint": "recommender",
-    "load_dataset": "data",
+    "Recommender": "serving.recommender",
+    "Recommendation": "serving.recommender",
+    "UnknownItemError": "serving.recommender",
+    "load_checkpoint": "serving.recommender",
+    "load_dataset": "data.datasets",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and editors only; at run time the names load lazily
-    from .data import load_dataset
-    from .recommender import Recommendation, Recommender, UnknownItemError, load_checkpoint
+    from idream.data.datasets import load_dataset
+    from idream.serving.recommender import Recommendation, Recommender, UnknownItemError, load_checkpoint
 
 
 def __getattr__(name: str):

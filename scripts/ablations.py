@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import git_commit, machine  # noqa: E402
-from idream.evaluate import evaluate_recommender, generated_intentions, rank_all  # noqa: E402
+from idream.evaluation.evaluate import evaluate_recommender, generated_intentions, rank_all  # noqa: E402
 
 SPLITS = ("valid", "test")
 COLS = ("NDCG@10", "HR@10")
@@ -48,8 +48,8 @@ def averaged(rec, samples, n: int, w, seed: int = 0):
 
 
 def sampling(checkpoint: str) -> dict:
-    from idream.recommender import Recommender
-    from idream.data import chronological_split, evaluation_cases
+    from idream.serving.recommender import Recommender
+    from idream.data.datasets import chronological_split, evaluation_cases
 
     torch.set_grad_enabled(False)
     rec = Recommender.load(checkpoint)
@@ -88,8 +88,8 @@ TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 10, whiten
 
 
 def training(dataset: str, max_minutes: float, seed: int, threads: int = 0) -> dict:
-    from idream.data import evaluation_cases
-    from idream.train import TrainConfig, train
+    from idream.data.datasets import evaluation_cases
+    from idream.training.train import TrainConfig, train
 
     rows = []
     for group, settings in TRAINING_RUNS:

@@ -14,7 +14,7 @@ page loads once. The machine is shared, so the load average is recorded before a
 A larger catalog to time, as results/page-speed.md's was made (N = 10000 or 100000; the 100,000
 one with `--text-model hash:384`, whose 100,000 items embed in seconds):
 
-    python -m idream bench synthetic --out /tmp/data-N --users 3000 --items N --interactions 150000
+    python -m benchmarks synthetic --out /tmp/data-N --users 3000 --items N --interactions 150000
     python -m idream train --dataset /tmp/data-N --out /tmp/ckpt-N --threads 1 --max-minutes 1.5 \
         --epochs 1 --max-train-samples 20000 --valid-users 200 --no-eval
     python -m demo.precompute --checkpoint /tmp/ckpt-N   # the map's coordinates (UMAP: minutes)

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from idream.train import RETIRED, TrainConfig  # noqa: E402
+from idream.training.train import RETIRED, TrainConfig  # noqa: E402
 
 LOG = ROOT / "results" / "tuning-runs.jsonl"
 IGNORED = {"threads", "max_minutes", "seed", "device", "dataset", "command"}

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def training_targets(dataset: str, history_len: int) -> int:
     """Targets in one epoch of the causal encoder's training windows."""
-    from idream.data import SequenceWindows, chronological_split, load_dataset
+    from idream.data.datasets import SequenceWindows, chronological_split, load_dataset
     split = chronological_split(load_dataset(dataset), history_len)
     return int(SequenceWindows(split.train_sequences, history_len).targets().sum())
 

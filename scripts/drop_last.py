@@ -5,7 +5,7 @@ on ml-100k, the test target is each user's third-to-last item and validation the
 The folder holds MovieLens-derived data: keep it out of the repository.
 
     python scripts/drop_last.py --dataset ml-100k --n 2 --out /tmp/ml-100k-minus2
-    python -m idream bench quality --dataset /tmp/ml-100k-minus2 --seeds 0 ...
+    python -m benchmarks quality --dataset /tmp/ml-100k-minus2 --seeds 0 ...
 """
 
 import argparse
@@ -16,7 +16,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from idream.data import load_dataset  # noqa: E402
+from idream.data.datasets import load_dataset  # noqa: E402
 
 
 def drop_last(dataset: str, n: int, out: Path) -> int:

@@ -9,7 +9,7 @@ RecBole 1.2.1 needs numpy<2, so it runs in a virtual environment of its own (out
         "pandas<2.2" "scipy<1.14" "scikit-learn<1.6"
 
 What it does:
-1. With the project's Python: loads ml-100k with `idream.data.load_dataset` (all 100,000 ratings
+1. With the project's Python: loads ml-100k with `idream.data.datasets.load_dataset` (all 100,000 ratings
    as implicit interactions, each user's items in time order, ties in file order, repeats
    dropped) and writes them as a RecBole atomic file `idream-ml-100k.inter` (user_id, item_id,
    timestamp) in a temp folder (not `ml-100k.inter`: for that name RecBole 1.2.1 reads its own
@@ -23,7 +23,7 @@ What it does:
 3. Writes results/recbole-sasrec-ml-100k.json and .md (`--render` rewrites the .md from the .json,
    e.g. after adding a "timing_note" to the JSON).
 
-Our protocol masks every earlier item of the user when ranking (idream.metrics.mask_seen), but
+Our protocol masks every earlier item of the user when ranking (idream.ranking.mask_seen), but
 RecBole 1.2.1 masks nothing for sequential models (its FullSortEvalDataLoader passes no history
 for them). So the trainer here is RecBole's own `Trainer` with one change: full-sort scores get
 the user's earlier items set to -inf, for validation (early stopping) and test alike. RecBole's
@@ -116,7 +116,7 @@ RECBOLE_CONFIG = {
 def export_atomic(folder: Path) -> dict:
     """Write our ml-100k sequences as folder/idream-ml-100k/idream-ml-100k.inter; our counts."""
     sys.path.insert(0, str(ROOT))
-    from idream.data import chronological_split, load_dataset, test_cases
+    from idream.data.datasets import chronological_split, load_dataset, test_cases
 
     ds = load_dataset(DATASET)
     split = chronological_split(ds, 10)
@@ -151,7 +151,7 @@ def git_info() -> dict:
             return ""
     return {"commit": git("rev-parse", "HEAD"),
             "tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "data_py_modified": bool(git("status", "--porcelain", "--", "idream/data.py"))}
+            "data_py_modified": bool(git("status", "--porcelain", "--", "idream/data/datasets.py"))}
 
 
 def venv_ok(python: str) -> bool:

@@ -143,8 +143,8 @@ class Catalog:
 
     @classmethod
     def for_checkpoint(cls, checkpoint: str | Path) -> "Catalog":
-        from idream.checkpoint import read_config
-        from idream.data import load_dataset
+        from idream.serving.checkpoint import read_config
+        from idream.data.datasets import load_dataset
 
         ds = load_dataset(read_config(Path(checkpoint))["data"]["dataset"])
         labels, seen = [], set()
@@ -610,7 +610,7 @@ def main(argv=None) -> int:
         lost.append(f"memory grew {ld['rss_growth_after_warmup'] * 100:.1f}% after warm-up")
     report["lost"] = "; ".join(lost)
     out = ROOT / a.out if not Path(a.out).is_absolute() else Path(a.out)
-    from idream.checkpoint import atomic_write
+    from idream.serving.checkpoint import atomic_write
 
     atomic_write(out / "reliability.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n"))

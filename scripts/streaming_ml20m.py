@@ -6,7 +6,7 @@ and .json.
     python scripts/streaming_ml20m.py --data /work/tmp-synth/ml20m-shaped --work /work/tmp-synth/run
 
 The data folder is written first where it is missing (about 450 MB: keep it out of the repo).
---before REF also loads the data with REF's idream/data.py (git show), for comparison.
+--before REF also loads the data with REF's idream/data/datasets.py (git show), for comparison.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ t1 = time.perf_counter()
 out = {{"load_s": round(t1 - t0, 2), "users": len(ds.sequences), "items": ds.n_items,
         "interactions": int(sum(len(s) for s in ds.sequences.values()))}}
 if {windows}:
-    from idream.data import SequenceWindows, chronological_split
+    from idream.data.datasets import SequenceWindows, chronological_split
     split = chronological_split(ds, 10)
     t2 = time.perf_counter()
     w = SequenceWindows(split.train_sequences, 10)
@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
                         "intention vectors leaves their embedding out of the training time")
     p.add_argument("--text-model", default="minilm")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--before", default="", help="a git ref whose idream/data.py also loads the data")
+    p.add_argument("--before", default="", help="a git ref whose idream/data/datasets.py also loads the data")
     p.add_argument("--out", type=Path, default=ROOT / "results")
     a = p.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -85,18 +85,18 @@ def main(argv=None) -> dict:
     py = sys.executable
     steps = {}
     if not (a.data / "interactions.csv").exists():
-        r = measured([py, "-m", "idream", "bench", "synthetic", "--out", str(a.data)], env, log)
+        r = measured([py, "-m", "benchmarks", "synthetic", "--out", str(a.data)], env, log)
         steps["generate"] = {"wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
     sizes = json.loads(measured([py, "-c", LOAD.format(root=str(ROOT), data=str(a.data), windows=False,
-                                                        import_data="from idream.data import load_dataset")],
+                                                        import_data="from idream.data.datasets import load_dataset")],
                                 env, log)["stdout"])
     r = measured([py, "-c", LOAD.format(root=str(ROOT), data=str(a.data), windows=True,
-                                        import_data="from idream.data import load_dataset")], env, log)
+                                        import_data="from idream.data.datasets import load_dataset")], env, log)
     steps["load"] = {**json.loads(r["stdout"]), "wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
     if a.before:
         old = a.work / f"data-{a.before}.py"
         a.work.mkdir(parents=True, exist_ok=True)
-        old.write_text(subprocess.run(["git", "show", f"{a.before}:idream/data.py"], cwd=ROOT, check=True,
+        old.write_text(subprocess.run(["git", "show", f"{a.before}:idream/data/datasets.py"], cwd=ROOT, check=True,
                                       capture_output=True, text=True).stdout)
         imp = ("import importlib.util; spec = importlib.util.spec_from_file_location('old_data', "
                f"{str(old)!r}); m = importlib.util.module_from_spec(spec); sys.modules['old_data'] = m; "
@@ -139,7 +139,7 @@ def markdown(r: dict) -> str:
     lines = [
         "# Data that streams: the MovieLens-20M-shaped synthetic set",
         "",
-        f"Data: `python -m idream bench synthetic` (seed {r['generated'].get('seed', '?')}): "
+        f"Data: `python -m benchmarks synthetic` (seed {r['generated'].get('seed', '?')}): "
         f"{z['users']:,} users, {z['items']:,} items, "
         f"{z['interactions']:,} interactions. Machine: {r['machine']}, {r['threads']} torch thread(s), "
         f"commit `{r['commit']}`. Every step runs in a fresh process; peak RSS is its maximum resident "

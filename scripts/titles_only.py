@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def write_titles_only(spec: str, out: Path) -> Path:
-    from idream.data import load_dataset
+    from idream.data.datasets import load_dataset
 
     ds = load_dataset(spec)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import machine  # noqa: E402
-from idream.train import TrainConfig, train  # noqa: E402
+from idream.training.train import TrainConfig, train  # noqa: E402
 
 LOG = ROOT / "results" / "tuning.jsonl"
 

@@ -121,7 +121,7 @@ def configs(model: str, seed: int, max_minutes: float, clock: str, grid: dict | 
         from benchmarks.peers.sasrec import SASRecConfig
         base = SASRecConfig(seed=seed, max_minutes=max_minutes, clock=clock)
     else:
-        from idream.train import TrainConfig
+        from idream.training.train import TrainConfig
         base = TrainConfig(item_source="id", seed=seed, max_minutes=max_minutes, clock=clock, threads=0)
     return grid_configs(base, grid or GRIDS[model])
 
@@ -129,13 +129,13 @@ def configs(model: str, seed: int, max_minutes: float, clock: str, grid: dict | 
 def train_one(model: str, cfg, dataset: str) -> dict:
     """Train one setting; its best validation NDCG@10, epochs and curve."""
     if model == "sasrec":
-        from idream.data import chronological_split, load_dataset
+        from idream.data.datasets import chronological_split, load_dataset
         from benchmarks.peers.sasrec import train_sasrec
         ds = load_dataset(dataset)
         _, info = train_sasrec(chronological_split(ds, 10), ds.n_items, cfg, progress=False)
         return {"best_valid_NDCG@10": info["best_valid_NDCG@10"], "best_epoch": info["best_epoch"],
                 "epochs_run": info["epochs_run"], "curve": [h["valid_NDCG@10"] for h in info["history"]]}
-    from idream.train import train
+    from idream.training.train import train
     rec, _, _ = train(replace(cfg, dataset=dataset), progress=False, log_fn=lambda s: None)
     log = rec.config["train_log"]
     return {"best_valid_NDCG@10": log["best_valid_NDCG@10"], "best_epoch": log["best_epoch"],

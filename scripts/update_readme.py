@@ -57,7 +57,7 @@ def warn(msg: str) -> None:
 
 def core_results(ckpt: Path) -> str:
     """The shipped checkpoint's own table, quality bars and cold start, from its JSON files."""
-    from benchmarks.report import bars_markdown, quality_checks, results_table
+    from idream.evaluation.report import bars_markdown, quality_checks, results_table
 
     metrics = json.loads((ckpt / "metrics.json").read_text())
     cfg = json.loads((ckpt / "config.json").read_text())

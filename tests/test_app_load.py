@@ -1,6 +1,6 @@
 """The crowd path of the API: batched answers, each request on its own, a bounded backlog.
 
-Fast: idream.batch answers a mixed batch as each request alone would be answered (or refused);
+Fast: idream.serving.batch answers a mixed batch as each request alone would be answered (or refused);
 demo.batcher answers a held-up batch of valid and invalid requests in one go without one bad
 request failing the others, and refuses past its bound with "try again in N s"; a short crowd
 (scripts/crowd.py: hostile intentions, sweeps) over HTTP gets 0 refusals, 0 errors and right
@@ -24,7 +24,7 @@ from gradio_client import Client  # noqa: E402
 from demo.batcher import Batcher, Busy  # noqa: E402
 from demo.service import EMPTY_HINT, InputProblem, get_service  # noqa: E402
 from demo.testing import serve  # noqa: E402
-from idream.batch import Ask, IntentionCache, answer_many, by_length  # noqa: E402
+from idream.serving.batch import Ask, IntentionCache, answer_many, by_length  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = ("a heist film in a rainy city " * 200)[:5000]

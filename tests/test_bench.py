@@ -62,14 +62,14 @@ def _row(model, seed, ndcg, valid=None):
 def test_bench_table_rewrites_the_markdown_from_the_json_with_validation(tmp_path):
     import pytest
 
-    from idream.cli import main
+    from benchmarks.cli import main as bench_main
     res = {"dataset": "ml-100k", "split": "test", "seeds": [0, 1], "machine": "m", "commit": "abc",
            "complete": True,
            "rows": [_row("popularity", 0, 0.04), _row("popularity", 1, 0.04),
                     _row("sasrec", 0, 0.10, 0.12), _row("sasrec", 1, 0.12, 0.14)]}
     path = tmp_path / "bench-quality-ml-100k.json"
     path.write_text(json.dumps(res))
-    assert main(["bench", "table", str(path)]) == 0
+    assert bench_main(["table", str(path)]) == 0
     md = (tmp_path / "bench-quality-ml-100k.md").read_text()
     header = next(x for x in md.splitlines() if x.startswith("| model"))
     cols = [c.strip() for c in header.strip("|").split("|")]
@@ -81,13 +81,13 @@ def test_bench_table_rewrites_the_markdown_from_the_json_with_validation(tmp_pat
     assert "Partial" not in md
     path.write_text("{not json")
     with pytest.raises(SystemExit, match="cannot read"):
-        main(["bench", "table", str(path)])
+        bench_main(["table", str(path)])
 
 
 def test_bench_merge_joins_runs_made_side_by_side_and_refuses_a_mismatch(tmp_path):
     import pytest
 
-    from idream.cli import main
+    from benchmarks.cli import main as bench_main
     base = {"dataset": "ml-100k", "split": "test", "machine": "m", "complete": True}
     a = {**base, "seeds": [0, 1], "commit": "abc", "command": "A",
          "rows": [_row("sasrec", 0, 0.10, 0.12), _row("sasrec", 1, 0.12, 0.14)]}
@@ -98,7 +98,7 @@ def test_bench_merge_joins_runs_made_side_by_side_and_refuses_a_mismatch(tmp_pat
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(res))
     out = tmp_path / "out"
-    assert main(["bench", "merge", *map(str, paths), "--out", str(out)]) == 0
+    assert bench_main(["merge", *map(str, paths), "--out", str(out)]) == 0
     merged = json.loads((out / "bench-quality-ml-100k.json").read_text())
     assert merged["seeds"] == [0, 1, 2] and len(merged["rows"]) == 4 and merged["commit"] == "abc, def"
     md = (out / "bench-quality-ml-100k.md").read_text()
@@ -106,10 +106,10 @@ def test_bench_merge_joins_runs_made_side_by_side_and_refuses_a_mismatch(tmp_pat
     assert "0.1400 ± 0.0200" in sas  # valid NDCG@10 of 0.12, 0.14, 0.16 across the two runs
     assert "A  and, side by side,  B" in md
     with pytest.raises(SystemExit, match="more than one run"):
-        main(["bench", "merge", str(paths[0]), str(paths[0]), "--out", str(out)])
+        bench_main(["merge", str(paths[0]), str(paths[0]), "--out", str(out)])
     paths[1].write_text(json.dumps({**b, "dataset": "ml-1m"}))
     with pytest.raises(SystemExit, match="different dataset"):
-        main(["bench", "merge", str(paths[0]), str(paths[1]), "--out", str(out)])
+        bench_main(["merge", str(paths[0]), str(paths[1]), "--out", str(out)])
 
 
 def test_cold_start_protocol_reports_cold_and_warm_cases(synthetic_dir, tmp_path):

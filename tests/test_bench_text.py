@@ -28,7 +28,7 @@ def test_overlap_and_precision_by_hand():
 
 
 def test_matches_needs_the_genre_and_the_named_decade():
-    from idream.data import load_dataset
+    from idream.data.datasets import load_dataset
     ds = load_dataset("ml-100k")
     ok = bt.matches(ds, {"genres": ["Western"], "decade": 1950})
     years = ds.items["year"].to_numpy(dtype="float64", na_value=np.nan)
@@ -54,7 +54,7 @@ def test_small_run_end_to_end(checkpoint, tmp_path):
     # the slider's top: the best dev precision at or above the default, now in the checkpoint
     dev = {d["rho"]: d["precision"] for d in r["halves"]["dev"]["dial"] if d["rho"] >= r["default_rho"]}
     assert dev[r["slider_top"]] == max(dev.values())
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
     set_ = Recommender.load(ck)
     assert set_.rho_range == (0.0, r["slider_top"]) == tuple(r["slider"])
     pos = set_.rho_positions()
@@ -70,9 +70,9 @@ def test_small_run_end_to_end(checkpoint, tmp_path):
 
     # text search, recomputed for the first dev intention without the harness
     from benchmarks import free_intentions
-    from idream.catalog import item_embeddings
-    from idream.data import PAD, test_cases
-    from idream.recommender import Recommender
+    from idream.data.catalog import item_embeddings
+    from idream.data.datasets import PAD, test_cases
+    from idream.serving.recommender import Recommender
     rec = Recommender.load(checkpoint)
     first = free_intentions.load("dev")[0]
     e = rec.backend.encode([first["text"]])[0]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from idream.metrics import metrics_from_ranks
+from idream.ranking import metrics_from_ranks
 
 
 def run(*args, ok=True, env_extra=None):
@@ -102,9 +102,9 @@ def test_evaluate_baselines(synthetic_dir, cache_dir):
         # the command reads the dataset, split and text model it was given: the library, called
         # directly on them, gives the same numbers
         from idream import text
-        from idream.catalog import item_embeddings
-        from idream.data import chronological_split, load_dataset
-        from benchmarks.report import baseline_entry
+        from idream.data.catalog import item_embeddings
+        from idream.data.datasets import chronological_split, load_dataset
+        from idream.evaluation.report import baseline_entry
         ds = load_dataset(str(synthetic_dir))
         E = item_embeddings(ds, text.get_backend("hash:32"), cache_dir=cache_dir, progress=False)
         direct = baseline_entry(b, ds, chronological_split(ds, 10), "test", E)
@@ -148,14 +148,14 @@ def test_boolean_train_flags_read_false_as_false(monkeypatch):
     type=bool would read them as True); the shipped fields hold no such switch, so add one."""
     import dataclasses
 
-    import idream.train
+    import idream.training.train
     from idream import cli
     with_switch = dataclasses.make_dataclass("TrainConfig", [("some_switch", bool, True)],
-                                             bases=(idream.train.TrainConfig,))
-    monkeypatch.setattr(idream.train, "TrainConfig", with_switch)
-    monkeypatch.setitem(cli.HELP, "some_switch", "a switch under test")
-    *groups, (title, words, dests) = cli.TRAIN_GROUPS
-    monkeypatch.setattr(cli, "TRAIN_GROUPS", (*groups, (title, words, (*dests, "some_switch"))))
+                                             bases=(idream.training.train.TrainConfig,))
+    monkeypatch.setattr(idream.training.train, "TrainConfig", with_switch)
+    monkeypatch.setitem(cli.train.HELP, "some_switch", "a switch under test")
+    *groups, (title, words, dests) = cli.train.TRAIN_GROUPS
+    monkeypatch.setattr(cli.train, "TRAIN_GROUPS", (*groups, (title, words, (*dests, "some_switch"))))
     p = cli.build_parser()
     assert p.parse_args(["train", "--out", "x", "--some-switch", "false"]).some_switch is False
     assert p.parse_args(["train", "--out", "x", "--some-switch", "no"]).some_switch is False
@@ -210,7 +210,7 @@ def test_guidance_rechooses_without_retraining(ckpt, tmp_path):
     p = run("guidance", "--checkpoint", str(ck), "--mode", "turn", "--kappa", "1", "--no-eval")
     g = json.loads((ck / "config.json").read_text())["guidance"]
     assert g["mode"] == "turn" and g["kappa"] == 1.0 and 0 < g["rho"] < 1 and "turn, kappa 1" in p.stdout
-    # a slider's top chosen on the dev half (bench text --set-slider) outlives a new choice of ρ
+    # a slider's top chosen on the dev half (python -m benchmarks text --set-slider) outlives a new choice of ρ
     cfg = json.loads((ck / "config.json").read_text())
     cfg["guidance"]["rho_max"] = 1.0
     (ck / "config.json").write_text(json.dumps(cfg))

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from benchmarks import cli as bench_cli
 from idream import cli
-from idream.train import TrainConfig
+from idream.training.train import TrainConfig
 
 # knobs that are research-only (off in the shipped model, or always on): `train --help` must keep
 # them under "advanced", out of a newcomer's way
@@ -43,7 +44,7 @@ def words(text: str) -> list[str]:
 
 
 def test_every_flag_of_every_command_says_what_it_does():
-    parsers = list(walk(cli.build_parser()))
+    parsers = list(walk(cli.build_parser())) + list(walk(bench_cli.build_parser(), ("benchmarks",)))
     assert any(len(path) == 2 for path, _ in parsers), "the walk must reach sub-subcommands"
     bad, seen = [], 0
     for path, parser in parsers:
@@ -75,16 +76,16 @@ def train_parser():
 
 def test_every_train_config_field_has_a_flag_with_words_from_help():
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(cli.HELP) == names, "HELP must hold exactly the TrainConfig fields"
-    assert set(cli.NO_FLAG) <= names
+    assert set(cli.train.HELP) == names, "HELP must hold exactly the TrainConfig fields"
+    assert set(cli.train.NO_FLAG) <= names
     t = train_parser()
     by_dest = {a.dest: a for a in t._actions}
     defaults = TrainConfig()
-    for name in sorted(names - set(cli.NO_FLAG)):
-        assert len(words(cli.HELP[name])) >= 3, name
+    for name in sorted(names - set(cli.train.NO_FLAG)):
+        assert len(words(cli.train.HELP[name])) >= 3, name
         action = by_dest.get(name)
         assert action is not None and action.option_strings, f"no flag for TrainConfig.{name}"
-        assert action.help.startswith(cli.HELP[name]), name
+        assert action.help.startswith(cli.train.HELP[name]), name
         if name == "item_residual":  # the flag turns the field off
             assert action.option_strings == ["--no-residual"] and action.default is True
             continue
@@ -97,7 +98,7 @@ def test_every_train_config_field_has_a_flag_with_words_from_help():
 def test_train_flags_parse_as_before():
     a = cli.build_parser().parse_args(["train", "--out", "x"])
     for f in dataclasses.fields(TrainConfig):
-        if f.name not in cli.NO_FLAG:
+        if f.name not in cli.train.NO_FLAG:
             assert getattr(a, f.name) == getattr(TrainConfig(), f.name), f.name
     assert (a.out, a.cache_dir, a.no_eval, a.quiet, a.tem_dim) == ("x", None, False, False, None)
     a = cli.build_parser().parse_args(
@@ -110,18 +111,18 @@ def test_train_flags_parse_as_before():
 
 
 def test_a_field_without_help_stops_the_parser(monkeypatch):
-    import idream.train
+    import idream.training.train
 
-    monkeypatch.delitem(cli.HELP, "lr")
+    monkeypatch.delitem(cli.train.HELP, "lr")
     with pytest.raises(RuntimeError, match="lr"):
         cli.build_parser()
-    monkeypatch.setitem(cli.HELP, "lr", "learning rate")
+    monkeypatch.setitem(cli.train.HELP, "lr", "learning rate")
     # a new field, as someone adding a knob to TrainConfig would: no words, no group
     new = dataclasses.make_dataclass("TrainConfig", [("new_knob", int, 3)], bases=(TrainConfig,))
-    monkeypatch.setattr(idream.train, "TrainConfig", new)
+    monkeypatch.setattr(idream.training.train, "TrainConfig", new)
     with pytest.raises(RuntimeError, match="new_knob"):
         cli.build_parser()
-    monkeypatch.setitem(cli.HELP, "new_knob", "a knob under test")
+    monkeypatch.setitem(cli.train.HELP, "new_knob", "a knob under test")
     with pytest.raises(RuntimeError, match="new_knob"):  # words, but in no group
         cli.build_parser()
 
@@ -175,9 +176,9 @@ def test_train_help_is_grouped_and_short(train_help):
 
 def test_every_command_help_fits(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "100")
-    for path, parser in walk(cli.build_parser()):
+    for path, parser in [*walk(cli.build_parser()), *walk(bench_cli.build_parser(), ("benchmarks",))]:
         lines = parser.format_help().splitlines()
         assert len(lines) <= 120 and max(map(len, lines)) <= 100, path
     with pytest.raises(SystemExit) as e:
-        cli.build_parser().parse_args(["bench", "quality", "--help"])
+        bench_cli.build_parser().parse_args(["quality", "--help"])
     assert e.value.code == 0 and "--train-overrides JSON" in capsys.readouterr().out

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from idream.checkpoint import CheckpointError, atomic_write, save_checkpoint
-from idream.recommender import load_checkpoint
-from idream.recommender import Recommender
+from idream.serving.checkpoint import CheckpointError, atomic_write, save_checkpoint
+from idream.serving.recommender import load_checkpoint
+from idream.serving.recommender import Recommender
 from idream.text.backends import HashingBackend
 from idream.text.cache import embed_texts
 from tests.conftest import report_to_reliability_log
@@ -52,7 +52,7 @@ def _report_faults():
 def synthetic_checkpoint(folder: Path, dataset: Path, cache_dir: Path) -> Path:
     """A seconds-long training on the synthetic catalog with the hash:32 text model, saved once."""
     if not (folder / "config.json").exists():
-        from idream.train import TrainConfig, train
+        from idream.training.train import TrainConfig, train
 
         cfg = TrainConfig(dataset=str(dataset), text_model="hash:32", width=32, depth=1, heads=2,
                           epochs=2, batch_size=64, lr=3e-3, T=100, history_len=5, intention_pool=2,
@@ -143,7 +143,7 @@ def test_foreign_model_file_is_refused_and_never_unpickled(copy, tmp_path, paylo
 ])
 def test_foreign_safetensors(copy, name, tensors, match):
     if tensors == "width64":  # the weights of another (wider) model, a valid file
-        from idream.model import Denoiser, ModelConfig
+        from idream.core.model import Denoiser, ModelConfig
 
         cfg = json.loads((copy / "config.json").read_text())["model"]
         wider = Denoiser(ModelConfig.from_dict({**cfg, "width": 64, "n_items": 0}))
@@ -359,9 +359,9 @@ def test_stale_cache_is_rebuilt(tmp_path, change):
 
 
 def test_corrupt_catalog_cache_rebuilt_by_training_path(synthetic_dir, tmp_path):
-    """The catalog cache as training reads it (idream.catalog): garbage in, correct vectors out."""
-    from idream.catalog import item_embeddings
-    from idream.data import load_dataset
+    """The catalog cache as training reads it (idream.data.catalog): garbage in, correct vectors out."""
+    from idream.data.catalog import item_embeddings
+    from idream.data.datasets import load_dataset
 
     ds = load_dataset(str(synthetic_dir))
     b = HashingBackend(32)
@@ -410,7 +410,7 @@ def test_checkpoint_writes_are_atomic(ckpt, copy, monkeypatch):
 
 
 def test_model_card_write_is_atomic(copy, monkeypatch):
-    from benchmarks.report import write_model_card
+    from idream.evaluation.card import write_model_card
 
     card = copy / "README.md"
     card.write_text("the previous card\n")

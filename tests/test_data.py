@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idream.data import PAD, DatasetError, chronological_split, load_dataset, test_cases
+from idream.data.datasets import PAD, DatasetError, chronological_split, load_dataset, test_cases
 from tests.conftest import ML1M
 
 
@@ -28,7 +28,7 @@ def test_ml100k_counts(ml100k):
 
 
 def test_ml100k_sequences_are_chronological(ml100k):
-    from idream.data import ml100k_dir
+    from idream.data.datasets import ml100k_dir
     inter = pd.read_csv(ml100k_dir() / "ml-100k.inter", sep="\t", header=0,
                         names=["u", "i", "r", "ts"])
     ts = {(u, i): t for u, i, t in zip(inter.u, inter.i, inter.ts)}
@@ -40,7 +40,7 @@ def test_ml100k_sequences_are_chronological(ml100k):
 
 def test_ml100k_is_found_without_importing_recbole():
     # recbole is installed with --no-deps (requirements-data.txt): its modules must never run
-    code = ("import sys; from idream.data import load_dataset; ds = load_dataset('ml-100k'); "
+    code = ("import sys; from idream.data.datasets import load_dataset; ds = load_dataset('ml-100k'); "
             "print(ds.n_items, len(ds.sequences), sorted(m for m in sys.modules "
             "if m.split('.')[0] in {'recbole', 'ray', 'tensorboard', 'thop'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -51,7 +51,7 @@ def test_ml100k_is_found_without_importing_recbole():
 def test_ml100k_missing_says_what_to_install(monkeypatch):
     import importlib.util
 
-    from idream import data
+    from idream.data import datasets as data
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DatasetError, match=r"pip install --no-deps recbole==1\.2\.1"):
         data.ml100k_dir()
@@ -122,7 +122,7 @@ def test_drop_last_writes_a_dataset_whose_users_lose_their_last_items(synthetic_
 
     from conftest import load_script
     mod = load_script(Path(__file__).resolve().parents[1] / "scripts" / "drop_last.py")
-    from idream.data import load_dataset
+    from idream.data.datasets import load_dataset
     before = load_dataset(str(synthetic_dir))
     mod.drop_last(str(synthetic_dir), 2, tmp_path / "minus2")
     after = load_dataset(str(tmp_path / "minus2"))
@@ -135,7 +135,7 @@ def test_drop_last_writes_a_dataset_whose_users_lose_their_last_items(synthetic_
 
 
 def test_cold_items_never_train_but_stay_in_evaluation(ml100k):
-    from idream.data import cold_items
+    from idream.data.datasets import cold_items
     cold = cold_items(ml100k, 0.1, seed=3)
     assert len(cold) == 168 and len(set(cold.tolist())) == 168
     assert not np.array_equal(cold, cold_items(ml100k, 0.1, seed=4))  # the seed draws them

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FAST_RETRIES, FakeOpenAI, fake_description, script, server_fixtures
-from idream import catalog, cli, llm
-from idream.data import load_dataset
-from idream.llm import DescriptionCache, MissingDescriptionsError, build_messages, describe_catalog
-from idream.openai_backend import OpenAIServiceError
-from idream.recommender import Recommender
+from idream import cli
+from idream.data import catalog
+from idream.text import llm
+from idream.data.datasets import load_dataset
+from idream.text.llm import DescriptionCache, MissingDescriptionsError, build_messages, describe_catalog
+from idream.text.openai_backend import OpenAIServiceError
+from idream.serving.recommender import Recommender
 
 KEY = "sk-test-DESCRIBEKEY-41c9e07b2a5d3f68"
 FIELDS = {"item_id", "meta_sha256", "model", "prompt_version", "text"}

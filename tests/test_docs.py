@@ -292,7 +292,7 @@ def test_generated_blocks_are_current_and_listed(capsys):
 def test_recbole_ships_only_data_and_comes_without_its_dependencies():
     # recbole is there for ml-100k's files alone: its dependencies (ray, tensorboard, ...) must
     # stay out of every install, so it lives in a file of its own that is installed with --no-deps
-    from idream.data import ML100K_INSTALL
+    from idream.data.datasets import ML100K_INSTALL
     pins = [ln.split("#")[0].strip() for ln in (ROOT / "requirements-data.txt").read_text().splitlines()]
     assert [p for p in pins if p] == ["recbole==1.2.1"] == [ML100K_INSTALL.split()[-1]]
     runtime = (ROOT / "requirements.txt").read_text().lower()
@@ -360,7 +360,7 @@ def test_public_api_imports_lazily():
     code = ("import sys, idream\n"
             "assert 'torch' not in sys.modules, 'import idream loaded torch'\n"
             "from idream import Recommender, Recommendation, UnknownItemError, load_checkpoint, load_dataset\n"
-            "assert Recommender.__module__ == 'idream.recommender'\n"
+            "assert Recommender.__module__ == 'idream.serving.recommender'\n"
             "try:\n    idream.nothing_here\nexcept AttributeError:\n    pass\n"
             "else:\n    raise SystemExit('no AttributeError')\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

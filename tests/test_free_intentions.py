@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import free_intentions as fi
-from idream.intentions import GENRE_PHRASES, TEMPLATES, generate_intention
+from idream.data.intentions import GENRE_PHRASES, TEMPLATES, generate_intention
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "intentions"
@@ -42,7 +42,7 @@ def rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def ds():
-    from idream.data import load_dataset
+    from idream.data.datasets import load_dataset
 
     return load_dataset("ml-100k")
 
@@ -258,7 +258,7 @@ def test_library_sources_do_not_mention_the_set():
 
 def test_training_reads_no_benchmark_file(synthetic_dir, cache_dir, monkeypatch):
     """A whole (tiny) training run opens no file of the benchmark set."""
-    from idream.train import TrainConfig, train
+    from idream.training.train import TrainConfig, train
 
     seen: list[str] = []
     real_open = builtins.open
@@ -278,7 +278,7 @@ def test_training_reads_no_benchmark_file(synthetic_dir, cache_dir, monkeypatch)
 
 
 def test_intention_generation_reads_no_benchmark_file(ds, monkeypatch, tmp_path):
-    from idream.intentions import intention_pool
+    from idream.data.intentions import intention_pool
 
     metas = ds.all_item_meta()  # the dataset is read before recording starts
     seen: list[str] = []

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from idream.recommender import MAX_GUIDANCE, Recommender, UnknownItemError, clean_text
+from idream.serving.recommender import MAX_GUIDANCE, Recommender, UnknownItemError, clean_text
 from tests.conftest import report_to_reliability_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -439,7 +439,7 @@ def test_very_long_histories(rec):
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_non_finite_oracle_is_an_error_not_a_nan_score(rec, monkeypatch, bad):
     """Should the network ever overflow, the caller gets a ValueError, never NaN scores."""
-    import idream.recommender as module
+    import idream.serving.recommender as module
 
     real = module.sample
     monkeypatch.setattr(module, "sample", lambda *a, **kw: real(*a, **kw) * bad)

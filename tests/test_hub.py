@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from idream.checkpoint import CheckpointError
+from idream.serving.checkpoint import CheckpointError
 from idream.cli import main
-from idream.hub import FILES, HubError, local_path, parse
-from idream.recommender import Recommender
+from idream.serving.hub import FILES, HubError, local_path, parse
+from idream.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "ml-100k"

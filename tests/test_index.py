@@ -1,4 +1,4 @@
-"""idream.index: the faiss index's recall, exact masking and merging, and the shipped checkpoint's
+"""idream.serving.index: the faiss index's recall, exact masking and merging, and the shipped checkpoint's
 rankings unchanged by the index (same items, order and scores as scoring every item)."""
 
 from pathlib import Path
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import idream.index as index_module
-from idream.data import window
-from idream.index import ItemIndex
-from idream.metrics import mask_seen, top_k
+import idream.serving.index as index_module
+from idream.data.datasets import window
+from idream.serving.index import ItemIndex
+from idream.ranking import mask_seen, top_k
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "ml-100k"
@@ -206,7 +206,7 @@ def test_an_index_for_other_vectors_is_refused(vectors, built):
 
 @pytest.fixture(scope="module")
 def rec():
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     if not (SHIPPED / "model.safetensors").exists():
         pytest.skip("no shipped checkpoint")
@@ -227,7 +227,7 @@ REQUESTS = [
 
 
 def new_item_scores(rec, x0, history, extra):
-    """The new-item rule written out (idream/newitems.py): max(own score, mean + spread·(a·z + b)),
+    """The new-item rule written out (idream/core/newitems.py): max(own score, mean + spread·(a·z + b)),
     z the item's largest text cosine to a history item, z-scored over the catalog's.  -> (1, n)"""
     own = (x0 @ torch.stack([it["z"] for it in extra]).T).double()
     rule = rec.new_item_rule
@@ -380,7 +380,7 @@ def test_synthetic_rows_follow_the_catalog():
 def test_candidates_grow_with_the_catalog():
     """At least CANDIDATES, and one in CANDIDATE_SHARE items beyond (1M noisy copies lose the
     top-10 with a fixed 1,000: results/bench-speed.md)."""
-    from idream.index import CANDIDATE_SHARE, CANDIDATES, candidates_for
+    from idream.serving.index import CANDIDATE_SHARE, CANDIDATES, candidates_for
     assert candidates_for(300) == candidates_for(400_000) == CANDIDATES == 1000
     assert candidates_for(1_000_000) == 1_000_000 // CANDIDATE_SHARE == 2500
     assert candidates_for(5_000_000) == 12_500

@@ -1,4 +1,4 @@
-"""Tests for idream.intentions: varied, deterministic intentions that never leak the title."""
+"""Tests for idream.data.intentions: varied, deterministic intentions that never leak the title."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from idream.intentions import decade_names, generate_intention, intention_pool
+from idream.data.intentions import decade_names, generate_intention, intention_pool
 from idream.text.descriptions import GENRE_MOODS
 
 RICH = {
@@ -92,7 +92,7 @@ def test_depends_on_facts_not_on_title_or_global_random_state():
 
 def test_deterministic_across_processes():
     code = (
-        "from idream.intentions import intention_pool;"
+        "from idream.data.intentions import intention_pool;"
         "print(intention_pool([{'title': 'T', 'year': 1974, 'genres': ('Crime', 'Drama')}], 5, 3))"
     )
     outs = {
@@ -184,8 +184,8 @@ def test_eval_intention_caches_of_equal_size_do_not_collide(synthetic_dir, monke
 
     import numpy as np
 
-    import idream.evaluate as ev
-    from idream.data import chronological_split, load_dataset, test_cases
+    import idream.evaluation.evaluate as ev
+    from idream.data.datasets import chronological_split, load_dataset, test_cases
 
     tags = []
     monkeypatch.setattr(ev, "embed_sentences", lambda s, b, c, tag, progress: (

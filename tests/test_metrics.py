@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from idream.data import load_dataset, test_cases
-from idream.evaluate import NonFiniteScores, rank_all
-from idream.metrics import (MISS, mask_seen, metrics_from_counts, metrics_from_ranks, rank_counts, top_k,
+from idream.data.datasets import load_dataset, test_cases
+from idream.evaluation.evaluate import NonFiniteScores, rank_all
+from idream.ranking import (MISS, mask_seen, metrics_from_counts, metrics_from_ranks, rank_counts, top_k,
                             top_k_random_ties)
 
 
@@ -94,7 +94,7 @@ def test_constant_scorer_scores_what_chance_gives(ml100k_test):
 def test_dumped_lists_agree_with_the_metrics():
     """Untied scores: the dumped lists give the metrics exactly. Tied scores: the lists are draws
     whose average over many seeds approaches the metrics' expectation."""
-    from idream.data import Samples
+    from idream.data.datasets import Samples
     g = torch.Generator().manual_seed(1)
     M, N = 200, 40
     targets = torch.randint(0, N, (M,), generator=g)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from idream.data import PAD
-from idream.newitems import A_GRID, B_GRID, WARM_COST, NewItemRule, NewItemScorer, pick
+from idream.data.datasets import PAD
+from idream.core.newitems import NewItemRule, NewItemScorer
+from idream.evaluation.new_item_choice import A_GRID, B_GRID, WARM_COST, pick
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ INTENTION = "stranded in space with something hunting the crew"
 def shipped():
     """The shipped checkpoint (its rule's a, b) and a session's two new items: one whose text
     fits the intention, one far from it."""
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     if not (SHIPPED / "model.safetensors").exists():
         pytest.skip("no shipped checkpoint")
@@ -197,7 +198,7 @@ def test_a_checkpoint_loads_with_c_and_without(checkpoint, tmp_path):
     import json
     import shutil
 
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     copy = tmp_path / "ck"
     shutil.copytree(checkpoint, copy)

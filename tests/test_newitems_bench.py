@@ -14,8 +14,9 @@ import pytest
 
 from benchmarks.newitems import (CASES, CaseFileError, load_cases, rank_of, reference_scores,
                                  summarise)
+from benchmarks.cli import main as bench_main
 from idream.cli import main
-from idream.request import MAX_DESCRIPTION_CHARS, NewItemError
+from idream.serving.request import MAX_DESCRIPTION_CHARS, NewItemError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def test_at_least_40_cases_in_two_disjoint_halves(cases):
 
 
 def test_histories_are_real_catalog_films_of_varied_genres(cases):
-    from idream.data import load_dataset
+    from idream.data.datasets import load_dataset
 
     ds = load_dataset("ml-100k")
     genres = set()
@@ -74,6 +75,7 @@ def hook(event, args):
     if event == "open" and args and str(args[0]).endswith(CASES):
         raise PermissionError("the new-item cases were opened")
 sys.addaudithook(hook)
+from benchmarks.cli import main as bench_main
 from idream.cli import main
 rc = main(sys.argv[2:])
 try:
@@ -103,7 +105,7 @@ def test_a_broken_case_file_is_refused_in_one_line(tmp_path, capsys):
                                           "misfit": {"title": "B"}}]}))
     with pytest.raises(CaseFileError, match="'half' must be one of dev, test"):
         load_cases(bad)
-    assert main(["bench", "newitems", "--cases", str(tmp_path / "missing.json")]) == 2
+    assert bench_main(["newitems", "--cases", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "not a new-item case file" in err and len(err.splitlines()) == 1
 
@@ -163,7 +165,7 @@ def small_cases(path: Path) -> Path:
 
 def test_the_command_ranks_both_new_items_on_the_tiny_checkpoint(checkpoint, tmp_path, capsys):
     cases = small_cases(tmp_path / "small.json")
-    assert main(["bench", "newitems", "--checkpoint", str(checkpoint), "--cases", str(cases),
+    assert bench_main(["newitems", "--checkpoint", str(checkpoint), "--cases", str(cases),
                  "--out", str(tmp_path), "--threads", "1"]) == 0
     r = json.loads((tmp_path / "bench-newitems-ml-100k.json").read_text())
     assert set(r["summary"]) == {"dev", "test"} and [c["half"] for c in r["cases"]] == ["dev", "test"]
@@ -176,7 +178,7 @@ def test_the_command_ranks_both_new_items_on_the_tiny_checkpoint(checkpoint, tmp
         assert c["fit"]["model"] != c["misfit"]["model"]
     md = (tmp_path / "bench-newitems-ml-100k.md").read_text()
     assert "| dev | c = 0 | 1 |" in md and "| test | with c | 1 |" in md and r["commit"] and r["machine"]
-    assert main(["bench", "newitems", "--checkpoint", str(checkpoint), "--cases", str(cases),
+    assert bench_main(["newitems", "--checkpoint", str(checkpoint), "--cases", str(cases),
                  "--out", str(tmp_path), "--half", "test"]) == 0
     assert set(json.loads((tmp_path / "bench-newitems-ml-100k-test.json").read_text())["summary"]) == {"test"}
 
@@ -196,7 +198,7 @@ def poisoned(path: Path, cases: Path) -> Path:
 
 def test_c_is_chosen_on_the_dev_half_alone(tmp_path):
     from benchmarks.newitems import choose_c
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     shipped = ROOT / "checkpoints" / "ml-100k"
     if not (shipped / "model.safetensors").exists():
@@ -226,24 +228,23 @@ def test_the_command_writes_c_beside_a_and_b(checkpoint, tmp_path, capsys):
     copy = tmp_path / "ck"
     shutil.copytree(checkpoint, copy)
     cases = small_cases(tmp_path / "small.json")
-    args = ["new-items", "--checkpoint", str(copy), "--intention", "--cases", str(cases), "--threads", "1"]
-    assert main(args) == 2  # the tiny checkpoint's rule is off: a and b come first
+    args = ["newitems", "--checkpoint", str(copy), "--set-c", "--cases", str(cases), "--threads", "1"]
+    assert bench_main(args) == 2  # the tiny checkpoint's rule is off: a and b come first
     assert "choose a and b first" in capsys.readouterr().err
     cfg = json.loads((copy / "config.json").read_text())
     cfg["new_items"] = {"a": 1.5, "b": -1.6, "chosen_on": "by hand"}
     (copy / "config.json").write_text(json.dumps(cfg))
-    assert main(args) == 0
+    assert bench_main(args) == 0
     rule = json.loads((copy / "config.json").read_text())["new_items"]
     assert (rule["a"], rule["b"], rule["chosen_on"]) == (1.5, -1.6, "by hand")
     assert rule["c_chosen_on"].startswith("dev half") and rule["c"] >= 0
-    assert main(["new-items", "--checkpoint", str(copy), "--intention", "--off"]) == 2
 
 
 # -- new items that cannot be placed --------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def rec(checkpoint):
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     return Recommender.load(checkpoint)
 

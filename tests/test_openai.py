@@ -11,7 +11,7 @@ import pytest
 
 from fake_openai import fake_vector, script, server_fixtures
 from idream import text
-from idream.openai_backend import (
+from idream.text.openai_backend import (
     OpenAIEmbeddingBackend,
     OpenAIServiceError,
     RetryPolicy,

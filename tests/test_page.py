@@ -12,7 +12,7 @@ INTENTION = "a quiet drama about a lighthouse keeper"
 
 @pytest.fixture(scope="module")
 def service(checkpoint):
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     return Service(Recommender.load(checkpoint), checkpoint, background_umap=False)
 

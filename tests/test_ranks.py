@@ -1,11 +1,11 @@
-"""Ranks of given items (idream.ranks): the rank the page shows for a new item outside the top-K
+"""Ranks of given items (idream.serving.ranks): the rank the page shows for a new item outside the top-K
 is its place in the full ranking that recommend returns the head of."""
 
 import numpy as np
 import pytest
 import torch
 
-from idream.ranks import ranks_in, ranks_of
+from idream.serving.ranks import ranks_in, ranks_of
 
 SHIPPED = "checkpoints/ml-100k"
 HISTORY = ["Toy Story (1995)", "Fargo (1996)", "Star Wars (1977)"]
@@ -21,7 +21,7 @@ def test_ranks_in_leaves_out_the_excluded_and_breaks_ties_by_index():
 
 @pytest.fixture(scope="module")
 def rec():
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     return Recommender.load(SHIPPED)
 
@@ -57,7 +57,7 @@ def test_a_history_films_twin_has_no_rank_as_it_is_never_shown(rec):
 def test_held_out_catalog_items_rank_as_the_answer_ranks_them_with_an_intention():
     """Catalog items without training (the cold-start protocol) are scored by the new-item rule,
     which weighs the intention: their ranks are those of the full ranking too."""
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
     rec = Recommender.load(SHIPPED)
     N = rec.dataset.n_items
     cold = np.random.default_rng(1).choice(N, 60, replace=False)

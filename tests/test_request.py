@@ -1,4 +1,4 @@
-"""idream.request: one set of limits and one checker for the library (refuse) and the demo (clip).
+"""idream.serving.request: one set of limits and one checker for the library (refuse) and the demo (clip).
 
 A clipped request must be one the library accepts as it is, and a value the library refuses is
 clipped to exactly the bound it was refused at (where the demo offers the model's whole range).
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idream.request import (MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K, SEED_RANGE, EmptyRequest, Limits,
+from idream.serving.request import (MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K, SEED_RANGE, EmptyRequest, Limits,
                             check_request, check_rhos)
-from idream.steer import STEER_RANGE
+from idream.core.steer import STEER_RANGE
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "ml-100k"
 T = 50

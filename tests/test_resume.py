@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from idream.cli import main
-from idream.train_state import PAUSE_ENV, STATE_DIR
+from idream.training.state import PAUSE_ENV, STATE_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 8
@@ -154,7 +154,7 @@ def test_damaged_state_is_refused(synthetic_dir, cache_dir, tmp_path, capsys):
 def test_a_state_that_had_stopped_early_goes_straight_to_the_end(synthetic_dir, cache_dir, tmp_path):
     """Killed after its last epoch's state (early stop) but before its checkpoint: the resumed run
     trains no more, and returns the best epoch's model with the same log and guidance."""
-    from idream.train import TrainConfig, train
+    from idream.training.train import TrainConfig, train
 
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
                       epochs=12, batch_size=64, lr=3e-3, patience=1, T=100, history_len=5,

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from idream.diffusion import Diffusion, DiffusionConfig
-from idream.model import Denoiser, ModelConfig
-from idream.sampler import DDIMSampler, initial_noise, sample
+from idream.core.diffusion import Diffusion, DiffusionConfig
+from idream.core.model import Denoiser, ModelConfig
+from idream.core.sampler import DDIMSampler, initial_noise, sample
 
 D, L, B = 16, 5, 4
 

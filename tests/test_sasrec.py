@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.peers.baselines import popularity_scorer
-from idream.data import chronological_split, load_dataset
-from idream.evaluate import rank_all
+from idream.evaluation.references import popularity_scorer
+from idream.data.datasets import chronological_split, load_dataset
+from idream.evaluation.evaluate import rank_all
 from benchmarks.peers.sasrec import Prefixes, SASRec, SASRecConfig, evaluate_sasrec, train_sasrec
 
 
@@ -97,7 +97,7 @@ def test_a_cpu_budget_is_not_eaten_by_waiting():
     sleeping) does not use up a budget on it, while it does on the wall clock."""
     import time
 
-    from idream.schedule import budget_clock
+    from idream.training.schedule import budget_clock
 
     cpu, wall = budget_clock("cpu"), budget_clock("wall")
     c0, w0 = cpu(), wall()

@@ -36,7 +36,7 @@ def answer(rec, request: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def rec():
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     if not (SHIPPED / "model.safetensors").exists():
         pytest.skip("no shipped checkpoint")
@@ -54,7 +54,7 @@ def test_the_shipped_checkpoint_ranks_as_recorded(rec, i):
 
 if __name__ == "__main__":  # re-record (only after a deliberate change of the shipped model)
     sys.path.insert(0, str(ROOT))
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     model = Recommender.load(SHIPPED)
     RECORD.write_text(json.dumps({"checkpoint": "checkpoints/ml-100k", "requests": REQUESTS,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from idream.steer import TextSteer
-from idream.transform import fit_transform
+from idream.core.steer import TextSteer
+from idream.core.transform import fit_transform
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ ASKS = {"space aliens": {"Sci-Fi"}, "cowboys and gunfights on the frontier": {"W
 
 @pytest.fixture(scope="module")
 def shipped():
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
     torch.set_num_threads(1)
     return Recommender.load(SHIPPED)
 
@@ -118,7 +118,7 @@ def test_new_item_that_matches_enters_the_top10(shipped):
 
 
 def test_new_item_close_to_the_history_is_recommended_without_an_intention(shipped):
-    """The new-item rule (idream/newitems.py): a new film written like the history's enters the
+    """The new-item rule (idream/core/newitems.py): a new film written like the history's enters the
     unguided top-10, where its own score alone left it in the hundreds; the romance stays out."""
     assert shipped.new_item_rule.on
     close = shipped.embed_new_item("Alien Harvest", "A mining crew in deep space is hunted by a hostile "

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.free_intentions import GENRES
 from benchmarks.synthetic import catalog, generate
-from idream.data import PAD, SequenceWindows, chronological_split, load_dataset, load_folder, window
+from idream.data.datasets import PAD, SequenceWindows, chronological_split, load_dataset, load_folder, window
 
 
 def digest(folder) -> str:
@@ -142,7 +142,7 @@ def test_windows_per_batch_equal_windows_at_once(L):
 def test_what_is_held_is_compact(tiny):
     """Interactions take 4 bytes each, a window 16 (not 16·L), and training with the causal encoder
     never builds the per-target cases."""
-    from idream.train import TrainConfig, train
+    from idream.training.train import TrainConfig, train
 
     ds = load_dataset(str(tiny))
     assert ds.sequences.flat.dtype == np.int32 and ds.sequences.flat.nbytes == 4 * 20_000

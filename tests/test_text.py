@@ -16,7 +16,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from idream.backend import EmbeddingBackend
+from idream.text.interface import EmbeddingBackend
 from idream.text import backends
 from idream.text.backends import HashingBackend, SentenceTransformerBackend, get_backend, register_backend
 from idream.text.cache import default_cache_dir, embed_texts, text_fingerprint

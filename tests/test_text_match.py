@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from idream.recommender import Recommender
+from idream.serving.recommender import Recommender
 
 
 @pytest.fixture(scope="module")

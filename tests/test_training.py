@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.peers.baselines import popularity_scorer
-from idream.checkpoint import CheckpointError, save_checkpoint
-from idream.newitems import A_GRID, B_GRID
-from idream.recommender import load_checkpoint
-from idream.data import load_dataset, test_cases
-from idream.evaluate import evaluate_recommender, rank_all
-from idream.train import TrainConfig, build, train
+from idream.evaluation.references import popularity_scorer
+from idream.serving.checkpoint import CheckpointError, save_checkpoint
+from idream.evaluation.new_item_choice import A_GRID, B_GRID
+from idream.serving.recommender import load_checkpoint
+from idream.data.datasets import load_dataset, test_cases
+from idream.evaluation.evaluate import evaluate_recommender, rank_all
+from idream.training.train import TrainConfig, build, train
 
 
 def tiny_config(dataset, **kw) -> TrainConfig:
@@ -224,7 +224,7 @@ def test_dreamrec_id_variant_learns(synthetic_dir, cache_dir):
 # -- the causal history encoder (ModelConfig.encoder = "causal") -------------------------------
 
 def test_sequence_windows_cover_every_pair_once():
-    from idream.data import sequence_windows
+    from idream.data.datasets import sequence_windows
     seqs = [np.arange(7), np.array([100, 101, 102]), np.array([5])]
     ins, outs = sequence_windows(seqs, 3)
     pairs = sorted((int(a), int(b)) for i, o in zip(ins, outs) for a, b in zip(i, o) if b >= 0)
@@ -233,7 +233,7 @@ def test_sequence_windows_cover_every_pair_once():
 
 
 def test_future_targets_take_the_next_items_of_the_window():
-    from idream.train import future_targets
+    from idream.training.train import future_targets
     P = -1  # PAD
     out = torch.tensor([[P, 11, 12, 13], [21, 22, 23, 24]])
     r, c = torch.tensor([0, 0, 1]), torch.tensor([1, 3, 0])
@@ -248,7 +248,7 @@ def test_future_targets_take_the_next_items_of_the_window():
 
 
 def test_weighted_targets_are_cross_entropy_against_that_distribution():
-    from idream.diffusion import training_loss
+    from idream.core.diffusion import training_loss
     torch.manual_seed(0)
     pred, items = torch.randn(3, 4), torch.randn(6, 4)
     y = torch.tensor([[1, 2], [5, 0], [3, 3]])
@@ -278,7 +278,7 @@ def test_next_item_only_targets_train_and_bad_settings_fail_clearly(synthetic_di
 def test_causal_all_positions_pass_matches_one_history_pass():
     """Training denoises every position at once; the state at a position must be the one a
     single request with that prefix would get (nothing leaks from later items)."""
-    from idream.model import Denoiser, ModelConfig
+    from idream.core.model import Denoiser, ModelConfig
     torch.manual_seed(0)
     m = Denoiser(ModelConfig(dim=8, width=16, heads=2, history_len=5, encoder="causal")).eval()
     torch.nn.init.normal_(m.final.linear.weight)  # zero-init output would hide any difference
@@ -316,7 +316,7 @@ def test_causal_encoder_learns_planted_rule_and_round_trips(synthetic_dir, cache
 
 
 def test_training_timesteps_move_the_asked_share_to_pure_noise():
-    from idream.train import training_timesteps
+    from idream.training.train import training_timesteps
     torch.manual_seed(0)
     t = training_timesteps(20_000, 100, 0.5)
     share = (t == 99).float().mean().item()
@@ -326,7 +326,7 @@ def test_training_timesteps_move_the_asked_share_to_pure_noise():
 
 
 def test_training_device_errors_are_clear():
-    from idream.train import training_device
+    from idream.training.train import training_device
     with pytest.raises(ValueError, match="unknown device"):
         training_device("quantum")
     if not torch.cuda.is_available():
@@ -351,7 +351,7 @@ def test_train_config_reads_the_shipped_config_back():
 def test_retired_knobs_load_at_the_value_the_code_has_and_are_refused_at_another():
     """An old config.json holds the knobs that left TrainConfig (results/experiments/
     retired-knobs.patch): at today's behaviour they are dropped, at another value refused."""
-    from idream.train import RETIRED
+    from idream.training.train import RETIRED
     d = json.loads(SHIPPED.read_text())["train"]
     assert RETIRED.items() <= d.items()  # the shipped checkpoint was trained with today's behaviour
     assert TrainConfig.from_dict(d) == TrainConfig.from_dict({k: v for k, v in d.items() if k not in RETIRED})
@@ -376,7 +376,7 @@ def test_learning_rate_decays_within_a_binding_budget(synthetic_dir):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_training_on_gpu_gives_a_cpu_checkpoint(synthetic_dir, tmp_path):
-    from idream.train import TrainConfig, train
+    from idream.training.train import TrainConfig, train
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
                       epochs=2, T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,),
                       device="cuda")
@@ -444,7 +444,7 @@ def test_cold_items_keep_no_residual_and_are_recorded(synthetic_dir, cache_dir):
 
 
 def test_item_table_puts_the_residual_in_its_own_directions():
-    from idream.model import ItemTable
+    from idream.core.model import ItemTable
     z = torch.cat([torch.randn(6, 4), torch.zeros(6, 2)], 1)
     table = ItemTable(z, n_residual=5, id_dims=2)
     assert tuple(table.residual.shape) == (5, 2)
@@ -456,7 +456,7 @@ def test_item_table_puts_the_residual_in_its_own_directions():
 
 
 def test_adaln_denoiser_starts_at_the_mean_reads_its_condition_and_needs_the_causal_encoder():
-    from idream.model import Denoiser, ModelConfig
+    from idream.core.model import Denoiser, ModelConfig
     torch.manual_seed(0)
     cfg = ModelConfig(dim=8, width=16, heads=2, history_len=5, encoder="causal", denoiser="adaln")
     m = Denoiser(cfg).eval()

@@ -6,7 +6,7 @@ import pytest
 from scipy.linalg import sqrtm
 from scipy.stats import ortho_group
 
-from idream.transform import fit_transform
+from idream.core.transform import fit_transform
 
 D = 24
 

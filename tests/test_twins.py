@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from idream.data import load_dataset, test_cases
-from idream.evaluate import rank_all
+from idream.data.datasets import load_dataset, test_cases
+from idream.evaluation.evaluate import rank_all
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "ml-100k"
@@ -42,7 +42,7 @@ def test_same_title_in_another_year_is_not_a_twin(tmp_path):
 
 @pytest.fixture(scope="module")
 def rec():
-    from idream.recommender import Recommender
+    from idream.serving.recommender import Recommender
 
     if not (SHIPPED / "model.safetensors").exists():
         pytest.skip("no shipped checkpoint")

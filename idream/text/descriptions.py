@@ -11,7 +11,7 @@ from typing import Any
 TEMPLATE_VERSION = "template-v1"
 
 # Mood / tone words per MovieLens genre (lower-case keys). The first word is the most telling;
-# `describe` and `idream.intentions` both read this one table.
+# `describe` and `idream.data.intentions` both read this one table.
 GENRE_MOODS: dict[str, tuple[str, ...]] = {
     "action": ("exciting", "fast-paced", "explosive"),
     "adventure": ("adventurous", "epic", "daring"),

@@ -1,9 +1,9 @@
 # ruff: noqa
-"""Validation only (the test split is never read): the new-item rule of idream/newitems.py on
+"""Validation only (the test split is never read): the new-item rule of idream/core/newitems.py on
 three checkpoints trained under the cold-start protocol (seeds 0, 1, 2; cold seed = seed).
 
 Each seed's validation cases are split once at random (seed 0) into a fit half A and a report half
-B. a and b are chosen on A (the three seeds' grids pooled, idream.newitems.pick), then B is read
+B. a and b are chosen on A (the three seeds' grids pooled, idream.core.newitems.pick), then B is read
 at that setting, next to text-kNN and the rule switched off. Then the whole validation set picks
 what `python -m idream new-items` writes.
 
@@ -18,11 +18,11 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from idream.data import chronological_split
-from idream.evaluate import rank_all
-from idream.newitems import pick, validation_grid
-from idream.recommender import Recommender
-from benchmarks.peers.baselines import textknn_scorer
+from idream.data.datasets import chronological_split
+from idream.evaluation.evaluate import rank_all
+from idream.core.newitems import pick, validation_grid
+from idream.serving.recommender import Recommender
+from idream.evaluation.references import textknn_scorer
 
 ROOT = Path(__file__).resolve().parents[2]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

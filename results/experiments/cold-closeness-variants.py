@@ -7,10 +7,10 @@ position back in time), chosen on half A and read on half B as in cold-calibrate
 import sys, numpy as np, torch
 torch.set_num_threads(1)
 from pathlib import Path; sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import idream.newitems as NI
-from idream.data import chronological_split, PAD
-from idream.recommender import Recommender
-from idream.newitems import pick, validation_grid
+import idream.core.newitems as NI
+from idream.data.datasets import chronological_split, PAD
+from idream.serving.recommender import Recommender
+from idream.core.newitems import pick, validation_grid
 orig = NI.NewItemScorer.closeness
 def make(recent, decay):
     def closeness(self, histories, cand):

@@ -24,9 +24,9 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from idream.data import PAD, chronological_split
-from idream.metrics import MASKED, expected_ranks, mask_seen, metrics_from_counts, rank_counts
-from idream.recommender import Recommender
+from idream.data.datasets import PAD, chronological_split
+from idream.ranking import MASKED, expected_ranks, mask_seen, metrics_from_counts, rank_counts
+from idream.serving.recommender import Recommender
 
 ROOT = Path(__file__).resolve().parents[2]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

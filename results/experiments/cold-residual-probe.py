@@ -9,9 +9,9 @@ import torch
 torch.set_num_threads(1)
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from idream.recommender import Recommender
-from idream.data import chronological_split
-from idream.evaluate import evaluate_recommender
+from idream.serving.recommender import Recommender
+from idream.data.datasets import chronological_split
+from idream.evaluation.evaluate import evaluate_recommender
 rec = Recommender.load(sys.argv[1]); ds = rec.dataset
 cold = np.array(rec.config["data"]["cold_items"])
 valid = chronological_split(ds, rec.history_len, cold_items=cold).valid

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import git_commit, machine
-from idream.checkpoint import save_checkpoint
-from idream.train import TrainConfig, train
+from idream.serving.checkpoint import save_checkpoint
+from idream.training.train import TrainConfig, train
 
 LOG = ROOT / "results" / "experiments" / "item-space-probe.jsonl"
 if sys.argv[1] == "--table":

@@ -13,9 +13,9 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from idream.data import chronological_split
-from idream.evaluate import rank_all
-from idream.recommender import Recommender
+from idream.data.datasets import chronological_split
+from idream.evaluation.evaluate import rank_all
+from idream.serving.recommender import Recommender
 
 
 def ndcg(r):

@@ -10,9 +10,9 @@ import sys, numpy as np, torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 from benchmarks import free_intentions
 from benchmarks.text import matches, masked_top, summarise, zscore, K
-from idream.recommender import Recommender
-from idream.data import test_cases
-from idream.catalog import item_embeddings
+from idream.serving.recommender import Recommender
+from idream.data.datasets import test_cases
+from idream.data.catalog import item_embeddings
 torch.set_num_threads(1)
 rec = Recommender.load("checkpoints/ml-100k")
 ds = rec.dataset; w = rec.default_w

@@ -14,7 +14,7 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from idream.data import load_dataset
+from idream.data.datasets import load_dataset
 from idream.text import describe, get_backend
 from benchmarks import free_intentions
 from benchmarks.text import matches

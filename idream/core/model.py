@@ -1,0 +1,326 @@
+"""The denoiser: a small transformer with in-context conditioning that predicts the oracle x0.
+
+The input is one token sequence `[h_1 … h_L | q | t | x_t]`: the history items (in the
+transformed text space), the intention (or a learned null), the diffusion timestep and the noisy
+target. The output at the x_t position is projected back to the embedding space (DreamRec's
+x0-parameterisation). Sections follow facebookresearch/DiT `models.py`: embedders, blocks,
+final layer, the model, guidance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    """Every hyperparameter needed to rebuild the denoiser; saved in config.json."""
+
+    dim: int = 384  # D: dimension of the scoring space (the transformed text, then any ID directions)
+    width: int = 128  # transformer width
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    history_len: int = 10  # L
+    dropout: float = 0.1
+    n_items: int = 0  # rows of the learned item residual (0: pure text vectors, the paper's form)
+    residual_scale: float = 1.0  # the residual is stored divided by this (a per-parameter lr knob)
+    id_dims: int = 0  # the residual lives in the last id_dims directions alone (0: in all D)
+    # "incontext": every history item is a token of the denoiser's sequence (the paper's form);
+    # "causal": a causal transformer reads the history (as SASRec) and only its last state is a
+    # denoiser token, so training can denoise every position of a sequence in one pass
+    encoder: str = "incontext"
+    encoder_depth: int = 2
+    # "tokens": the denoiser is a transformer over [c | q | t | x_t]; "adaln": one token x_t whose
+    # MLP blocks are shifted, scaled and gated by c + q + t (DiT's adaLN-Zero; causal encoder only)
+    denoiser: str = "tokens"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedders
+# ---------------------------------------------------------------------------------------------
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of the diffusion step followed by a small MLP (as in DiT)."""
+
+    def __init__(self, width: int, freq_dim: int = 64):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, W)
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
+        args = t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class ItemTable(nn.Module):
+    """Item vectors z_i = A(e_i) (fixed) plus, optionally, a learned residual r_i (zero-init).
+
+    The residual is the 'beyond the paper' switch: it lets collaborative signal in while the text
+    vector stays; items added after training get r = 0, so they need no retraining. With id_dims
+    it fills only the last id_dims directions, which the transform leaves empty of text.
+    """
+
+    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0,
+                 id_dims: int = 0):
+        super().__init__()
+        self.register_buffer("z", z.float(), persistent=False)  # (N, D), from the text cache
+        self.residual_scale = residual_scale
+        self.id_dims = id_dims
+        self.residual = None
+        if n_residual:  # (n_residual, id_dims or D)
+            self.residual = nn.Parameter(torch.zeros(n_residual, id_dims or z.shape[1]))
+
+    def vectors(self) -> torch.Tensor:  # (N, D)
+        if self.residual is None:
+            return self.z
+        r = self.residual * self.residual_scale
+        if self.id_dims:  # (n, id_dims) -> (n, D), zeros in the text directions
+            r = F.pad(r, (self.z.shape[1] - self.id_dims, 0))
+        n = min(r.shape[0], self.z.shape[0])
+        return torch.cat([self.z[:n] + r[:n], self.z[n:]], dim=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Core blocks
+# ---------------------------------------------------------------------------------------------
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        # x (B, S, W); mask (B, 1, S, S) bool, True where a query may attend to a key
+        B, S, W = x.shape
+        q, k, v = self.qkv(x).view(B, S, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, S, W))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (nanoGPT style); bidirectional unless given a mask."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = SelfAttention(width, heads, dropout)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class AdaLNBlock(nn.Module):
+    """DiT's adaLN-Zero block for a single token: an MLP whose normalised input is shifted and
+    scaled by the condition, its output gated by it (the gate starts at zero: the identity)."""
+
+    def __init__(self, width: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.ln = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
+                                 nn.Dropout(dropout))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, W), (B, W) -> (B, W)
+        shift, scale, gate = self.ada(cond).chunk(3, dim=-1)
+        return x + gate * self.mlp(self.ln(x) * (1 + scale) + shift)
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, width: int, dim: int):
+        super().__init__()
+        self.ln = nn.LayerNorm(width)
+        self.linear = nn.Linear(width, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W) -> (B, D)
+        return self.linear(self.ln(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# The denoiser
+# ---------------------------------------------------------------------------------------------
+
+ENCODERS = ("incontext", "causal")
+DENOISERS = ("tokens", "adaln")
+
+
+class Denoiser(nn.Module):
+    """f(x_t, t, H, q) -> x0, with learned nulls for a dropped/empty history and intention."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"unknown history encoder {cfg.encoder!r}: use one of {', '.join(ENCODERS)}")
+        if cfg.denoiser not in DENOISERS or (cfg.denoiser == "adaln" and cfg.encoder != "causal"):
+            raise ValueError(f"denoiser {cfg.denoiser!r}: use one of {', '.join(DENOISERS)} "
+                             "(adaln reads the causal encoder's state)")
+        W, L = cfg.width, cfg.history_len
+        self.causal = cfg.encoder == "causal"
+        self.adaln = cfg.denoiser == "adaln"
+        self.item_proj = nn.Linear(cfg.dim, W)  # history items and the intention share one space
+        self.x_proj = nn.Linear(cfg.dim, W)
+        self.t_embed = TimestepEmbedder(W)
+        # slot/type embedding of every denoiser token: [h_1..h_L | q | t | x_t], or [c | q | t | x_t]
+        self.pos = nn.Parameter(torch.zeros((1 if self.causal else L) + 3, W))
+        if self.causal:
+            self.hist_pos = nn.Parameter(torch.zeros(L, W))  # position in the right-aligned history
+            self.encoder = nn.ModuleList(
+                Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.encoder_depth))
+            self.encoder_ln = nn.LayerNorm(W)
+        self.pad_token = nn.Parameter(torch.zeros(W))  # a short history's empty slots
+        self.null_history = nn.Parameter(torch.zeros(W))  # H = ∅ (dropped or empty)
+        self.null_intention = nn.Parameter(torch.zeros(W))  # q = ∅
+        self.drop = nn.Dropout(cfg.dropout)
+        if self.adaln:
+            self.blocks = nn.ModuleList(AdaLNBlock(W, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        else:
+            self.blocks = nn.ModuleList(
+                Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.final = FinalLayer(W, cfg.dim)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in (self.pos, self.pad_token, self.null_history, self.null_intention):
+            nn.init.normal_(p, std=0.02)
+        if self.causal:
+            nn.init.normal_(self.hist_pos, std=0.02)
+        if self.adaln:  # adaLN-Zero: every block starts as the identity
+            for block in self.blocks:
+                nn.init.zeros_(block.ada[-1].weight)
+        # DiT zero-inits its output layer: the first prediction is x0 = 0, the data mean
+        nn.init.zeros_(self.final.linear.weight)
+
+    def forward(
+        self,
+        x_t: torch.Tensor,  # (B, D)
+        t: torch.Tensor,  # (B,) int
+        history: torch.Tensor,  # (B, L, D) item vectors (anything in PAD slots)
+        history_valid: torch.Tensor,  # (B, L) bool: real item in this slot
+        has_history: torch.Tensor,  # (B,) bool: False -> the whole history is the null token
+        intention: torch.Tensor,  # (B, D)
+        has_intention: torch.Tensor,  # (B,) bool: False -> null intention
+    ) -> torch.Tensor:  # (B, D) predicted x0
+        h = self.history_tokens(history, history_valid)
+        return self.denoise(x_t, t, h, has_history, intention, has_intention)
+
+    def history_tokens(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
+        """The denoiser's history tokens; they do not depend on x_t or t, so a sampler computes
+        them once per request.  (B, L, D) -> (B, L, W) in-context, (B, 1, W) causal"""
+        if self.causal:
+            return self.encode(history, history_valid)[:, -1:]  # the state after the latest item
+        h = self.item_proj(history)
+        return torch.where(history_valid[..., None], h, self.pad_token)
+
+    def encode(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
+        """Causal states of a right-aligned history: state s has read items ≤ s.  (B, S, D) -> (B, S, W)"""
+        S = history.shape[1]
+        h = self.item_proj(history)
+        h = torch.where(history_valid[..., None], h, self.pad_token)
+        x = self.drop(h + self.hist_pos[-S:])
+        eye = torch.eye(S, dtype=torch.bool, device=h.device)
+        # a query attends to earlier real items and itself (so padded rows never see nothing)
+        mask = (torch.tril(torch.ones(S, S, dtype=torch.bool, device=h.device)) & history_valid[:, None, :]) | eye
+        mask = mask[:, None]  # (B, 1, S, S)
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.encoder_ln(x)
+
+    def denoise(self, x_t, t, h, has_history, intention, has_intention) -> torch.Tensor:
+        """The denoiser over [h | q | t | x_t]; h (B, L or 1, W) history tokens.  -> (B, D)"""
+        h = torch.where(has_history[:, None, None], h, self.null_history)
+        q = torch.where(has_intention[:, None], self.item_proj(intention), self.null_intention)
+        if self.adaln:
+            cond = h[:, 0] + q + self.t_embed(t) + self.pos[0]  # (B, W)
+            x = self.drop(self.x_proj(x_t) + self.pos[-1])
+            for block in self.blocks:
+                x = block(x, cond)
+            return self.final(x)
+        tokens = torch.cat([h, q[:, None], self.t_embed(t)[:, None], self.x_proj(x_t)[:, None]], 1)
+        x = self.drop(tokens + self.pos[: tokens.shape[1]])  # (B, L+3 or 4, W)
+        for block in self.blocks:
+            x = block(x)
+        return self.final(x[:, -1])
+
+    def forward_sequence(
+        self,
+        x_t: torch.Tensor,  # (M, D): noisy targets of the M selected positions
+        t: torch.Tensor,  # (M,)
+        seq: torch.Tensor,  # (B, S, D) item vectors of B right-aligned sequences
+        seq_valid: torch.Tensor,  # (B, S)
+        rows: torch.Tensor,  # (M,) and
+        cols: torch.Tensor,  # (M,): the sequence and position whose next item each target is
+        has_history: torch.Tensor,  # (M,)
+        intention: torch.Tensor,  # (M, D)
+        has_intention: torch.Tensor,  # (M,)
+    ) -> torch.Tensor:  # (M, D)
+        """Causal encoder only: one encoder pass, then denoise the next item at every position."""
+        c = self.encode(seq, seq_valid)[rows, cols]  # (M, W)
+        return self.denoise(x_t, t, c[:, None], has_history, intention, has_intention)
+
+    def guided(
+        self,
+        x_t: torch.Tensor,  # (B, D)
+        t: torch.Tensor,  # (B,)
+        history: torch.Tensor,  # (B, L, D)
+        history_valid: torch.Tensor,  # (B, L)
+        intention: torch.Tensor,  # (B, D)
+        has_intention: torch.Tensor,  # (B,)
+        w: torch.Tensor,  # (B,) history guidance weight
+        rho: torch.Tensor,  # (B,) intention strength
+        tokens: torch.Tensor | None = None,  # history_tokens(history, history_valid), if at hand
+    ) -> torch.Tensor:  # (B, D)
+        """Classifier-free guidance, the three passes in one batched forward call:
+
+        x̂0 = u + (1 + w)(c_h − u) + ρ(c_hq − c_h), with u = f(x,t,∅,∅), c_h = f(x,t,H,∅),
+        c_hq = f(x,t,H,q). Rows without an intention (or with ρ = 0) use c_hq = c_h.
+        """
+        B = x_t.shape[0]
+        has_h = history_valid.any(dim=1)
+        need_q = has_intention & (rho != 0)
+        qi = need_q.nonzero().squeeze(1)
+        no = torch.zeros(B, dtype=torch.bool, device=x_t.device)
+        yes = torch.ones(B, dtype=torch.bool, device=x_t.device)
+        h = self.history_tokens(history, history_valid) if tokens is None else tokens
+        out = self.denoise(
+            torch.cat([x_t, x_t, x_t[qi]]),
+            torch.cat([t, t, t[qi]]),
+            torch.cat([h, h, h[qi]]),
+            torch.cat([no, has_h, has_h[qi]]),
+            torch.cat([intention, intention, intention[qi]]),
+            torch.cat([no, no, yes[: len(qi)]]),
+        )
+        u, c_h = out[:B], out[B: 2 * B]
+        c_hq = c_h.clone()
+        c_hq[qi] = out[2 * B:]
+        return u + (1 + w[:, None]) * (c_h - u) + rho[:, None] * (c_hq - c_h)

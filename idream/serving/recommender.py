@@ -1,0 +1,529 @@
+"""History + intention → oracle → ranked items. The one entry point the CLI and the app call."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from idream import text
+from idream.serving.checkpoint import read_checkpoint
+from idream.data.datasets import PAD, Dataset, window
+from idream.core.diffusion import Diffusion
+from idream.serving.hub import local_path
+from idream.serving.index import ItemIndex, kind_for
+from idream.core.model import Denoiser, ItemTable
+from idream.core.newitems import NewItemRule, NewItemScorer, unit
+from idream.serving.request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
+                      OFFERED_GUIDANCE, Limits, Request, check_new_item, check_request, check_rhos,
+                      clean_text, outside_steer_range, refuse_new_items_in_history)
+from idream.core.sampler import DDIMSampler, sample
+from idream.core.steer import STEER_RANGE, TextSteer, positions
+from idream.core.transform import Transform
+from idream.errors import InputError
+
+
+class UnknownItemError(InputError):
+    """An item given by id or title that is not in the catalog."""
+
+
+@dataclass
+class Recommendation:
+    items: list  # [{"rank", "item_id", "title", "score", ...}]
+    oracle: np.ndarray  # (D,) the generated oracle, in the transformed space
+    history: list  # item indices used as history, oldest first
+    intention: str | None
+    path: list = field(default_factory=list)  # x̂0 at every DDIM step (when asked)
+    intention_vector: np.ndarray | None = None  # (D,) A(TEM(intention)), when one was given
+    path_steps: list = field(default_factory=list)  # the timestep t of each path point
+    rho: float | None = None  # the intention strength the answer was generated at
+    intention_raw: np.ndarray | None = None  # (Dt,) the text model's own vector of the intention
+
+    def to_dict(self) -> dict:
+        return {"items": self.items}
+
+
+class Recommender:
+    """A trained model with its item space; loaded once, queried many times."""
+
+    def __init__(self, model: Denoiser, diffusion: Diffusion, items: ItemTable, transform: Transform,
+                 dataset: Dataset, config: dict, backend: "text.EmbeddingBackend | None" = None,
+                 embeddings: np.ndarray | None = None, exact: bool = False):
+        self.model = model.eval()
+        self.embeddings = embeddings  # (N, D) raw text vectors E, before the transform
+        self.diffusion = diffusion
+        self.items = items
+        self.transform = transform
+        self.dataset = dataset
+        self.config = config
+        self._backend = backend
+        self._vectors = None
+        self._steer = None
+        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
+        self._new_items = None
+        self.exact = exact  # True: score every item even where the catalog has a graph index
+        self._index = None
+        self._index_lock = threading.Lock()  # one build when the first requests arrive together
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, dataset: Dataset | None = None, *,
+             text_model: str | None = None, descriptions: str | None = None,
+             exact: bool = False) -> "Recommender":
+        """A checkpoint folder, or a Hugging Face Hub id hf://owner/name[@revision] fetched into the
+        Hub's cache, checked part by part (CheckpointError says what to do).
+        text_model / descriptions: refuse a checkpoint made with others (None: any).
+        exact: always score every item (no graph index, whatever the catalog's size)."""
+        return cls(**read_checkpoint(local_path(path), dataset=dataset, text_model=text_model,
+                                     descriptions=descriptions), exact=exact)
+
+    @property
+    def backend(self) -> "text.EmbeddingBackend":
+        if self._backend is None:
+            self._backend = text.get_backend(self.config["text"]["backend"])
+        return self._backend
+
+    def text_status(self) -> str | None:
+        """None when intentions and new items can be embedded here; else why not (for the UI)."""
+        try:
+            return self.backend.unavailable_reason()
+        except (RuntimeError, ValueError) as e:
+            return str(e)
+
+    @property
+    def history_len(self) -> int:
+        return self.model.cfg.history_len
+
+    @property
+    def default_w(self) -> float:
+        return float(self.config.get("guidance", {}).get("w", 0.0))
+
+    @property
+    def default_rho(self) -> float:
+        return float(self.config.get("guidance", {}).get("rho", 1.0))
+
+    @property
+    def steered(self) -> bool:
+        """True when ρ turns the oracle toward the intention's text direction (idream.core.steer);
+        False for checkpoints whose ρ only weighs the learned guidance term (the paper's form)."""
+        return self.config.get("guidance", {}).get("mode") == "turn"
+
+    @property
+    def kappa(self) -> float:
+        """Weight of the learned guidance term per unit of ρ in a steered model."""
+        return float(self.config.get("guidance", {}).get("kappa", 1.0))
+
+    @property
+    def rho_range(self) -> tuple[float, float]:
+        """The range of ρ offered to people (the demo's slider). A steered model's top is
+        `guidance.rho_max` where it was chosen (by `python -m benchmarks text --set-slider`), else 1."""
+        if not self.steered:
+            return OFFERED_GUIDANCE
+        return STEER_RANGE[0], float(self.config["guidance"].get("rho_max", STEER_RANGE[1]))
+
+    @property
+    def w_range(self) -> tuple[float, float]:
+        """The range of w offered to people (the demo's slider)."""
+        return OFFERED_GUIDANCE
+
+    @property
+    def T(self) -> int:
+        return self.diffusion.T
+
+    def item_vectors(self) -> torch.Tensor:
+        """z_i (+ residual) for every catalog item, as the model ranks them.  # (N, D)"""
+        if self._vectors is None:
+            with torch.no_grad():
+                self._vectors = self.items.vectors().detach()
+        return self._vectors
+
+    def invalidate(self) -> None:
+        """Forget cached item vectors and their index (after training steps or appended items)."""
+        self._vectors = None
+        self._steer = None
+        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
+        self._new_items = None
+        self._index = None
+
+    @property
+    def cold_items(self) -> np.ndarray:
+        """Catalog items that never trained (the cold-start protocol): no learned residual."""
+        return np.asarray(self.config.get("data", {}).get("cold_items", []), dtype=np.int64)
+
+    @property
+    def new_item_rule(self) -> NewItemRule:
+        """How residual-free items are scored (idream.core.newitems); off in older checkpoints."""
+        return NewItemRule.from_config(self.config.get("new_items"))
+
+    def new_item_scorer(self) -> NewItemScorer | None:
+        """The scorer of residual-free items, or None when the rule is off or the checkpoint
+        holds no raw text vectors."""
+        if not self.new_item_rule.on or self.embeddings is None:
+            return None
+        if self._new_items is None:
+            warm = np.ones(len(self.embeddings), dtype=bool)
+            warm[self.cold_items] = False
+            self._new_items = NewItemScorer(self.embeddings, self.item_vectors()[torch.from_numpy(warm)])
+        return self._new_items
+
+    def text_steer(self) -> TextSteer:
+        """Text directions and the catalog covariance for the current item vectors."""
+        if self._steer is None:
+            self._steer = TextSteer(self.transform, self.item_vectors())
+        return self._steer
+
+    def intention_directions(self, intentions: torch.Tensor) -> torch.Tensor:
+        """Transformed intentions → the scoring-space directions that mean them (idream.core.steer).
+        (B, D) -> (B, D)"""
+        return self.text_steer().directions(intentions)
+
+    def item_index(self) -> ItemIndex:
+        """The search index over item_vectors(): built on first use, rebuilt when they change."""
+        with self._index_lock:
+            V = self.item_vectors()
+            kind = "exact" if self.exact else kind_for(len(V))
+            if self._index is None or not self._index.fits(V) or self._index.kind != kind:
+                self._index = ItemIndex(V, kind)  # stale (other vectors), or `exact` was switched
+            return self._index
+
+    # -- inputs ------------------------------------------------------------------------------
+    def resolve_item(self, ref, suggest: bool = True) -> int:
+        """Catalog row of an item given by dataset id or exact title (case-insensitive).
+
+        suggest: name the closest titles in the error (a fuzzy search, ~10 ms per unknown item).
+        """
+        ds = self.dataset
+        if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ds.has_item(ref)):
+            if ds.has_item(ref):
+                return ds.item_index(ref)
+            raise UnknownItemError(f"unknown item id {ref!r}")
+        title = str(ref).strip()
+        # "Title [#id]" names one of several same titles (searched in the tail only: the pattern
+        # is quadratic on long inputs such as "[#[#[#…")
+        m = re.search(r"\[#([^\]]+)\]$", title[-80:])
+        if m and ds.has_item(m.group(1)):
+            return ds.item_index(m.group(1))
+        index = self._title_index()
+        if title.lower() in index:
+            return index[title.lower()]
+        if not suggest:
+            raise UnknownItemError(f"unknown item {title[:200]!r}")
+        close = difflib.get_close_matches(title, list(self.dataset.items["title"]), n=3, cutoff=0.5)
+        hint = f"; closest titles: {', '.join(repr(c) for c in close)}" if close else ""
+        raise UnknownItemError(f"unknown item {title[:200]!r}{hint}")
+
+    def _title_index(self) -> dict:
+        if not hasattr(self, "_titles"):
+            self._titles = {}
+            for i, t in enumerate(self.dataset.items["title"]):
+                self._titles.setdefault(str(t).lower(), i)
+                year = self.dataset.items["year"].iloc[i]
+                if year is not None and not (isinstance(year, float) and np.isnan(year)):
+                    try:
+                        self._titles.setdefault(f"{str(t).lower()} ({int(year)})", i)
+                    except (TypeError, ValueError):
+                        pass
+        return self._titles
+
+    def user_history(self, user_id) -> list[int]:
+        """A user's items before their test item (the last interaction), oldest first."""
+        if not self.dataset.has_user(user_id):
+            raise UnknownItemError(f"unknown user id {user_id!r}")
+        seq = self.dataset.user_sequence(user_id)
+        return [int(i) for i in seq[:-1]]
+
+    def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
+        """Intention sentences → transformed text vectors.  # (n, D)"""
+        return torch.from_numpy(self.transform(self._encode_raw(sentences)))
+
+    def _intention(self, intention: str | None) -> tuple:
+        """A checked intention's raw text vector (D,) and its transformed row (1, D); (None, None)
+        without one. The raw one is for the text-match column, the transformed one for the model."""
+        if not intention:
+            return None, None
+        e = self._encode_raw([intention])
+        return e[0], torch.from_numpy(self.transform(e))
+
+    def _encode_raw(self, sentences: list[str]) -> np.ndarray:
+        """Intention sentences → the text model's own vectors, before the transform.  # (n, D)"""
+        e = self.backend.encode([clean_text(s)[:MAX_INTENTION_CHARS] for s in sentences])
+        if e.shape[1] != self.transform.dim:
+            raise InputError(f"the text model gives {e.shape[1]}-d vectors but the checkpoint "
+                             f"expects {self.transform.dim}-d: use the checkpoint's text model "
+                             f"({self.config['text']['backend']})")
+        return e
+
+    def text_match(self, e_q: np.ndarray, items: list[int], extra: list | None = None) -> list[float | None]:
+        """Cosine between each item's description and an intention in the text model's own space
+        (what a person can read: higher is closer; the model's whitened space is not meant for
+        it). Indices ≥ N are extra (new) items.  e_q (D,) raw"""
+        N = self.dataset.n_items
+        q = e_q / max(float(np.linalg.norm(e_q)), 1e-12)
+        out = []
+        for i in items:
+            e = extra[i - N]["e"] if i >= N else (None if self.embeddings is None else self.embeddings[i])
+            out.append(None if e is None else round(float(e @ q / max(float(np.linalg.norm(e)), 1e-12)), 4))
+        return out
+
+    # -- generation --------------------------------------------------------------------------
+    def conditions(self, histories: np.ndarray, intentions: torch.Tensor | None,
+                   has_intention=None) -> dict:
+        """Batch tensors for the sampler from history index windows (B, L) and intentions."""
+        V = self.item_vectors()
+        h = torch.as_tensor(histories, dtype=torch.long)
+        valid = h != PAD
+        B = h.shape[0]
+        if intentions is None:
+            intentions = torch.zeros(B, V.shape[1])
+            has_intention = torch.zeros(B, dtype=torch.bool)
+        elif has_intention is None:
+            has_intention = torch.ones(B, dtype=torch.bool)
+        return {"history": V[h.clamp(min=0)], "history_valid": valid,
+                "intention": intentions.float(), "has_intention": torch.as_tensor(has_intention)}
+
+    def oracle(self, histories: np.ndarray, intentions: torch.Tensor | None = None,
+               has_intention=None, steps: int = 1, w=None, rho=None, seed: int | None = 0,
+               return_path: bool = False, shared_noise: bool = False, noise: torch.Tensor | None = None):
+        """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)
+        noise: the starting x_T (B, D) when the rows have seeds of their own (idream.serving.batch).
+        rho: a float or (B,); in a steered model it turns the oracle toward each intention's text
+        direction and weighs the learned guidance term by κρ."""
+        w = self.default_w if w is None else w
+        rho = self.default_rho if rho is None else rho
+        cond = self.conditions(histories, intentions, has_intention)
+        steer = None
+        if self.steered and intentions is not None:
+            B = cond["intention"].shape[0]
+            angle = torch.as_tensor(rho, dtype=torch.float32).expand(B) * cond["has_intention"].float()
+            lo, hi = STEER_RANGE
+            if not bool(((angle >= lo) & (angle <= hi)).all()):
+                raise outside_steer_range()
+            d = self.intention_directions(cond["intention"])  # (B, D)
+            ts = self.text_steer()
+            steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
+            rho = self.kappa * angle
+        return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
+                      shared_noise=shared_noise, steer=steer, noise=noise)
+
+    def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None,
+               e_q: np.ndarray | None = None, rho=None) -> torch.Tensor:
+        """s_i = ⟨x̂0, z_i⟩ for every item; with the histories (B, L), the catalog's residual-free
+        items are scored by the new-item rule (idream.core.newitems), with the intention's raw vector
+        e_q at ρ when given, as `recommend` ranks them.  (B, D) -> (B, N)"""
+        s = oracle @ self.item_vectors().T
+        ns = self.new_item_scorer() if histories is not None else None
+        if ns is not None and len(self.cold_items):
+            c = torch.from_numpy(self.cold_items)
+            s[:, c] = self.new_item_scores(oracle, histories, s[:, c], ns.rows(self.cold_items), e_q, rho)
+        return s
+
+    def new_item_scores(self, x0: torch.Tensor, histories: np.ndarray, own: torch.Tensor,
+                        raw: torch.Tensor, e_q: np.ndarray | None = None, rho=None) -> torch.Tensor:
+        """Residual-free items' scores by the new-item rule (their own, x0·z, where it is off):
+        the one place the rule, the intention and ρ's share of c meet.
+        x0 (B, D), histories (B, L), own (B, C), raw (C, Dt) unit text vectors -> (B, C)"""
+        ns = self.new_item_scorer()
+        if ns is None:
+            return own
+        return ns.scores(x0, histories, raw, own, self.new_item_rule, e_q, self._rho_scale(rho))
+
+    def _history_indices(self, history) -> list[int]:
+        if history is None:
+            return []
+        if isinstance(history, (str, bytes, int, np.integer, dict)):  # one item, not its characters
+            history = [history]
+        refuse_new_items_in_history(list(history))
+        idx, seen = [], set()
+        for ref in history:
+            i = self.resolve_item(ref)
+            if i not in seen:
+                seen.add(i)
+                idx.append(i)
+        return idx
+
+    def limits(self, offered: bool = False, available: int | None = None) -> Limits:
+        """The ranges a request may take: steps 1…T, k ≥ 1, ρ within STEER_RANGE for a steered
+        model (else ±MAX_GUIDANCE), w within ±MAX_GUIDANCE.
+        offered: the narrower ones offered to people (rho_range, w_range, at most MAX_K items and
+        no more than `available`), which the demo clips to."""
+        rho = STEER_RANGE if self.steered else (-MAX_GUIDANCE, MAX_GUIDANCE)
+        limits = Limits(steps=(1, self.T), k=(1, None), rho=rho, w=(-MAX_GUIDANCE, MAX_GUIDANCE),
+                        default_rho=self.default_rho, default_w=self.default_w, steered=self.steered)
+        if not offered:
+            return limits
+        k_max = MAX_K if available is None else min(MAX_K, available)
+        return limits.within(rho=self.rho_range, w=self.w_range, k_max=k_max)
+
+    def check_request(self, has_history: bool, intention=None, rho=None, w=None, steps=DEFAULT_STEPS,
+                      k=DEFAULT_K, seed=DEFAULT_SEED, clip: bool = False,
+                      available: int | None = None) -> Request:
+        """A request's inputs checked against this model's limits (idream.serving.request.check_request):
+        refused with a ValueError, or with clip=True clipped to the offered limits with notices
+        (`available`: how many items are left to rank, the most top-K may ask for)."""
+        return check_request(self.limits(offered=clip, available=available), has_history, intention,
+                             rho, w, steps, k, seed, clip=clip)
+
+    def embed_new_item(self, title: str, description: str = "", year: int | None = None,
+                       genres=()) -> dict:
+        """A new item, no retraining: describe → embed with the checkpoint's text model → A.
+        NewItemError (idream.serving.request.check_new_item) for no title or an overlong text; without a
+        description the item is kept with a "notice" saying what that costs."""
+        title, description, notice = check_new_item(title, description)
+        meta = {"item_id": None, "title": title, "year": year, "genres": tuple(genres),
+                "description": description}
+        e = self.backend.encode([text.describe(meta)])
+        item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
+        return item | ({"notice": notice} if notice else {})
+
+    def _item_meta(self, i: int) -> dict:
+        """dataset.item_meta(i), kept once read: a crowd's answers read the same rows again and again
+        (a pandas row read costs more than ranking it). Only rows that were shown are kept."""
+        meta = self._metas.get(i)
+        if meta is None:
+            meta = self._metas[i] = self.dataset.item_meta(i)
+        return meta
+
+    def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
+              extra: list | None) -> list[dict]:
+        """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items.
+        e_q: the intention's raw text vector, for the text-match column."""
+        N = self.dataset.n_items
+        match = self.text_match(e_q, top, extra) if e_q is not None else [None] * len(top)
+        rows = []
+        for r, i in enumerate(top, 1):
+            if i < N:
+                meta, new = self._item_meta(i), False
+            else:
+                meta, new = dict(extra[i - N]["meta"], item_id=f"new:{i - N + 1}"), True
+            row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
+                   "score": round(float(scores[r - 1]), 4), "year": meta["year"],
+                   "genres": list(meta["genres"]), "new": new}
+            if match[r - 1] is not None:
+                row["intention_similarity"] = match[r - 1]
+            rows.append(row)
+        return rows
+
+    def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
+              extra: list | None, e_q: np.ndarray | None = None, rho=None) -> tuple:
+        """The top-k over the catalog (+ extra items) with the history and its twins left out
+        (Dataset.twins: the same film under another id). Residual-free
+        items (the catalog's cold ones and the extra ones) are scored by the new-item rule, with
+        the intention's raw vector e_q (D,) at each row's ρ (a float or (B,)) when there is one.
+        x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
+        too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
+                                "model): lower rho or w")
+        if not bool(torch.isfinite(x0).all()):  # never rank by NaN or infinite scores
+            raise too_strong
+        N, B = self.dataset.n_items, x0.shape[0]
+        ns = self.new_item_scorer()
+        cold = self.cold_items if ns is not None else np.zeros(0, dtype=np.int64)
+        # residual-free items ride beside the index: the catalog's cold ones first, then the extras
+        Z = [self.item_vectors()[torch.from_numpy(cold)]] + ([torch.stack([it["z"] for it in extra])]
+                                                            if extra else [])
+        Z = torch.cat(Z)  # (C + n, D)
+        extra_scores = None
+        if ns is not None and len(Z):
+            raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
+            extra_scores = self.new_item_scores(x0, hist, x0 @ Z.T, torch.cat(raw), e_q, rho)
+        pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
+        out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
+        seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
+        scores, top = self.item_index().search(x0, k, [seen] * B, Z if len(Z) else None,
+                                               extra_scores=extra_scores)
+        if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow
+            raise too_strong
+        if len(cold):  # back to catalog indices; the extras keep N..N+n-1
+            back = torch.cat([torch.arange(N), torch.from_numpy(cold), N + torch.arange(len(Z) - len(cold))])
+            top = back[top]
+        return scores, top
+
+    def _rho_scale(self, rho) -> float | torch.Tensor:
+        """How much of the new-item rule's c a request's ρ (a float or (B,)) takes: ρ/ρ₀, so the
+        default takes all of it and ρ = 0 none (0 when the default ρ is 0: c was never chosen)."""
+        rho0 = self.default_rho
+        if not rho0:
+            return 0.0
+        return 1.0 if rho is None else torch.as_tensor(rho, dtype=torch.float64) / rho0
+
+    def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
+                  w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
+                  seed: int | None = DEFAULT_SEED, return_path: bool = False,
+                  extra_items: list | None = None) -> Recommendation:
+        """Rank the catalog for a history (ids or titles, oldest first) and an optional intention.
+
+        extra_items: new items from `embed_new_item`, ranked alongside the catalog (a session's
+        own additions; the shared catalog is never changed).
+        """
+        idx = self._history_indices(history)
+        req = self.check_request(bool(idx), intention, rho, w, steps, k, seed)
+        intention, rho, w, steps, k, seed = req.intention, req.rho, req.w, req.steps, req.k, req.seed
+        hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
+        e_q, q = self._intention(intention)
+        out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
+        x0, path = out if return_path else (out, [])
+        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, rho)
+        rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
+        steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
+        return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
+                              None if q is None else q[0].numpy(), steps_t, rho, e_q)
+
+    def rho_positions(self) -> list[float]:
+        """Evenly spaced ρ over the offered range (the sweep's default): steps of STEER_STEP for a
+        steered model, eleven positions otherwise."""
+        lo, hi = self.rho_range
+        if self.steered:
+            return positions(lo, hi)
+        return [round(lo + (hi - lo) * i / 10, 4) for i in range(11)]
+
+    def sweep_rho(self, history=(), intention: str | None = None, rhos=None,
+                  w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
+                  seed: int | None = DEFAULT_SEED, extra_items: list | None = None) -> dict:
+        """What ρ does: one batched generation for every ρ from the same starting noise.
+
+        Returns {"rho": [...], "items": [rows per ρ], "oracles": (R, D),
+        "intention_similarity": [cos(oracle, q)], "history_similarity": [cos(oracle, mean h)]}.
+        """
+        idx = self._history_indices(history)
+        req = self.check_request(bool(idx), intention, None, w, steps, k, seed)
+        intention, w, steps, k, seed = req.intention, req.w, req.steps, req.k, req.seed
+        rhos = check_rhos(self.limits(), self.rho_positions() if rhos is None else rhos)
+        R = len(rhos)
+        hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
+        e_q, q = self._intention(intention)
+        x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
+                         rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
+        return self.sweep_answer(x0, idx, hist, rhos, k, e_q, q, extra_items)
+
+    def sweep_answer(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, rhos: list[float], k: int,
+                     e_q: np.ndarray | None, q: torch.Tensor | None, extra_items: list | None = None,
+                     toward: torch.Tensor | None = None) -> dict:
+        """A sweep's answer from its oracles (R, D), one per ρ (shared by sweep_rho and the
+        batched path, idream.serving.batch). hist (R, L); e_q (D,) raw and q (1, D) the intention's;
+        toward (D,): its direction when already known (a batch finds all of them at once)."""
+        R = len(rhos)
+        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, torch.tensor(rhos))
+        V = self.item_vectors()
+        h_mean = V[idx].mean(0) if idx else None
+        # toward the intention: its text direction in a steered model (what ρ turns to), else q
+        if toward is None and q is not None:
+            toward = self.intention_directions(q)[0] if self.steered else q[0]
+        cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
+        return {
+            "rho": rhos,
+            "items": [self._rows(scores[r], top[r].tolist(), e_q, extra_items)
+                      for r in range(R)],
+            "oracles": x0.numpy(),
+            "intention_similarity": cos(x0, toward) if toward is not None else [None] * R,
+            "history_similarity": cos(x0, h_mean) if h_mean is not None else [None] * R,
+        }
+
+
+def load_checkpoint(path: str | Path, dataset: Dataset | None = None, *, text_model: str | None = None,
+                    descriptions: str | None = None) -> Recommender:
+    """Recommender.load as a function."""
+    return Recommender.load(path, dataset, text_model=text_model, descriptions=descriptions)
