@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from benchmarks import free_intentions
+from idream.errors import InputError
 
-RHOS = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)  # the learned-guidance slider, 0..10
 LAMBDAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 K = 10
 
@@ -79,20 +79,16 @@ def summarise(tops: np.ndarray, ok: np.ndarray) -> dict:
 
 
 def slider(rec) -> list[float]:
-    """The ρ positions to measure: for a steered model the whole of STEER_RANGE (so that the
-    slider's top can be chosen) and the slider's own positions, else the learned-guidance slider;
-    the default included."""
+    """The ρ positions to measure: the whole of STEER_RANGE (so that the slider's top can be
+    chosen) and the slider's own positions, the default included."""
     from idream.core.steer import STEER_RANGE, positions
-    rhos = list(rec.rho_positions()) if rec.steered else list(RHOS)
-    if rec.steered:
-        rhos += positions(*STEER_RANGE)
-    return sorted(set(rhos) | {rec.default_rho})
+    return sorted(set(rec.rho_positions()) | set(positions(*STEER_RANGE)) | {rec.default_rho})
 
 
 def slider_top(r: dict) -> float | None:
-    """The slider's top for a steered model, chosen on the dev half: the ρ (not below the
+    """The slider's top, chosen on the dev half: the ρ (not below the
     default) with the best free-phrased precision; beyond it ρ only costs personalisation."""
-    if r["guidance"].get("mode") != "turn":
+    if r["guidance"].get("mode") != "turn":  # (results made with the paper's learned ρ)
         return None
     dial = [d for d in r["halves"]["dev"]["dial"] if d["rho"] >= r["default_rho"]]
     return max(dial, key=lambda d: d["precision"])["rho"]
@@ -138,8 +134,7 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, labels: st
         I = len(rows)
         hist = np.repeat(H[None], I, 0).reshape(I * U, -1)  # (I·U, L): every user for each intention
         qq = q.repeat_interleave(U, 0)  # (I·U, D)
-        # toward the intention: its text direction in a steered model (what ρ turns to), else q
-        toward = rec.intention_directions(qq) if rec.steered else qq
+        toward = rec.intention_directions(qq)  # the intention's text direction: what ρ turns to
         # unguided from the same batch and seed, so each row starts from the noise its guided rows do
         unguided = rec.scores(rec.oracle(hist, None, steps=1, w=w, rho=0.0, seed=seed))  # (I·U, N)
         res = {"intentions": I, "ids": [r["id"] for r in rows], "dial": []}
@@ -172,7 +167,7 @@ def set_slider(checkpoint: str, r: dict) -> None:
     from idream.serving.checkpoint import read_config, write_json
 
     if r["slider_top"] is None:
-        raise ValueError("--set-slider: only a text-steered checkpoint has a slider to set")
+        raise InputError("--set-slider: the checkpoint was made with the paper's learned ρ, which has no slider to set")
     cfg = read_config(Path(checkpoint))
     cfg["guidance"]["rho_max"] = r["slider_top"]
     write_json(Path(checkpoint) / "config.json", cfg)

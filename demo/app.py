@@ -112,7 +112,7 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
             "you are in the mood for, and watch a diffusion model *generate* the ideal next item, "
             f"then rank real {kinds} around it. Turn ρ up to follow your words more "
             f"({rho_lo:g}: your history alone, {rho_hi:g}: " +
-            ("your words alone" if rec.steered and rho_hi >= 1 else "strongly your words") + "), w to follow your "
+            ("your words alone" if rho_hi >= 1 else "strongly your words") + "), w to follow your "
             "history more.")
         if not text_on:
             gr.Markdown(f"⚠️ **Intentions and new items are off on this server:** {s.text_reason} "

@@ -196,8 +196,7 @@ def test_the_app_clips_to_the_library_limits(service):
     rec, hard = service.rec, service.rec.limits()
     cases = [("steps", 0, hard.steps[0]), ("steps", rec.T + 1, hard.steps[1]), ("k", 0, hard.k[0]),
              ("k", -5, hard.k[0])]
-    if rec.steered:  # the app offers a steered model's ρ from 0 to the slider's top
-        cases += [("rho", hard.rho[1] + 1, rec.rho_range[1]), ("rho", hard.rho[0] - 1, hard.rho[0])]
+    cases += [("rho", hard.rho[1] + 1, rec.rho_range[1]), ("rho", hard.rho[0] - 1, hard.rho[0])]  # 0 … the slider's top
     cases += [("w", hard.w[1] * 10, None), ("rho", 1e300, None)]  # None: within the library's range
     for name, value, bound in cases:
         call = dict(rho=None, w=None, steps=1, k=10, seed=0)

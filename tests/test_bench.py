@@ -8,7 +8,7 @@ from benchmarks.results import write_results
 
 def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
     tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=4, batch_size=64, lr=3e-3,
-                T=100, history_len=5, intention_pool=2, w_grid=(0.0, 1.0), rho_grid=(1.0,), max_minutes=0.5,
+                T=100, history_len=5, intention_pool=2, w_grid=(0.0, 1.0), max_minutes=0.5,
                 clock="cpu")
     seen = []  # rows reported after each model: a stopped run keeps what it finished
     res = run_quality(str(synthetic_dir), [0, 1], train_overrides=tiny,
@@ -114,7 +114,7 @@ def test_bench_merge_joins_runs_made_side_by_side_and_refuses_a_mismatch(tmp_pat
 
 def test_cold_start_protocol_reports_cold_and_warm_cases(synthetic_dir, tmp_path):
     tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=2, batch_size=64, lr=3e-3,
-                T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,), max_minutes=0.5)
+                T=100, history_len=5, intention_pool=2, w_grid=(0.0,), max_minutes=0.5)
     res = run_quality(str(synthetic_dir), [0], models=("popularity", "sasrec", "idream"), train_overrides=tiny,
                       sasrec_overrides=dict(epochs=2, max_len=12), log_fn=lambda s: None, cold_frac=0.25)
     assert res["cold_frac"] == 0.25

@@ -8,8 +8,8 @@ from idream.errors import InputError
 from idream.training.train import TrainConfig
 
 WRONG = [
-    ({"guidance": "learnd"}, "guidance"),  # a mistyped mode used to surface after the whole budget
-    ({"encoder": "causl"}, "encoder"),
+    ({"encoder": "causl"}, "encoder"),  # a mistyped mode used to surface after the whole budget
+    ({"denoiser": "adalm"}, "denoiser"),
     ({"denoiser": "adaln", "encoder": "incontext"}, "denoiser"),
     ({"epochs": 0}, "epochs"),
     ({"epochs": 2.5}, "epochs"),
@@ -31,14 +31,18 @@ def test_a_wrong_value_is_refused_when_the_config_is_made(kwargs, field):
 
 
 def test_a_config_json_with_a_wrong_value_is_refused_as_it_is_read():
-    d = {**TrainConfig().__dict__, "guidance": "learnd"}
-    with pytest.raises(InputError, match="guidance"):
+    d = {**TrainConfig().__dict__, "encoder": "causl"}
+    with pytest.raises(InputError, match="encoder"):
         TrainConfig.from_dict(d)
+    with pytest.raises(InputError, match="learned-guidance.patch"):  # the paper's learned ρ is retired
+        TrainConfig.from_dict({**TrainConfig().__dict__, "guidance": "learned"})
+    old = {**TrainConfig().__dict__, "guidance": "turn", "rho_grid": [0.25, 0.5]}  # what old configs hold
+    assert TrainConfig.from_dict(old) == TrainConfig()
     assert TrainConfig.from_dict({**TrainConfig().__dict__, "epochs": 3}).epochs == 3
 
 
 def test_the_right_values_pass_and_ints_stand_for_floats():
-    cfg = TrainConfig(max_minutes=3, lr=1, w_grid=[0.0, 1.0], denoiser="adaln", guidance="learned")
+    cfg = TrainConfig(max_minutes=3, lr=1, w_grid=[0.0, 1.0], denoiser="adaln")
     assert cfg.max_minutes == 3 and cfg.denoiser == "adaln"
 
 

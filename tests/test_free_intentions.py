@@ -269,7 +269,7 @@ def test_training_reads_no_benchmark_file(synthetic_dir, cache_dir, monkeypatch)
 
     monkeypatch.setattr(builtins, "open", open_)
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
-                      epochs=1, T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,))
+                      epochs=1, T=100, history_len=5, intention_pool=2, w_grid=(0.0,))
     train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     monkeypatch.undo()
     assert any(str(synthetic_dir) in p for p in seen)  # the recorder saw the run read its data

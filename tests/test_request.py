@@ -20,9 +20,8 @@ from idream.core.steer import STEER_RANGE
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "ml-100k"
 T = 50
 WIDE = (-MAX_GUIDANCE, MAX_GUIDANCE)
-STEERED = Limits(steps=(1, T), k=(1, None), rho=STEER_RANGE, w=WIDE, default_rho=0.4, default_w=0.0,
-                 steered=True)
-LEARNED = Limits(steps=(1, T), k=(1, None), rho=WIDE, w=WIDE, default_rho=2.0, default_w=1.0)
+STEERED = Limits(steps=(1, T), k=(1, None), rho=STEER_RANGE, w=WIDE, default_rho=0.4, default_w=0.0)
+OTHER = Limits(steps=(1, T), k=(1, None), rho=STEER_RANGE, w=WIDE, default_rho=0.7, default_w=1.0)
 ANY = st.one_of(st.none(), st.floats(), st.integers(-10**30, 10**30), st.text(max_size=6), st.booleans(),
                 st.sampled_from(["", "1.5", "-0", "1e400", "nan", 1e308, -1e308, MAX_GUIDANCE * 2,
                                  10**400, -(10**400)]))
@@ -30,8 +29,7 @@ ANY = st.one_of(st.none(), st.floats(), st.integers(-10**30, 10**30), st.text(ma
 
 def offered(limits: Limits, available: int) -> Limits:
     """What the demo clips to (Recommender.limits(offered=True) for a model with these limits)."""
-    rho = limits.rho if limits.steered else (0.0, 10.0)
-    return limits.within(rho=rho, w=(0.0, 10.0), k_max=min(MAX_K, available))
+    return limits.within(rho=(0.0, 0.8), w=(0.0, 10.0), k_max=min(MAX_K, available))
 
 
 def as_args(q) -> tuple:
@@ -39,7 +37,7 @@ def as_args(q) -> tuple:
 
 
 @settings(max_examples=300, deadline=None)
-@given(limits=st.sampled_from([STEERED, LEARNED]), available=st.integers(-3, 500),
+@given(limits=st.sampled_from([STEERED, OTHER]), available=st.integers(-3, 500),
        has_history=st.booleans(), intention=st.one_of(st.none(), st.text(max_size=30)),
        rho=ANY, w=ANY, steps=ANY, k=ANY, seed=ANY)
 def test_a_clipped_request_is_one_the_library_accepts(limits, available, has_history, intention,
@@ -56,7 +54,7 @@ def test_a_clipped_request_is_one_the_library_accepts(limits, available, has_his
     assert 0 <= q.seed < SEED_RANGE and 1 <= q.k <= max(1, min(MAX_K, available))
 
 
-@pytest.mark.parametrize("limits", [STEERED, LEARNED], ids=["steered", "learned"])
+@pytest.mark.parametrize("limits", [STEERED, OTHER], ids=["default", "other"])
 @pytest.mark.parametrize("name, value, bound", [
     ("steps", 0, 1), ("steps", T + 1, T), ("steps", 10**9, T), ("k", 0, 1), ("k", -7, 1),
     ("rho", MAX_GUIDANCE * 1.5, None), ("rho", -MAX_GUIDANCE * 1.5, None),
@@ -76,12 +74,12 @@ def test_refused_values_are_clipped_to_the_bound_they_were_refused_at(limits, na
 
 
 def test_defaults_and_what_each_way_does_with_none():
-    q = check_request(LEARNED, True, None, None, None, 1, 10, None)
-    assert (q.rho, q.w, q.seed) == (LEARNED.default_rho, LEARNED.default_w, None)  # None: fresh noise
+    q = check_request(OTHER, True, None, None, None, 1, 10, None)
+    assert (q.rho, q.w, q.seed) == (OTHER.default_rho, OTHER.default_w, None)  # None: fresh noise
     with pytest.raises(ValueError, match="^steps must be a whole number"):
-        check_request(LEARNED, True, None, None, None, None, 10, 0)
-    q = check_request(LEARNED, True, "", "", "", "", "", "", clip=True)
-    assert as_args(q) == (None, LEARNED.default_rho, LEARNED.default_w, 1, 10, 0) and q.notices == []
+        check_request(OTHER, True, None, None, None, None, 10, 0)
+    q = check_request(OTHER, True, "", "", "", "", "", "", clip=True)
+    assert as_args(q) == (None, OTHER.default_rho, OTHER.default_w, 1, 10, 0) and q.notices == []
 
 
 def test_the_intention_is_read_the_same_way_in_both():
@@ -97,9 +95,9 @@ def test_the_intention_is_read_the_same_way_in_both():
 
 
 def test_limits_within_never_widen():
-    narrow = LEARNED.within(rho=(-500.0, 3.0), w=(0.0, 500.0), k_max=0)
-    assert narrow.rho == (-MAX_GUIDANCE, 3.0) and narrow.w == (0.0, MAX_GUIDANCE) and narrow.k == (1, 1)
-    assert narrow.within(k_max=40).k == (1, 1) and LEARNED.within().k == (1, None)
+    narrow = OTHER.within(rho=(-500.0, 0.8), w=(0.0, 500.0), k_max=0)
+    assert narrow.rho == (0.0, 0.8) and narrow.w == (0.0, MAX_GUIDANCE) and narrow.k == (1, 1)
+    assert narrow.within(k_max=40).k == (1, 1) and OTHER.within().k == (1, None)
 
 
 def test_sweep_rhos_share_the_range_of_rho():

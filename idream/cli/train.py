@@ -45,9 +45,7 @@ HELP = {
     "p_intention": "share of targets trained with an intention sentence",
     "intention_pool": "generated intention sentences per item for training",
     "w_grid": "history guidance weights w tried on validation after training",
-    "rho_grid": "intention strengths rho tried on validation after training (--guidance learned)",
-    "guidance": "what rho does: turn (toward the intention's text direction) or learned (the paper's)",
-    "kappa": "--guidance turn: weight of the learned guidance term per unit of rho",
+    "kappa": "weight of the learned guidance term per unit of rho (rho turns toward the intention's text)",
     # training
     "lr": "learning rate of AdamW",
     "weight_decay": "weight decay of AdamW",
@@ -68,8 +66,7 @@ HELP = {
 }
 
 # TrainConfig fields with no flag of their own
-NO_FLAG = {"w_grid": "a tuple; set it in Python (TrainConfig)",
-           "rho_grid": "a tuple; set it in Python (TrainConfig)"}
+NO_FLAG = {"w_grid": "a tuple; set it in Python (TrainConfig)"}
 
 ADVANCED = ("advanced", "For research; a newcomer never needs them. The defaults are the tuned "
                         "values the shipped model was trained with (docs/tuning.md).")
@@ -81,7 +78,7 @@ TRAIN_GROUPS = (
     ("text", None, ("text_model", "tem_dim", "descriptions", "transform")),
     ("model", None, ("width", "depth", "heads", "dropout", "encoder", "denoiser", "item_residual",
                      "text_dims", "id_dims")),
-    ("diffusion", None, ("T", "schedule", "p_t_max", "guidance")),
+    ("diffusion", None, ("T", "schedule", "p_t_max")),
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
     ("budget", None, ("max_minutes", "clock")),
@@ -135,8 +132,7 @@ def _add_train_flags(t) -> None:
                 continue
             default = getattr(defaults, name)
             flags = ["--" + name.replace("_", "-")] + (["--tem"] if name == "text_model" else [])
-            extra = {"choices": DESCRIPTION_SOURCES} if name == "descriptions" else \
-                {"choices": ("turn", "learned")} if name == "guidance" else {}
+            extra = {"choices": DESCRIPTION_SOURCES} if name == "descriptions" else {}
             kind = parse_bool if isinstance(default, bool) else type(default)
             metavar = _FIELD_METAVAR.get(name, _METAVAR.get(type(default), "VALUE"))
             g.add_argument(*flags, type=kind, default=default, metavar=metavar,

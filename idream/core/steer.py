@@ -15,7 +15,7 @@ import torch
 
 from idream.core.transform import Transform
 
-STEER_RANGE = (0.0, 1.0)  # ρ of a text-steered model: 0 the history alone, 1 the intention alone
+STEER_RANGE = (0.0, 1.0)  # ρ: 0 the history alone, 1 the intention alone
 STEER_STEP = 0.1  # between the positions of the slider's sweep
 
 

@@ -163,7 +163,7 @@ def answer_many(rec, asks: list[Ask], cache: IntentionCache | None = None) -> li
                 p.e_q = raw[p.intention]
                 p.q = torch.from_numpy(rec.transform(p.e_q[None]))
     sweeps = [p for p in plans if p.ask.sweep and p.q is not None]
-    if sweeps and rec.steered:  # their text directions in one solve, not one per sweep
+    if sweeps:  # their text directions in one solve, not one per sweep
         for p, d in zip(sweeps, rec.intention_directions(torch.cat([p.q for p in sweeps]))):
             p.toward = d
     groups: dict[tuple, list[_Plan]] = {}

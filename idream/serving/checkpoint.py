@@ -151,8 +151,10 @@ def _config_problem(cfg: dict) -> str | None:
     for key, v in g.items():
         if key in ("w", "rho", "kappa") and not (_is_number(v) and abs(v) <= MAX_GUIDANCE):
             return f"guidance.{key} = {v!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
-    if g.get("mode", "learned") not in ("turn", "learned"):
-        return f"guidance.mode = {g['mode']!r} is not 'turn' or 'learned'"
+    if g.get("rho", 0) and g.get("mode") != "turn":  # (a model without intentions keeps ρ = 0, no mode)
+        return ("guidance: made with the paper's learned ρ (a weight on the learned guidance term alone), "
+                "which this version no longer serves; retrain the model, or apply "
+                "results/experiments/learned-guidance.patch")
     n = cfg.get("new_items", {})
     unknown = set(n) - {f.name for f in fields(NewItemRule)}  # the rule's own fields, no list beside it
     if unknown:
@@ -161,11 +163,11 @@ def _config_problem(cfg: dict) -> str | None:
         if key in n and not (_is_number(n[key]) and abs(n[key]) <= MAX_GUIDANCE):
             return f"new_items.{key} = {n[key]!r} is not a number between -{MAX_GUIDANCE:g} and {MAX_GUIDANCE:g}"
     lo, hi = STEER_RANGE
-    if g.get("mode") == "turn" and "rho" in g and not lo <= g["rho"] <= hi:
-        return f"guidance.rho = {g['rho']!r}: with mode 'turn' it must be between {lo:g} and {hi:g}"
-    if "rho_max" in g and not (g.get("mode") == "turn" and _is_number(g["rho_max"])
+    if "rho" in g and not lo <= g["rho"] <= hi:
+        return f"guidance.rho = {g['rho']!r}: it must be between {lo:g} and {hi:g}"
+    if "rho_max" in g and not (_is_number(g["rho_max"])
                                and g.get("rho", 0) <= g["rho_max"] <= hi and g["rho_max"] > lo):
-        return (f"guidance.rho_max = {g['rho_max']!r}: the slider's top of a steered model, between its "
+        return (f"guidance.rho_max = {g['rho_max']!r}: the slider's top, between the "
                 f"default ρ and {hi:g}")
     return None
 

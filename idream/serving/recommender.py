@@ -108,23 +108,15 @@ class Recommender:
         return float(self.config.get("guidance", {}).get("rho", 1.0))
 
     @property
-    def steered(self) -> bool:
-        """True when ρ turns the oracle toward the intention's text direction (idream.core.steer);
-        False for checkpoints whose ρ only weighs the learned guidance term (the paper's form)."""
-        return self.config.get("guidance", {}).get("mode") == "turn"
-
-    @property
     def kappa(self) -> float:
-        """Weight of the learned guidance term per unit of ρ in a steered model."""
+        """Weight of the learned guidance term per unit of ρ (ρ itself turns toward the text)."""
         return float(self.config.get("guidance", {}).get("kappa", 1.0))
 
     @property
     def rho_range(self) -> tuple[float, float]:
-        """The range of ρ offered to people (the demo's slider). A steered model's top is
-        `guidance.rho_max` where it was chosen (by `python -m benchmarks text --set-slider`), else 1."""
-        if not self.steered:
-            return OFFERED_GUIDANCE
-        return STEER_RANGE[0], float(self.config["guidance"].get("rho_max", STEER_RANGE[1]))
+        """The range of ρ offered to people (the demo's slider): from 0 to `guidance.rho_max` where it
+        was chosen (by `python -m benchmarks text --set-slider`), else to 1."""
+        return STEER_RANGE[0], float(self.config.get("guidance", {}).get("rho_max", STEER_RANGE[1]))
 
     @property
     def w_range(self) -> tuple[float, float]:
@@ -291,13 +283,13 @@ class Recommender:
                return_path: bool = False, shared_noise: bool = False, noise: torch.Tensor | None = None):
         """Generate oracle embeddings for a batch.  histories (B, L) -> (B, D)
         noise: the starting x_T (B, D) when the rows have seeds of their own (idream.serving.batch).
-        rho: a float or (B,); in a steered model it turns the oracle toward each intention's text
-        direction and weighs the learned guidance term by κρ."""
+        rho: a float or (B,) in STEER_RANGE; it turns the oracle toward each intention's text
+        direction and weighs the learned guidance term by κρ (idream.core.steer)."""
         w = self.default_w if w is None else w
         rho = self.default_rho if rho is None else rho
         cond = self.conditions(histories, intentions, has_intention)
         steer = None
-        if self.steered and intentions is not None:
+        if intentions is not None:
             B = cond["intention"].shape[0]
             angle = torch.as_tensor(rho, dtype=torch.float32).expand(B) * cond["has_intention"].float()
             lo, hi = STEER_RANGE
@@ -347,13 +339,12 @@ class Recommender:
         return idx
 
     def limits(self, offered: bool = False, available: int | None = None) -> Limits:
-        """The ranges a request may take: steps 1…T, k ≥ 1, ρ within STEER_RANGE for a steered
-        model (else ±MAX_GUIDANCE), w within ±MAX_GUIDANCE.
+        """The ranges a request may take: steps 1…T, k ≥ 1, ρ within STEER_RANGE, w within
+        ±MAX_GUIDANCE.
         offered: the narrower ones offered to people (rho_range, w_range, at most MAX_K items and
         no more than `available`), which the demo clips to."""
-        rho = STEER_RANGE if self.steered else (-MAX_GUIDANCE, MAX_GUIDANCE)
-        limits = Limits(steps=(1, self.T), k=(1, None), rho=rho, w=(-MAX_GUIDANCE, MAX_GUIDANCE),
-                        default_rho=self.default_rho, default_w=self.default_w, steered=self.steered)
+        limits = Limits(steps=(1, self.T), k=(1, None), rho=STEER_RANGE, w=(-MAX_GUIDANCE, MAX_GUIDANCE),
+                        default_rho=self.default_rho, default_w=self.default_w)
         if not offered:
             return limits
         k_max = MAX_K if available is None else min(MAX_K, available)
@@ -473,12 +464,8 @@ class Recommender:
                               None if q is None else q[0].numpy(), steps_t, rho, e_q)
 
     def rho_positions(self) -> list[float]:
-        """Evenly spaced ρ over the offered range (the sweep's default): steps of STEER_STEP for a
-        steered model, eleven positions otherwise."""
-        lo, hi = self.rho_range
-        if self.steered:
-            return positions(lo, hi)
-        return [round(lo + (hi - lo) * i / 10, 4) for i in range(11)]
+        """Evenly spaced ρ over the offered range (the sweep's default), STEER_STEP apart."""
+        return positions(*self.rho_range)
 
     def sweep_rho(self, history=(), intention: str | None = None, rhos=None,
                   w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
@@ -509,9 +496,8 @@ class Recommender:
         scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, torch.tensor(rhos))
         V = self.item_vectors()
         h_mean = V[idx].mean(0) if idx else None
-        # toward the intention: its text direction in a steered model (what ρ turns to), else q
         if toward is None and q is not None:
-            toward = self.intention_directions(q)[0] if self.steered else q[0]
+            toward = self.intention_directions(q)[0]  # the intention's text direction: what ρ turns to
         cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
         return {
             "rho": rhos,

@@ -19,7 +19,7 @@ MAX_INTENTION_CHARS = 2000
 MAX_TITLE_CHARS = 200  # a new item's title
 MAX_DESCRIPTION_CHARS = 2000  # a new item's description: MiniLM reads ~256 words, the rest is lost
 MAX_GUIDANCE = 100.0  # |w|, |ρ| beyond this only overflow the oracle
-OFFERED_GUIDANCE = (0.0, 10.0)  # the w (and a learned model's ρ) offered to people: the sliders
+OFFERED_GUIDANCE = (0.0, 10.0)  # the w offered to people: the slider
 MAX_K = 100  # the most items a clipped request asks for
 SEED_RANGE = 2**31  # a clipped request's seed is folded into 0 … 2³¹ − 1
 DEFAULT_STEPS, DEFAULT_K, DEFAULT_SEED = 1, 10, 0
@@ -33,10 +33,10 @@ def clean_text(s) -> str:
     return "".join(ch for ch in s if ch.isprintable() or ch in " \t\n").strip()
 
 
-def outside_steer_range(got: str = "") -> ValueError:
-    """The refusal of a ρ outside a text-steered model's range."""
+def outside_steer_range(got: str = "") -> InputError:
+    """The refusal of a ρ outside STEER_RANGE."""
     lo, hi = STEER_RANGE
-    return ValueError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the intention "
+    return InputError(f"rho must be between {lo:g} (the history alone) and {hi:g} (the intention "
                       f"alone) for this model{got}")
 
 
@@ -102,7 +102,6 @@ class Limits:
     w: tuple[float, float]
     default_rho: float
     default_w: float
-    steered: bool = False  # ρ turns toward the intention: its range has a meaning at both ends
 
     def within(self, rho: tuple | None = None, w: tuple | None = None, k_max: int | None = None) -> "Limits":
         """These limits narrowed (to a UI's sliders), never widened: each range is intersected."""
@@ -202,7 +201,7 @@ def check_request(limits: Limits, has_history: bool, intention, rho, w, steps, k
             where = f"below {lo:g}" if hi is None else f"outside {lo:g}…{hi:g}"
             notices.append(f"{label} = {_shown(x)} is {where}; using {kept:g}.")
             return kept
-        if name == "rho" and limits.steered:
+        if name == "rho":  # ρ turns toward the intention: its range has a meaning at both ends
             raise outside_steer_range(f", got {_got(v)}")
         if hi is None:
             raise InputError(f"{name} must be at least {lo:g}, got {_got(v)}")

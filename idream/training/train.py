@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 # Knobs that left TrainConfig, with the value the code now always has; an old config.json holds
 # them. results/experiments/retired-knobs.patch puts them back.
-RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": True, "anneal_to_budget": True}
+RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": True, "anneal_to_budget": True,
+           "guidance": "turn"}
+RETIRED_BY = {"guidance": "learned-guidance.patch"}  # the patch that brings a knob back (else retired-knobs.patch)
+IGNORED = {"rho_grid"}  # read by the learned ρ alone: whatever an old config holds, it meant nothing here
 
 
 @dataclass
@@ -77,10 +80,8 @@ class TrainConfig:
     T: int = 1000
     schedule: str = "linear"
     w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
-    rho_grid: tuple = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0)  # guidance "learned" only
-    guidance: str = "turn"  # ρ turns the oracle toward the intention's text direction (idream.core.steer);
-    # "learned": ρ weighs the learned guidance term alone (the paper's form)
-    kappa: float = 0.5  # "turn": the learned term's weight per unit of ρ (results/experiments/text-guidance.md)
+    # ρ ∈ [0, 1] turns the oracle toward the intention's text direction (idream.core.steer)
+    kappa: float = 0.5  # the learned guidance term's weight per unit of ρ (results/experiments/text-guidance.md)
     max_train_samples: int = 0  # 0: all (a cap is for quick tests)
     valid_users: int = 0  # validate on a seeded sample of this many users (0: all; for large data)
     cold_frac: float = 0.0  # cold-start protocol: this share of the items never trains (0: none)
@@ -113,8 +114,9 @@ class TrainConfig:
         if other:
             raise InputError(f"retired train config keys {other}: this version always trains with "
                              f"{ {k: RETIRED[k] for k in other} }; to train with them, apply "
-                             "results/experiments/retired-knobs.patch")
-        d = {k: v for k, v in d.items() if k not in RETIRED and k != "command"}
+                             + " and ".join(sorted({f"results/experiments/{RETIRED_BY.get(k, 'retired-knobs.patch')}"
+                                                    for k in other})))
+        d = {k: v for k, v in d.items() if k not in RETIRED and k not in IGNORED and k != "command"}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise InputError(f"unknown train config keys {sorted(unknown)}")
@@ -122,7 +124,7 @@ class TrainConfig:
 
 
 CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedule": SCHEDULES,
-           "clock": ("wall", "cpu"), "guidance": ("turn", "learned"), "item_source": ("text", "id"),
+           "clock": ("wall", "cpu"), "item_source": ("text", "id"),
            "encoder": ENCODERS, "denoiser": DENOISERS}
 AT_LEAST_ONE = ("history_len", "epochs", "batch_size", "seq_batch_size", "width", "depth", "heads", "T",
                 "encoder_depth", "future_k", "id_dim", "patience")
@@ -221,7 +223,7 @@ def _checkpoint_config(cfg: TrainConfig, ds, mcfg: ModelConfig, dcfg: DiffusionC
                  "item_kind": list(ds.item_kind),
                  **({"cold_items": cold.tolist()} if len(cold) else {})},
         "train": asdict(cfg),
-        "guidance": {"w": 0.0, "rho": 1.0},
+        "guidance": {"w": 0.0, "rho": 0.0, "mode": "turn", "kappa": cfg.kappa},
     }
     if cfg.descriptions == "llm":
         from idream.text import llm
@@ -677,17 +679,15 @@ def future_targets(out: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, 
     return items.clamp(min=0), w / w.sum(1, keepdim=True)
 
 
-TURN_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # ρ for guidance "turn" (1.0: text alone)
+TURN_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # ρ tried on validation (1.0: the text alone)
 MIN_LIFT = 2.0  # "turn": the default ρ keeps at least this HR@10 lift from generated intentions
 
 
 def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
-    """Pick w (unguided, one-step) then ρ (generated intentions) on the validation split.
-
-    learned: ρ with the best NDCG@10. turn: the strongest ρ whose HR@10 with generated
-    intentions is still ≥ MIN_LIFT × the unguided one: as far toward what the person says as the
-    history's predictive value allows (the best NDCG@10 if no ρ keeps the lift).
-    """
+    """Pick w (unguided, one-step) then ρ (generated intentions) on the validation split: the
+    strongest ρ whose HR@10 with generated intentions is still ≥ MIN_LIFT × the unguided one, as far
+    toward what the person says as the history's predictive value allows (the best NDCG@10 if no ρ
+    keeps the lift)."""
     scores, hits = {}, {}
     for w in cfg.w_grid:
         m = evaluate_recommender(rec, split.valid, 1, w=w, rho=0.0, seed=cfg.seed).metrics
@@ -698,20 +698,18 @@ def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
                                   "w_grid": {str(k): round(v, 5) for k, v in scores.items()}}
         return
     q = generated_intentions(rec, split.valid, seed=cfg.seed + 1)
-    turn = cfg.guidance == "turn"
-    slider_top = rec.config.get("guidance", {}).get("rho_max") if turn else None  # chosen on the dev half
-    # the mode first: it decides what ρ means while the grid is measured
-    rec.config["guidance"] = {"w": float(w_best), "rho": 0.0,
-                              **({"mode": "turn", "kappa": float(cfg.kappa)} if turn else {})}
+    slider_top = rec.config.get("guidance", {}).get("rho_max")  # chosen on the dev half
+    # κ first: the grid is measured with it
+    rec.config["guidance"] = {"w": float(w_best), "rho": 0.0, "mode": "turn", "kappa": float(cfg.kappa)}
     rscores, lifts = {}, {}
-    for rho in TURN_GRID if turn else cfg.rho_grid:
+    for rho in TURN_GRID:
         m = evaluate_recommender(rec, split.valid, 1, w=w_best, rho=rho, intentions=q, seed=cfg.seed).metrics
         rscores[rho], lifts[rho] = m["NDCG@10"], m["HR@10"] / max(hits[w_best], 1e-12)
     rho_best = max(rscores, key=rscores.get)
     keep = [r for r in rscores if lifts[r] >= MIN_LIFT]
-    if turn and keep:
+    if keep:
         rho_best = max(keep)
-    how = (f"the strongest ρ with HR@10 lift ≥ {MIN_LIFT:g}× from generated intentions" if turn and keep
+    how = (f"the strongest ρ with HR@10 lift ≥ {MIN_LIFT:g}× from generated intentions" if keep
            else "the best NDCG@10 with generated intentions")
     rec.config["guidance"] = {**rec.config["guidance"], "rho": float(rho_best),
                               "chosen_on": f"validation, one-step: w the best NDCG@10 unguided, ρ {how}",
