@@ -93,8 +93,6 @@ def run_epoch_cost(dataset: str, train_overrides: dict | None = None, sasrec_ove
     from idream.training.train import TrainConfig
 
     cfg = TrainConfig(dataset=dataset, **(train_overrides or {}))
-    if cfg.encoder != "causal":
-        raise ValueError("the epoch bench times the causal encoder's window training")
     i_step, i_steps, i_targets, i_windows, i_params, split, n_items = _idream_stepper(cfg)
     scfg = SASRecConfig(**(sasrec_overrides or {}))
     s_step, s_steps, s_targets, s_windows, s_params = _sasrec_stepper(split, n_items, scfg)

@@ -214,11 +214,10 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
     from idream.training.train import TrainConfig
     torch.set_grad_enabled(True)
     model = rec.model.train()
-    L, causal = rec.history_len, rec.model.cfg.encoder == "causal"
-    S = TrainConfig.seq_batch_size if causal else TrainConfig.batch_size
+    L, S = rec.history_len, TrainConfig.seq_batch_size
     h = torch.randint(0, N, (S, L))
     valid = torch.ones(S, L, dtype=torch.bool)
-    B = S * L if causal else S  # targets per step
+    B = S * L  # targets per step
     seq_i, pos_i = torch.arange(S).repeat_interleave(L), torch.arange(L).repeat(S)
     y = torch.randint(0, N, (B,))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -228,10 +227,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
         x0 = V[y]
         x_t = rec.diffusion.q_sample(x0, t, torch.randn_like(x0))
         yes, no = torch.ones(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
-        if causal:
-            pred = model.forward_sequence(x_t, t, V[h], valid, seq_i, pos_i, yes, torch.zeros(B, D), no)
-        else:
-            pred = model(x_t, t, V[h], valid, yes, torch.zeros(B, D), no)
+        pred = model.forward_sequence(x_t, t, V[h], valid, seq_i, pos_i, yes, torch.zeros(B, D), no)
         loss, _ = training_loss(pred, x0, y, V, 1.0)
         opt.zero_grad()
         loss.backward()
@@ -243,7 +239,7 @@ def run_speed(ckpt: str, sizes=(1682, 100_000, 1_000_000), repeats: int = 30, lo
             "retrieval": retrieval, "recall_users": len(real), "faiss": faiss.__version__,
             "skipped_sizes": skipped, "candidates": CANDIDATES, "candidate_share": CANDIDATE_SHARE,
             "load_average": [load_before, [round(x, 2) for x in os.getloadavg()]],
-            "train_batch": f"{S} sequences × {L} positions" if causal else f"{S} cases",
+            "train_batch": f"{S} sequences × {L} positions",
             "train_samples_per_s": round(B / (tr["median_ms"] / 1000), 1)}
 
 

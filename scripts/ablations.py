@@ -83,7 +83,8 @@ def sampling(checkpoint: str) -> dict:
 TRAINING_RUNS = (("defaults", {}),  # causal encoder, history 10, whiten
                  ("transform", {"transform": "scale"}), ("transform", {"transform": "none"}),
                  ("history length", {"history_len": 50}),
-                 ("history encoder", {"encoder": "incontext", "history_len": 10}),  # the paper's form
+                 # the paper's in-context encoder: results/experiments/incontext-encoder.patch, then
+                 # ("history encoder", {"encoder": "incontext", "history_len": 10}) here
                  ("training t", {"p_t_max": 0.0}))  # uniform t, as the paper
 
 

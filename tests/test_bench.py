@@ -7,7 +7,7 @@ from benchmarks.results import write_results
 
 
 def test_quality_bench_on_synthetic(synthetic_dir, tmp_path):
-    tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=4, batch_size=64, lr=3e-3,
+    tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=4, lr=3e-3,
                 T=100, history_len=5, intention_pool=2, w_grid=(0.0, 1.0), max_minutes=0.5,
                 clock="cpu")
     seen = []  # rows reported after each model: a stopped run keeps what it finished
@@ -113,7 +113,7 @@ def test_bench_merge_joins_runs_made_side_by_side_and_refuses_a_mismatch(tmp_pat
 
 
 def test_cold_start_protocol_reports_cold_and_warm_cases(synthetic_dir, tmp_path):
-    tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=2, batch_size=64, lr=3e-3,
+    tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, epochs=2, lr=3e-3,
                 T=100, history_len=5, intention_pool=2, w_grid=(0.0,), max_minutes=0.5)
     res = run_quality(str(synthetic_dir), [0], models=("popularity", "sasrec", "idream"), train_overrides=tiny,
                       sasrec_overrides=dict(epochs=2, max_len=12), log_fn=lambda s: None, cold_frac=0.25)
@@ -136,7 +136,7 @@ def test_a_row_stopped_early_only_after_patience_epochs_without_gain():
 def test_epoch_bench_times_both_models_on_the_same_targets(synthetic_dir, tmp_path):
     from benchmarks.epoch import epoch_markdown, run_epoch_cost
     tiny = dict(text_model="hash:32", width=32, depth=1, heads=2, T=100, history_len=5, intention_pool=2,
-                encoder="causal", seq_batch_size=8)
+                seq_batch_size=8)
     res = run_epoch_cost(str(synthetic_dir), tiny, dict(max_len=12, batch_size=16), steps=2, blocks=2,
                          log_fn=lambda s: None)
     i, s = res["rows"]["idream"], res["rows"]["sasrec"]

@@ -25,7 +25,7 @@ def run(*args, ok=True, env_extra=None):
 def ckpt(synthetic_dir, cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "ck"
     p = run("train", "--dataset", str(synthetic_dir), "--out", str(out), "--text-model", "hash:32",
-            "--width", "32", "--depth", "1", "--heads", "2", "--epochs", "12", "--batch-size", "64",
+            "--width", "32", "--depth", "1", "--heads", "2", "--epochs", "12",
             "--lr", "0.003", "--T", "100", "--history-len", "5", "--intention-pool", "2",
             "--cache-dir", str(cache_dir), "--quiet")
     assert "valid_NDCG@10" in p.stderr  # per-epoch validation is reported
@@ -184,7 +184,7 @@ def test_new_items_chosen_on_cold_start_checkpoints(ckpt, synthetic_dir, cache_d
     assert bad.returncode == 2 and "no cold items" in bad.stderr and "Traceback" not in bad.stderr
     cold = tmp_path / "cold"
     run("train", "--dataset", str(synthetic_dir), "--out", str(cold), "--text-model", "hash:32",
-        "--width", "32", "--depth", "1", "--heads", "2", "--epochs", "2", "--batch-size", "64",
+        "--width", "32", "--depth", "1", "--heads", "2", "--epochs", "2",
         "--T", "100", "--history-len", "5", "--intention-pool", "2", "--cold-frac", "0.25",
         "--cache-dir", str(cache_dir), "--quiet", "--no-eval")
     assert json.loads((cold / "config.json").read_text())["new_items"]["chosen_on"].startswith("validation")

@@ -22,8 +22,8 @@ GROUP_TITLES = ["data", "text", "model", "diffusion", "training", "budget", "out
 # a few flags and the group a newcomer looks for them in
 WHERE = {"--dataset": "data", "--history-len": "data", "--text-model": "text", "--tem-dim": "text",
          "--descriptions": "text", "--width": "model", "--depth": "model", "--heads": "model",
-         "--dropout": "model", "--encoder": "model", "--T": "diffusion", "--schedule": "diffusion",
-         "--p-t-max": "diffusion", "--lr": "training", "--batch-size": "training",
+         "--dropout": "model", "--denoiser": "model", "--T": "diffusion", "--schedule": "diffusion",
+         "--p-t-max": "diffusion", "--lr": "training", "--seq-batch-size": "training",
          "--epochs": "training", "--patience": "training", "--seed": "training",
          "--threads": "training", "--device": "training", "--max-minutes": "budget",
          "--out": "output", "--cache-dir": "output", "--no-eval": "output", "--quiet": "output"}

@@ -8,9 +8,9 @@ from idream.errors import InputError
 from idream.training.train import TrainConfig
 
 WRONG = [
-    ({"encoder": "causl"}, "encoder"),  # a mistyped mode used to surface after the whole budget
+    ({"schedule": "cosin"}, "schedule"),  # a mistyped mode used to surface after the whole budget
     ({"denoiser": "adalm"}, "denoiser"),
-    ({"denoiser": "adaln", "encoder": "incontext"}, "denoiser"),
+    ({"seq_batch_size": 0}, "seq_batch_size"),
     ({"epochs": 0}, "epochs"),
     ({"epochs": 2.5}, "epochs"),
     ({"lr": "fast"}, "lr"),

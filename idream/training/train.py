@@ -27,7 +27,7 @@ from idream.data.datasets import PAD, SequenceWindows, chronological_split, cold
 from idream.core.diffusion import SCHEDULES, Diffusion, DiffusionConfig, training_loss
 from idream.evaluation.evaluate import evaluate_recommender, generated_intentions
 from idream.data.intentions import intention_pool
-from idream.core.model import DENOISERS, ENCODERS, Denoiser, ItemTable, ModelConfig
+from idream.core.model import DENOISERS, Denoiser, ItemTable, ModelConfig
 from idream.serving.recommender import Recommender
 from idream.training.schedule import BudgetSchedule, budget_clock
 from idream.core.transform import KINDS as TRANSFORMS
@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 # Knobs that left TrainConfig, with the value the code now always has; an old config.json holds
 # them. results/experiments/retired-knobs.patch puts them back.
 RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": True, "anneal_to_budget": True,
-           "guidance": "turn"}
-RETIRED_BY = {"guidance": "learned-guidance.patch"}  # the patch that brings a knob back (else retired-knobs.patch)
-IGNORED = {"rho_grid"}  # read by the learned ρ alone: whatever an old config holds, it meant nothing here
+           "guidance": "turn", "encoder": "causal"}
+# the patch that brings a knob back (else retired-knobs.patch)
+RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encoder.patch"}
+IGNORED = {"rho_grid", "batch_size"}  # read by retired modes alone (the learned ρ, the in-context encoder)
 
 
 @dataclass
@@ -54,7 +55,6 @@ class TrainConfig:
     transform: str = "whiten"  # chosen on validation (docs/tuning.md)
     history_len: int = 10  # short windows: more updates per epoch, better at equal minutes (docs/tuning.md)
     epochs: int = 30
-    batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
     p_uncond: float = 0.1  # condition dropout of the history (classifier-free guidance)
@@ -88,12 +88,10 @@ class TrainConfig:
     cold_seed: int = 0  # which items: a seeded draw
     item_source: str = "text"  # "id": DreamRec's randomly initialised, jointly trained ID vectors
     id_dim: int = 64  # dimension of the ID vectors when item_source == "id"
-    encoder: str = "causal"  # SASRec-style history encoder, every position trained at once;
-    # "incontext": every history item a token of the denoiser (the paper's form; results/ablation-training.md)
-    encoder_depth: int = 2
+    encoder_depth: int = 2  # the causal history encoder (as SASRec), every position trained at once
     denoiser: str = "tokens"  # "adaln": one x_t token conditioned by adaLN-Zero (idream/core/model.py)
-    seq_batch_size: int = 32  # sequences per step with the causal encoder (each holds up to L targets)
-    future_k: int = 5  # causal encoder: the ranking loss targets the next k items of the window,
+    seq_batch_size: int = 32  # history windows per step (each holds up to L targets)
+    future_k: int = 5  # the ranking loss targets the next k items of the window,
     future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
     # ml-100k rates many items at one timestamp, so the exact next item is partly chance (docs/tuning.md).
     # Targets that come with an intention (written from the next item) rank that item alone.
@@ -125,8 +123,8 @@ class TrainConfig:
 
 CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedule": SCHEDULES,
            "clock": ("wall", "cpu"), "item_source": ("text", "id"),
-           "encoder": ENCODERS, "denoiser": DENOISERS}
-AT_LEAST_ONE = ("history_len", "epochs", "batch_size", "seq_batch_size", "width", "depth", "heads", "T",
+           "denoiser": DENOISERS}
+AT_LEAST_ONE = ("history_len", "epochs", "seq_batch_size", "width", "depth", "heads", "T",
                 "encoder_depth", "future_k", "id_dim", "patience")
 AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale", "text_dims", "id_dims",
                  "max_minutes", "threads", "max_train_samples", "valid_users", "kappa")
@@ -157,7 +155,6 @@ def _wrong_values(cfg: TrainConfig) -> str | None:
                ("future_decay", cfg.future_decay > 0, "above 0"),
                ("cold_frac", 0 <= cfg.cold_frac < 1, "in [0, 1)"),
                ("width", cfg.width % cfg.heads == 0, f"a multiple of heads ({cfg.heads})"),
-               ("denoiser", cfg.denoiser != "adaln" or cfg.encoder == "causal", "tokens with --encoder incontext"),
                ("device", str(cfg.device).split(":")[0] in ("cpu", "cuda"), "cpu or cuda")]
     for name, ok, want in checks:
         if not ok:
@@ -185,7 +182,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     mcfg = ModelConfig(dim=D, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                        history_len=cfg.history_len, dropout=cfg.dropout,
                        n_items=N if (cfg.item_residual or by_id) else 0,
-                       residual_scale=cfg.residual_scale, encoder=cfg.encoder,
+                       residual_scale=cfg.residual_scale,
                        encoder_depth=cfg.encoder_depth, id_dims=id_dims, denoiser=cfg.denoiser)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
@@ -320,36 +317,26 @@ def _setup(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool) -> Ru
 
 
 class Batches:
-    """The units of training and the draw of one step's Batch from some of them: sequence windows
-    with a target at every position (causal encoder), else single targets with their history."""
+    """The units of training, history windows with a target at every position, and the draw of one
+    step's Batch from some of them."""
 
     def __init__(self, cfg: TrainConfig, split, Q: torch.Tensor, T: int, rng: np.random.Generator,
                  gen: torch.Generator | None, dev: torch.device):
         self.cfg, self.Q, self.T, self.gen, self.dev = cfg, Q, T, gen, dev  # Q (N, P, D)
-        self.causal = cfg.encoder == "causal"
-        cases = None  # (the draw is made for the causal encoder too: a seed keeps its batches)
-        if cfg.max_train_samples and split.n_train > cfg.max_train_samples:
-            cases = rng.choice(split.n_train, cfg.max_train_samples, replace=False)
-        if self.causal:  # windows built a batch at a time
-            self.windows = SequenceWindows(split.train_sequences, cfg.history_len)
-            if cfg.max_train_samples:  # random windows holding about that many targets
-                keep = rng.permutation(len(self.windows))
-                n = int(np.searchsorted(np.cumsum(self.windows.targets()[keep]), cfg.max_train_samples)) + 1
-                self.windows = self.windows.subset(keep[:n])
-            self.units, unit = len(self.windows), "windows"
-        else:
-            train = split.train if cases is None else split.train.subset(cases)
-            self.hist_t = torch.as_tensor(train.histories).to(dev)
-            self.tgt_t = torch.as_tensor(train.targets).to(dev)
-            self.units, unit = len(train), "cases"
-        self.size = bs = cfg.seq_batch_size if self.causal else cfg.batch_size  # the global batch
+        self.windows = SequenceWindows(split.train_sequences, cfg.history_len)  # built a batch at a time
+        if cfg.max_train_samples:  # random windows holding about that many targets
+            keep = rng.permutation(len(self.windows))
+            n = int(np.searchsorted(np.cumsum(self.windows.targets()[keep]), cfg.max_train_samples)) + 1
+            self.windows = self.windows.subset(keep[:n])
+        self.units, unit = len(self.windows), "windows"
+        self.size = bs = cfg.seq_batch_size  # the global batch
         world = distributed.world_size()
         if world > self.units:
             raise InputError(f"fewer training {unit} ({self.units}) than training processes ({world}): "
                              f"every process needs a share; start at most {self.units}")
         if world > bs:
             raise InputError(f"a batch of {bs} {unit} cannot be shared by {world} training processes: "
-                             f"raise --{'seq-' if self.causal else ''}batch-size to {world} or more")
+                             f"raise --seq-batch-size to {world} or more")
         self.n_batches = math.ceil(self.units / bs)
         if 0 < self.units % bs < world:  # a last batch too small to share joins the one before it
             self.n_batches -= 1
@@ -361,23 +348,16 @@ class Batches:
     def draw(self, rows: np.ndarray) -> "Batch":
         """The global batch of these units, with every random draw made."""
         cfg, dev, gen = self.cfg, self.dev, self.gen
-        r = c = out = None
-        if self.causal:
-            h, out = (torch.from_numpy(a).to(dev) for a in self.windows.take(rows))  # (S, L) each
-            r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
-            y, valid = out[r, c], h != PAD
-            has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
-        else:
-            rows = torch.from_numpy(rows).to(dev)
-            h, y = self.hist_t[rows], self.tgt_t[rows]
-            valid = h != PAD
-            has_h = valid.any(1)
+        h, out = (torch.from_numpy(a).to(dev) for a in self.windows.take(rows))  # (S, L) each
+        r, c = (out != PAD).nonzero(as_tuple=True)  # the positions with a next item
+        y, valid = out[r, c], h != PAD
+        has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
         B, (P, D) = len(y), self.Q.shape[1:]
         has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
         has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
         q = self.Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
         y_rank, y_w = y, None  # the ranking targets: the next item alone, or the next k
-        if self.causal and cfg.future_k > 1:  # (an intention describes the next item: its rows rank it alone)
+        if cfg.future_k > 1:  # (an intention describes the next item: its rows rank it alone)
             y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
         t = training_timesteps(B, self.T, cfg.p_t_max, dev, gen)
         noise = torch.randn(B, D, device=dev, generator=gen)
@@ -597,7 +577,7 @@ class Batch:
     histories and the intentions. Under torchrun every rank draws the same global batch and
     trains its share() of it, so N processes take the steps that one process would."""
 
-    h: torch.Tensor  # (S, L) history items, PAD-filled: one row per target, or per window (causal)
+    h: torch.Tensor  # (S, L) history windows' items, PAD-filled
     valid: torch.Tensor  # (S, L) bool: a real item in this slot
     y: torch.Tensor  # (M,) target items
     y_rank: torch.Tensor  # (M,) or (M, k): what the ranking loss targets
@@ -607,8 +587,8 @@ class Batch:
     has_h: torch.Tensor  # (M,) bool: the history is kept (not dropped for guidance)
     q: torch.Tensor  # (M, D) intentions
     has_q: torch.Tensor  # (M,) bool
-    r: torch.Tensor | None = None  # (M,) causal: the window and
-    c: torch.Tensor | None = None  # (M,) position whose next item each target is
+    r: torch.Tensor  # (M,) the window and
+    c: torch.Tensor  # (M,) position whose next item each target is
     weight: float = 1.0  # this share's targets per target of the global batch, times the ranks
 
     def share(self, rank: int, world: int) -> "Batch":
@@ -618,16 +598,15 @@ class Batch:
             return self
         S, M = len(self.h), len(self.y)
         lo, hi = S * rank // world, S * (rank + 1) // world
-        first, end = lo, hi  # the targets: one per row, or
-        if self.r is not None:  # (causal) those of the windows lo..hi-1, listed window by window
-            first, end = torch.searchsorted(self.r, torch.tensor([lo, hi], device=self.r.device)).tolist()
+        # the targets of the windows lo..hi-1, listed window by window
+        first, end = torch.searchsorted(self.r, torch.tensor([lo, hi], device=self.r.device)).tolist()
 
         def cut(v):
             return None if v is None else v[first:end]
 
         return Batch(self.h[lo:hi], self.valid[lo:hi], cut(self.y), cut(self.y_rank), cut(self.y_w),
                      cut(self.t), cut(self.noise), cut(self.has_h), cut(self.q), cut(self.has_q),
-                     None if self.r is None else self.r[first:end] - lo, cut(self.c),
+                     self.r[first:end] - lo, cut(self.c),
                      weight=(end - first) * world / M)
 
 
@@ -647,10 +626,7 @@ class Objective(nn.Module):
         x_t = self.diffusion.q_sample(x0, batch.t, batch.noise)
         history = V[batch.h.clamp(min=0)]  # (S, L, D)
         args = (batch.has_h, batch.q, batch.has_q)
-        if batch.r is None:
-            pred = self.model(x_t, batch.t, history, batch.valid, *args)
-        else:
-            pred = self.model.forward_sequence(x_t, batch.t, history, batch.valid, batch.r, batch.c, *args)
+        pred = self.model.forward_sequence(x_t, batch.t, history, batch.valid, batch.r, batch.c, *args)
         loss, parts = training_loss(pred, x0, batch.y_rank, V, self.ce_weight, self.tau, batch.y_w,
                                     self.exclude)
         return loss * batch.weight, parts
