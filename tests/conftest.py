@@ -16,9 +16,11 @@ ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
 
 def make_synthetic(folder: Path, n_items: int = 40, n_users: int = 120, length: int = 12,
                    seed: int = 0) -> Path:
-    """Users walk the catalog: after item i comes item (i + 1) mod N (the planted rule)."""
+    """Users walk the catalog: after item i comes item (i + 1) mod N (the planted rule). Its items
+    are films, as its dataset.json says, so its texts are the film wording the tests were tuned on."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.json").write_text('{"item_kind": "film"}')
     with open(folder / "items.csv", "w") as f:
         f.write("item_id,title,year,genres\n")
         for i in range(n_items):
