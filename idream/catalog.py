@@ -30,7 +30,7 @@ def item_texts(ds: Dataset, descriptions: str = "template",
         from .llm import llm_descriptions
 
         return llm_descriptions(ds, cache_dir)
-    return [text.describe(m) for m in ds.all_item_meta()]
+    return [text.describe(m, ds.item_kind) for m in ds.all_item_meta()]
 
 
 def item_embeddings(ds: Dataset, backend: "text.EmbeddingBackend", descriptions: str = "template",

@@ -143,7 +143,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
     if by_id:
         return rec, split, E, torch.zeros(N, 1, D)
-    pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed)
+    pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed, ds.item_kind)
     Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
                         tag=f"{ds.name}-train-intentions-p{cfg.intention_pool}-s{cfg.seed}",
                         progress=progress)
