@@ -40,23 +40,41 @@ from .openai_backend import (
     call_with_retries,
     make_client,
 )
+from .text.descriptions import FILM, wording
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "describe-v1"
+PROMPT_VERSION = "describe-v1"  # the film prompt's; prompt_version(kind) names the others
 MAX_TEXT_CHARS = 4000  # a longer answer is cut (a runaway generation, not a description)
 
-SYSTEM_PROMPT = ("You write catalog descriptions of movies for a recommender system. "
-                 "Be factual, specific and concise.")
-USER_PROMPT = ("Write a description of the movie below in one paragraph of about 100 words: "
-               "what it is about, its genre, tone and mood, its themes, and the kind of viewer "
-               "who would enjoy it. Do not reveal the ending. Answer with the paragraph only: "
-               "no heading, list or preamble.")
+_SYSTEM = ("You write catalog descriptions of {many} for a recommender system. "
+           "Be factual, specific and concise.")
+_USER = ("Write a description of the {one} below in one paragraph of about 100 words: "
+         "what it is about, its genre, tone and mood, its themes, and the kind of {audience} "
+         "who would enjoy it. Do not reveal the ending. Answer with the paragraph only: "
+         "no heading, list or preamble.")
 
 
 # --------------------------------------------------------------------------------------------
 # Prompt and records
 # --------------------------------------------------------------------------------------------
+
+def prompts(kind: Sequence[str] = FILM) -> tuple[str, str]:
+    """The system prompt and the user prompt's opening for a catalog of `kind` (singular, plural);
+    films are asked about as "movies", the words their cached descriptions were written for."""
+    words = wording(kind)
+    one, many = ("movie", "movies") if words.film else (words.one, words.many)
+    return _SYSTEM.format(many=many), _USER.format(one=one, audience=words.audience)
+
+
+SYSTEM_PROMPT, USER_PROMPT = prompts(FILM)
+
+
+def prompt_version(kind: Sequence[str] = FILM) -> str:
+    """The cache's name for the prompt a kind is asked with: a record from another kind's prompt
+    (a book catalog described as movies) is not current."""
+    return PROMPT_VERSION if prompts(kind) == prompts(FILM) else f"{PROMPT_VERSION}-{wording(kind).one}"
+
 
 def item_key(meta: Mapping[str, Any]) -> str:
     """The item id as the cache stores it (a string, whatever the dataset's id type)."""
@@ -72,8 +90,8 @@ def metadata_sha256(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def build_messages(meta: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The chat messages that ask for one item's description."""
+def build_messages(meta: Mapping[str, Any], kind: Sequence[str] = FILM) -> list[dict[str, str]]:
+    """The chat messages that ask for one item's description, naming the catalog's `kind`."""
     lines = [f"Title: {str(meta.get('title') or '').strip() or 'unknown'}"]
     if meta.get("year"):
         lines.append(f"Year: {meta['year']}")
@@ -83,20 +101,23 @@ def build_messages(meta: Mapping[str, Any]) -> list[dict[str, str]]:
     notes = str(meta.get("description") or "").strip()
     if notes:
         lines.append(f"Notes: {notes}")
-    return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_PROMPT + "\n\n" + "\n".join(lines)}]
+    system, user = prompts(kind)
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": user + "\n\n" + "\n".join(lines)}]
 
 
-def make_record(meta: Mapping[str, Any], model: str, text: str) -> dict[str, str]:
+def make_record(meta: Mapping[str, Any], model: str, text: str,
+                kind: Sequence[str] = FILM) -> dict[str, str]:
+    """The cache record of one answer, keyed by the item's metadata and the kind's prompt."""
     return {"item_id": item_key(meta), "meta_sha256": metadata_sha256(meta), "model": model,
-            "prompt_version": PROMPT_VERSION, "text": text}
+            "prompt_version": prompt_version(kind), "text": text}
 
 
 def is_current(record: Mapping[str, Any] | None, meta: Mapping[str, Any],
-               model: str | None = None) -> bool:
+               model: str | None = None, kind: Sequence[str] = FILM) -> bool:
     """Whether `record` still describes `meta` (same metadata and prompt; same model if given)."""
     return (record is not None and record.get("meta_sha256") == metadata_sha256(meta)
-            and record.get("prompt_version") == PROMPT_VERSION
+            and record.get("prompt_version") == prompt_version(kind)
             and (model is None or record.get("model") == model)
             and isinstance(record.get("text"), str) and bool(record["text"].strip()))
 
@@ -214,9 +235,10 @@ class Plan:
 
 
 def plan_descriptions(items: Sequence[Mapping[str, Any]], model: str, path: str | Path,
-                      max_items: int | None = None) -> Plan:
+                      max_items: int | None = None, kind: Sequence[str] = FILM) -> Plan:
+    """The items of a catalog of `kind` that lack a current description from `model`."""
     records = DescriptionCache(path).load()
-    missing = [m for m in items if not is_current(records.get(item_key(m)), m, model)]
+    missing = [m for m in items if not is_current(records.get(item_key(m)), m, model, kind)]
     todo = missing if max_items is None else missing[:max(int(max_items), 0)]
     return Plan(total=len(items), cached=len(items) - len(missing), pending=todo,
                 missing=len(missing))
@@ -224,9 +246,10 @@ def plan_descriptions(items: Sequence[Mapping[str, Any]], model: str, path: str 
 
 def request_description(client: Any, model: str, meta: Mapping[str, Any], policy: RetryPolicy,
                         stop: threading.Event | None = None,
-                        on_retry: Callable[[str], None] | None = None) -> str:
+                        on_retry: Callable[[str], None] | None = None,
+                        kind: Sequence[str] = FILM) -> str:
     """One chat request (with retries) -> the description text."""
-    messages = build_messages(meta)
+    messages = build_messages(meta, kind)
 
     def call() -> str:
         response = client.chat.completions.create(model=model, messages=messages)
@@ -244,8 +267,10 @@ def request_description(client: Any, model: str, meta: Mapping[str, Any], policy
 def describe_catalog(items: Sequence[Mapping[str, Any]], model: str, path: str | Path, *,
                      max_items: int | None = None, concurrency: int = 4,
                      policy: RetryPolicy | None = None, progress: bool = True,
-                     on_plan: Callable[[Plan], None] | None = None) -> dict:
+                     on_plan: Callable[[Plan], None] | None = None,
+                     kind: Sequence[str] = FILM) -> dict:
     """Describe every item lacking a current description from `model`; returns a summary.
+    `kind`: the catalog's (singular, plural) item kind, which the prompt names.
 
     At most `concurrency` requests are in flight. A permanent failure (a wrong key, an unknown
     model, retries spent) stops new requests, saves the answers still arriving and raises
@@ -256,14 +281,15 @@ def describe_catalog(items: Sequence[Mapping[str, Any]], model: str, path: str |
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     cache = DescriptionCache(path)
     with cache.exclusive():
-        return _describe(cache, items, model, max_items, concurrency, policy, progress, on_plan)
+        return _describe(cache, items, model, max_items, concurrency, policy, progress, on_plan,
+                         kind)
 
 
 def _describe(cache: DescriptionCache, items, model, max_items, concurrency, policy, progress,
-              on_plan) -> dict:
+              on_plan, kind) -> dict:
     order = [item_key(m) for m in items]
     cache.compact(order)  # drop a torn line first, so appends start on a clean line
-    plan = plan_descriptions(items, model, cache.path, max_items)
+    plan = plan_descriptions(items, model, cache.path, max_items, kind)
     if on_plan is not None:
         on_plan(plan)
     summary = {"total": plan.total, "cached": plan.cached, "requested": plan.requests,
@@ -290,7 +316,7 @@ def _describe(cache: DescriptionCache, items, model, max_items, concurrency, pol
         meta = next(todo, None)
         if meta is not None:
             running[pool.submit(request_description, client, model, meta, policy, stop,
-                                on_retry)] = meta
+                                on_retry, kind)] = meta
 
     try:
         for _ in range(concurrency):
@@ -314,7 +340,7 @@ def _describe(cache: DescriptionCache, items, model, max_items, concurrency, pol
                         stop.set()  # no new requests; answers in flight are still saved
                         continue
                 else:
-                    cache.append(make_record(meta, model, text))
+                    cache.append(make_record(meta, model, text, kind))
                     summary["written"] += 1
                     bar.update(1)
                     if retries["n"]:
@@ -330,7 +356,7 @@ def _describe(cache: DescriptionCache, items, model, max_items, concurrency, pol
     pool.shutdown(wait=True)
     records = cache.compact(order)
     summary["retries"] = retries["n"]
-    have = sum(is_current(records.get(item_key(m)), m, model) for m in items)
+    have = sum(is_current(records.get(item_key(m)), m, model, kind) for m in items)
     summary["complete"] = have
     if failure is not None:
         raise OpenAIServiceError(
@@ -348,13 +374,14 @@ class MissingDescriptionsError(ValueError):
 
 
 def cached_descriptions(items: Sequence[Mapping[str, Any]], path: str | Path,
-                        dataset_hint: str = "DATASET") -> list[str]:
-    """One LLM description per item from the cache at `path`, all from one model; else raise."""
+                        dataset_hint: str = "DATASET", kind: Sequence[str] = FILM) -> list[str]:
+    """One LLM description per item from the cache at `path`, all from one model and asked for
+    with the `kind`'s prompt; else raise."""
     records = DescriptionCache(path).load()
     texts, models, missing = [], Counter(), 0
     for meta in items:
         rec = records.get(item_key(meta))
-        if not is_current(rec, meta):
+        if not is_current(rec, meta, kind=kind):
             missing += 1
             continue
         models[rec["model"]] += 1
@@ -377,7 +404,8 @@ def llm_descriptions(ds: Any, cache_dir: str | Path | None = None) -> list[str]:
     from .data import BUILTIN_DATASETS
 
     hint = ds.name if ds.name in BUILTIN_DATASETS else (ds.source or ds.name)
-    return cached_descriptions(ds.all_item_meta(), descriptions_path(ds.name, cache_dir), hint)
+    return cached_descriptions(ds.all_item_meta(), descriptions_path(ds.name, cache_dir), hint,
+                               ds.item_kind)
 
 
 def descriptions_model(ds: Any, cache_dir: str | Path | None = None) -> str | None:

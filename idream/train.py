@@ -174,7 +174,7 @@ def _checkpoint_config(cfg: TrainConfig, ds, mcfg: ModelConfig, dcfg: DiffusionC
     if cfg.descriptions == "llm":
         from . import llm
         config["text"]["llm"] = llm.descriptions_model(ds, cache_dir)
-        config["text"]["prompt_version"] = llm.PROMPT_VERSION
+        config["text"]["prompt_version"] = llm.prompt_version(ds.item_kind)
     if cache_dir:
         config["cache_dir"] = str(cache_dir)
     return config
