@@ -184,6 +184,27 @@ def test_descriptions_llm_needs_the_cache(env, synthetic_dir, tmp_path):
     assert catalog.item_texts(ds, "template", tmp_path)[0].startswith("Synthetic Film 0")
 
 
+def test_cli_describes_a_books_folder_as_books(env, books_dir, tmp_path, capsys):
+    """The folder's kind reaches the prompt: every request asks about books, never movies, and the
+    records are the books prompt's; a film-prompt record does not count for the catalog."""
+    ds = load_dataset(str(books_dir))
+    args = ["describe", "--dataset", str(books_dir), "--llm", "fake-chat", "--cache-dir", str(tmp_path)]
+    assert cli.main([*args, "--quiet"]) == 0
+    bodies = env.requests("chat", ok_only=True)
+    assert len(bodies) == ds.n_items
+    for body in bodies:
+        system, user = (m["content"] for m in body["messages"])
+        assert "descriptions of books" in system and "the book below" in user and "reader" in user
+        assert "movie" not in system + user and "viewer" not in user
+    path = llm.descriptions_path(ds.name, tmp_path)
+    assert_complete(path, ds.all_item_meta(), kind=ds.item_kind)
+    assert catalog.item_texts(ds, "llm", tmp_path)[0].startswith("Fake description")
+    DescriptionCache(path).rewrite([llm.make_record(m, "fake-chat", "old") for m in ds.all_item_meta()])
+    capsys.readouterr()
+    assert cli.main([*args, "--dry-run"]) == 0
+    assert f"{ds.n_items} to describe" in capsys.readouterr().out
+
+
 def _run_cli(args, env_extra):
     env = dict(os.environ, **env_extra)
     # Ctrl-C must reach the command: an ignored SIGINT would be inherited from this process if
