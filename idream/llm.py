@@ -287,81 +287,117 @@ def describe_catalog(items: Sequence[Mapping[str, Any]], model: str, path: str |
 
 def _describe(cache: DescriptionCache, items, model, max_items, concurrency, policy, progress,
               on_plan, kind) -> dict:
+    """Plan the run, ask for what is missing, then leave the cache compact in catalog order."""
     order = [item_key(m) for m in items]
     cache.compact(order)  # drop a torn line first, so appends start on a clean line
     plan = plan_descriptions(items, model, cache.path, max_items, kind)
     if on_plan is not None:
         on_plan(plan)
-    summary = {"total": plan.total, "cached": plan.cached, "requested": plan.requests,
-               "written": 0, "skipped": [], "retries": 0, "complete": plan.cached,
-               "path": str(cache.path)}
+    summary = _summary(plan, cache.path)
     if not plan.pending:
         return summary
-    policy = policy or RetryPolicy.from_env()
-    client = make_client(policy.timeout)
-    stop = threading.Event()
-    retries, retries_lock = Counter(), threading.Lock()
+    run = _Run(cache, model, kind, policy or RetryPolicy.from_env(), summary)
+    run.ask(plan.pending, concurrency, progress)
+    return _finish(run, items, order, plan)
 
-    def on_retry(why: str) -> None:
-        with retries_lock:
-            retries["n"] += 1
 
-    todo = iter(plan.pending)
-    running: dict[Future, Mapping[str, Any]] = {}
-    failure: OpenAIServiceError | None = None
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="describe")
-    bar = tqdm(total=plan.requests, desc=f"describe ({model})", unit="item", disable=not progress)
+def _summary(plan: Plan, path: Path) -> dict:
+    """A run's summary before its first request: what the plan found, nothing written yet."""
+    return {"total": plan.total, "cached": plan.cached, "requested": plan.requests,
+            "written": 0, "skipped": [], "retries": 0, "complete": plan.cached, "path": str(path)}
 
-    def submit_next() -> None:
-        meta = next(todo, None)
-        if meta is not None:
-            running[pool.submit(request_description, client, model, meta, policy, stop,
-                                on_retry, kind)] = meta
 
-    try:
-        for _ in range(concurrency):
-            submit_next()
-        while running:
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                meta = running.pop(fut)
-                try:
-                    text = fut.result()
-                except Interrupted:
-                    continue
-                except OpenAIServiceError as err:
-                    # a refusal of one item (400/422) skips it, unless nothing has worked yet
-                    refused = err.status in (400, 422)
-                    if refused and (summary["written"] or len(summary["skipped"]) < 2):
-                        summary["skipped"].append(item_key(meta))
-                        log.warning("%s", err)
-                    else:
-                        failure = failure or err
-                        stop.set()  # no new requests; answers in flight are still saved
-                        continue
-                else:
-                    cache.append(make_record(meta, model, text, kind))
-                    summary["written"] += 1
-                    bar.update(1)
-                    if retries["n"]:
-                        bar.set_postfix(retries=retries["n"], refresh=False)
-                if not stop.is_set():
-                    submit_next()
-    except BaseException:  # Ctrl-C: stop the workers; what was saved stays saved
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        bar.close()
-    pool.shutdown(wait=True)
-    records = cache.compact(order)
-    summary["retries"] = retries["n"]
-    have = sum(is_current(records.get(item_key(m)), m, model, kind) for m in items)
+class _Run:
+    """The requests of one describe run: each answer saved as it arrives, refused items skipped,
+    the first permanent failure kept (it stops new requests)."""
+
+    def __init__(self, cache: DescriptionCache, model: str, kind: Sequence[str],
+                 policy: RetryPolicy, summary: dict) -> None:
+        self.cache, self.model, self.kind, self.policy = cache, model, kind, policy
+        self.summary = summary
+        self.stop = threading.Event()
+        self.failure: OpenAIServiceError | None = None
+        self.retries = 0
+        self._retries_lock = threading.Lock()
+        self.running: dict[Future, Mapping[str, Any]] = {}
+
+    def on_retry(self, why: str) -> None:
+        """Count one retried request (called from the worker threads)."""
+        with self._retries_lock:
+            self.retries += 1
+
+    def ask(self, pending: Sequence[Mapping[str, Any]], concurrency: int, progress: bool) -> None:
+        """Keep `concurrency` requests in flight until every pending item is answered or the run
+        stops; on Ctrl-C the workers stop and what was saved stays saved."""
+        client = make_client(self.policy.timeout)
+        todo = iter(pending)
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="describe")
+        bar = tqdm(total=len(pending), desc=f"describe ({self.model})", unit="item",
+                   disable=not progress)
+
+        def submit_next() -> None:
+            meta = next(todo, None)
+            if meta is not None:
+                self.running[pool.submit(request_description, client, self.model, meta,
+                                         self.policy, self.stop, self.on_retry, self.kind)] = meta
+
+        try:
+            for _ in range(concurrency):
+                submit_next()
+            while self.running:
+                done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if self._settle(fut, self.running.pop(fut), bar) and not self.stop.is_set():
+                        submit_next()
+        except BaseException:
+            self.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+        pool.shutdown(wait=True)
+
+    def _settle(self, fut: Future, meta: Mapping[str, Any], bar: Any) -> bool:
+        """Save one finished request's answer; False when no request should take its place
+        (it was interrupted, or the run failed)."""
+        try:
+            text = fut.result()
+        except Interrupted:
+            return False
+        except OpenAIServiceError as err:
+            return self._skip_or_fail(err, meta)
+        self.cache.append(make_record(meta, self.model, text, self.kind))
+        self.summary["written"] += 1
+        bar.update(1)
+        if self.retries:
+            bar.set_postfix(retries=self.retries, refresh=False)
+        return True
+
+    def _skip_or_fail(self, err: OpenAIServiceError, meta: Mapping[str, Any]) -> bool:
+        """A refusal of one item (400/422) skips it, unless nothing has worked yet; anything else
+        fails the run: no new requests, while the answers in flight are still saved."""
+        skipped = self.summary["skipped"]
+        if err.status in (400, 422) and (self.summary["written"] or len(skipped) < 2):
+            skipped.append(item_key(meta))
+            log.warning("%s", err)
+            return True
+        self.failure = self.failure or err
+        self.stop.set()
+        return False
+
+
+def _finish(run: _Run, items: Sequence[Mapping[str, Any]], order: list[str], plan: Plan) -> dict:
+    """Rewrite the cache in catalog order and count the items it now covers; a failed run raises,
+    saying how far it got."""
+    records = run.cache.compact(order)
+    summary = run.summary
+    summary["retries"] = run.retries
+    have = sum(is_current(records.get(item_key(m)), m, run.model, run.kind) for m in items)
     summary["complete"] = have
-    if failure is not None:
+    if run.failure is not None:
         raise OpenAIServiceError(
-            f"{failure}. {summary['written']} new descriptions were saved ({have}/{plan.total} "
-            f"items done) in {cache.path}; run the same command again to resume") from None
+            f"{run.failure}. {summary['written']} new descriptions were saved ({have}/{plan.total} "
+            f"items done) in {run.cache.path}; run the same command again to resume") from None
     return summary
 
 
