@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -97,149 +98,205 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
     s = service or get_service(checkpoint, background_umap=background_umap)
     checkpoint = str(s.checkpoint)
     cb = Callbacks(s)
-    rec = s.rec
-    text_on = s.text_reason is None
-    kinds = s.kinds
-    rho_lo, rho_hi = rec.rho_range
-    examples = intention_examples(rec.dataset)
-    model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
-    light = dict(concurrency_limit=4, show_progress="hidden")
 
     with gr.Blocks(title="iDream: text-guided diffusion recommender") as demo:
-        gr.Markdown(
-            "# iDream · text-guided diffusion recommender\n"
-            f"Build a history from the **{rec.dataset.name}** catalog ({s.n_items:,} {kinds}), say what "
-            "you are in the mood for, and watch a diffusion model *generate* the ideal next item, "
-            f"then rank real {kinds} around it. Turn ρ up to follow your words more "
-            f"({rho_lo:g}: your history alone, {rho_hi:g}: " +
-            ("your words alone" if rho_hi >= 1 else "strongly your words") + "), w to follow your "
-            "history more.")
-        if not text_on:
-            gr.Markdown(f"⚠️ **Intentions and new items are off on this server:** {s.text_reason} "
-                        "Recommendations from the history alone still work.", elem_id="text-off")
-        new_items = gr.State([])
-
+        _header(s)
+        ui = {"new_items": gr.State([])}
         with gr.Tabs():
             with gr.Tab("Recommend", id="recommend"):
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=5, min_width=340):
-                        gr.Markdown("### 1 · History (oldest first)")
-                        history = gr.Dropdown(
-                            choices=s.labels, value=[], multiselect=True, filterable=True,
-                            label=f"{kinds.capitalize()} in your history", elem_id="history",
-                            info="Type to search; the order you pick them in is the order the model reads.")
-                        with gr.Row():
-                            user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
-                                                 min_width=90, elem_id="user-id")
-                            load_user = gr.Button("Load user", scale=1, min_width=80)
-                            random_user = gr.Button("Random user", scale=1, min_width=80)
-                            clear = gr.Button("Clear", scale=1, min_width=60)
-                        history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
-                                                     max_height=260, label="Your history", elem_id="history-table")
-                        gr.Markdown("### 2 · Intention (optional)")
-                        intention = gr.Textbox(
-                            label="What are you in the mood for?", lines=2, elem_id="intention",
-                            interactive=text_on,
-                            placeholder=f"e.g. {examples[0]}" if examples and text_on else "" if text_on
-                            else f"Off on this server: {s.text_reason}")
-                        gr.Examples([[e] for e in examples] or [[""]], inputs=[intention],
-                                    label="Example intentions", api_name="intention_example",
-                                    visible=text_on and bool(examples))
-                        gr.Markdown("### 3 · Controls")
-                        with gr.Row():
-                            rho = gr.Slider(rho_lo, rho_hi, value=rec.default_rho,
-                                            step=0.05 if rho_hi - rho_lo <= 2 else 0.25,
-                                            label="ρ · intention strength", elem_id="rho")
-                            w = gr.Slider(*rec.w_range, value=rec.default_w, step=0.1,
-                                          label="w · history guidance", elem_id="w")
-                        with gr.Row():
-                            steps = gr.Slider(1, rec.T, value=1, step=1, label="DDIM steps (1 = one-step)",
-                                              elem_id="steps")
-                            k = gr.Slider(1, 50, value=10, step=1, label="top-K", elem_id="k")
-                            seed = gr.Number(value=0, precision=0, label="seed", min_width=80, elem_id="seed")
-                        go_btn = gr.Button("Recommend", variant="primary", elem_id="recommend-btn")
-                    with gr.Column(scale=6, min_width=380):
-                        gr.Markdown("### Recommendations")
-                        status = gr.Markdown(elem_id="status", elem_classes="notice")
-                        results = gr.Dataframe(headers=RESULT_COLUMNS, value=None, interactive=False,
-                                               max_height=620,
-                                               label="Ranked items (history never included). Text match: "
-                                                     "cosine of the item's description and your intention "
-                                                     "in the text model's space, higher = closer",
-                                               elem_id="results", wrap=True,
-                                               column_widths=["9%", "33%", "10%", "24%", "11%", "13%"])
-                gr.Plot(  # the catalog layer, sent once with the page; DRAW_MAP adds the marks
-                    value=figures.embedding_figure(s.projection.coords, s.labels, [m["genres"] for m in s.metas],
-                                                   subtitle="press Recommend to draw your history, intention, "
-                                                            "oracle, denoising path and top-K"),
-                    label="Embedding space", elem_id="space-plot")
-                map_marks = gr.Plot(visible=False, elem_id="map-marks")  # what a click draws on the map
-                gr.Markdown(
-                    f"**Reading the map.** Each dot is one of the {kinds} (colour: first genre; hover for the title). "
-                    "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
-                    "line: x̂₀ after each DDIM step, ending at the oracle. Left: raw text embeddings; "
-                    "right: the item vectors the model scores with (transformed text vector + learned "
-                    "residual). Click legend entries to hide them.")
-                sweep_plot = gr.Plot(value=figures.message_figure(
-                    "The ρ sweep appears here after Recommend (it needs an intention)."),
-                    label="Guidance strength ρ", elem_id="sweep-plot")
-
+                ui |= _recommend_tab(s)
             with gr.Tab("New item", id="new-item"):
-                gr.Markdown(
-                    "### Add an item without retraining\nTitle + description → embedded with the "
-                    "checkpoint's text model and transform → added to **your session's** catalog only, "
-                    "marked [new], and immediately recommendable." +
-                    ("" if text_on else f"\n\n⚠️ Off on this server: {s.text_reason}"))
-                with gr.Row():
-                    new_title = gr.Textbox(label="Title", interactive=text_on, elem_id="new-title", scale=2)
-                    new_year = gr.Number(value=None, label="Year (optional)", precision=0, interactive=text_on, scale=1)
-                new_desc = gr.Textbox(label="Description", lines=3, interactive=text_on, elem_id="new-desc",
-                                      placeholder="e.g. A heist comedy about three retired magicians.")
-                new_genres = gr.Dropdown(choices=s.genres, multiselect=True, label="Genres (optional)",
-                                         interactive=text_on)
-                with gr.Row():
-                    add_btn = gr.Button("Add to my catalog", variant="primary", interactive=text_on)
-                    forget_btn = gr.Button("Forget my new items")
-                new_status = gr.Markdown(elem_classes="notice")
-                new_table = gr.Dataframe(headers=NEW_ITEM_COLUMNS, value=None, interactive=False,
-                                         label="This session's new items")
-
+                ui |= _new_item_tab(s)
             with gr.Tab("About", id="about"):
-                gr.Markdown(METHOD)
-                gr.Markdown(_setup_note(s, checkpoint))
-                with gr.Accordion("Model card", open=True):
-                    gr.Markdown(s.model_card())
-                with gr.Accordion("metrics.json", open=False):
-                    gr.JSON(s.metrics())
-
-        # -- events --------------------------------------------------------------------------
-        history.change(cb.history_table, history, history_table, api_name="history_table", **light)
-        load_user.click(cb.load_user, user_id, [history, status], api_name="load_user", **light)
-        user_id.submit(cb.load_user, user_id, [history, status], api_name="load_user_submit", **light)
-        random_user.click(cb.random_user, None, [history, user_id, status], api_name="random_user", **light)
-        clear.click(cb.clear, None, [history, user_id, status], api_name="clear_history", **light)
-
-        inputs = [history, intention, rho, w, steps, k, seed, new_items]
-        # the map's marks and the ρ sweep are asked for side by side: neither waits for the other
-        clicks = [go_btn.click, intention.submit]
-        gr.on(clicks, cb.explore, inputs, [results, map_marks, status], api_name="explore", **model).then(
-            None, map_marks, None, js=DRAW_MAP, api_name="draw_map")
-        gr.on(clicks, cb.sweep_view, inputs, sweep_plot, api_name="sweep_view", show_progress="minimal",
-              **model)
-
-        add_btn.click(cb.add_item, [new_title, new_desc, new_genres, new_year, new_items],
-                      [new_items, new_table, new_status, new_title, new_desc], api_name="add_item",
-                      concurrency_limit=1)
-        forget_btn.click(cb.clear_items, None, [new_items, new_table, new_status], api_name="forget_items",
-                         **light)
-
-        # no limit here: each request waits in the batcher, which answers the waiting ones together
-        api = dict(concurrency_limit=None, concurrency_id="api")
-        gr.api(cb.recommend_api, api_name="recommend", **api)
-        gr.api(cb.sweep_api, api_name="sweep", **api)
+                _about_tab(s, checkpoint)
+        _wire_events(cb, SimpleNamespace(**ui))
 
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
     return demo
+
+
+def _header(s: Service) -> None:
+    """The title and what the page does, and a warning when intentions are off on this server."""
+    rec, kinds = s.rec, s.kinds
+    rho_lo, rho_hi = rec.rho_range
+    gr.Markdown(
+        "# iDream · text-guided diffusion recommender\n"
+        f"Build a history from the **{rec.dataset.name}** catalog ({s.n_items:,} {kinds}), say what "
+        "you are in the mood for, and watch a diffusion model *generate* the ideal next item, "
+        f"then rank real {kinds} around it. Turn ρ up to follow your words more "
+        f"({rho_lo:g}: your history alone, {rho_hi:g}: " +
+        ("your words alone" if rho_hi >= 1 else "strongly your words") + "), w to follow your "
+        "history more.")
+    if s.text_reason is not None:
+        gr.Markdown(f"⚠️ **Intentions and new items are off on this server:** {s.text_reason} "
+                    "Recommendations from the history alone still work.", elem_id="text-off")
+
+
+def _recommend_tab(s: Service) -> dict:
+    """The Recommend tab: history, intention and controls beside the results, then the map and
+    the ρ sweep. Returns its components by name."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=340):
+            ui = _history_panel(s) | _intention_box(s) | _controls(s.rec)
+        with gr.Column(scale=6, min_width=380):
+            ui |= _results_panel()
+    return ui | _map_and_sweep(s)
+
+
+def _history_panel(s: Service) -> dict:
+    """Step 1: the history picker, a user's history by id or at random, and the history table."""
+    gr.Markdown("### 1 · History (oldest first)")
+    history = gr.Dropdown(
+        choices=s.labels, value=[], multiselect=True, filterable=True,
+        label=f"{s.kinds.capitalize()} in your history", elem_id="history",
+        info="Type to search; the order you pick them in is the order the model reads.")
+    with gr.Row():
+        user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
+                             min_width=90, elem_id="user-id")
+        load_user = gr.Button("Load user", scale=1, min_width=80)
+        random_user = gr.Button("Random user", scale=1, min_width=80)
+        clear = gr.Button("Clear", scale=1, min_width=60)
+    history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
+                                 max_height=260, label="Your history", elem_id="history-table")
+    return dict(history=history, user_id=user_id, load_user=load_user, random_user=random_user,
+                clear=clear, history_table=history_table)
+
+
+def _intention_box(s: Service) -> dict:
+    """Step 2: the intention, with examples that fit the catalog (off, saying why, without text)."""
+    text_on = s.text_reason is None
+    examples = intention_examples(s.rec.dataset)
+    gr.Markdown("### 2 · Intention (optional)")
+    intention = gr.Textbox(
+        label="What are you in the mood for?", lines=2, elem_id="intention",
+        interactive=text_on,
+        placeholder=f"e.g. {examples[0]}" if examples and text_on else "" if text_on
+        else f"Off on this server: {s.text_reason}")
+    gr.Examples([[e] for e in examples] or [[""]], inputs=[intention],
+                label="Example intentions", api_name="intention_example",
+                visible=text_on and bool(examples))
+    return dict(intention=intention)
+
+
+def _controls(rec) -> dict:
+    """Step 3: ρ and w within the model's ranges, DDIM steps, top-K, seed and the button."""
+    rho_lo, rho_hi = rec.rho_range
+    gr.Markdown("### 3 · Controls")
+    with gr.Row():
+        rho = gr.Slider(rho_lo, rho_hi, value=rec.default_rho,
+                        step=0.05 if rho_hi - rho_lo <= 2 else 0.25,
+                        label="ρ · intention strength", elem_id="rho")
+        w = gr.Slider(*rec.w_range, value=rec.default_w, step=0.1,
+                      label="w · history guidance", elem_id="w")
+    with gr.Row():
+        steps = gr.Slider(1, rec.T, value=1, step=1, label="DDIM steps (1 = one-step)",
+                          elem_id="steps")
+        k = gr.Slider(1, 50, value=10, step=1, label="top-K", elem_id="k")
+        seed = gr.Number(value=0, precision=0, label="seed", min_width=80, elem_id="seed")
+    go_btn = gr.Button("Recommend", variant="primary", elem_id="recommend-btn")
+    return dict(rho=rho, w=w, steps=steps, k=k, seed=seed, go_btn=go_btn)
+
+
+def _results_panel() -> dict:
+    """The status line and the ranked items."""
+    gr.Markdown("### Recommendations")
+    status = gr.Markdown(elem_id="status", elem_classes="notice")
+    results = gr.Dataframe(headers=RESULT_COLUMNS, value=None, interactive=False,
+                           max_height=620,
+                           label="Ranked items (history never included). Text match: "
+                                 "cosine of the item's description and your intention "
+                                 "in the text model's space, higher = closer",
+                           elem_id="results", wrap=True,
+                           column_widths=["9%", "33%", "10%", "24%", "11%", "13%"])
+    return dict(status=status, results=results)
+
+
+def _map_and_sweep(s: Service) -> dict:
+    """The embedding map (its catalog layer sent once; a click sends only the marks), how to read
+    it, and the ρ sweep."""
+    gr.Plot(
+        value=figures.embedding_figure(s.projection.coords, s.labels, [m["genres"] for m in s.metas],
+                                       subtitle="press Recommend to draw your history, intention, "
+                                                "oracle, denoising path and top-K"),
+        label="Embedding space", elem_id="space-plot")
+    map_marks = gr.Plot(visible=False, elem_id="map-marks")
+    gr.Markdown(
+        f"**Reading the map.** Each dot is one of the {s.kinds} (colour: first genre; hover for the title). "
+        "■ history, ◆ top-K (with ranks), ✕ your intention, ★ the generated oracle, dotted "
+        "line: x̂₀ after each DDIM step, ending at the oracle. Left: raw text embeddings; "
+        "right: the item vectors the model scores with (transformed text vector + learned "
+        "residual). Click legend entries to hide them.")
+    sweep_plot = gr.Plot(value=figures.message_figure(
+        "The ρ sweep appears here after Recommend (it needs an intention)."),
+        label="Guidance strength ρ", elem_id="sweep-plot")
+    return dict(map_marks=map_marks, sweep_plot=sweep_plot)
+
+
+def _new_item_tab(s: Service) -> dict:
+    """The New item tab: a title, description, year and genres added to this session's catalog."""
+    text_on = s.text_reason is None
+    gr.Markdown(
+        "### Add an item without retraining\nTitle + description → embedded with the "
+        "checkpoint's text model and transform → added to **your session's** catalog only, "
+        "marked [new], and immediately recommendable." +
+        ("" if text_on else f"\n\n⚠️ Off on this server: {s.text_reason}"))
+    with gr.Row():
+        new_title = gr.Textbox(label="Title", interactive=text_on, elem_id="new-title", scale=2)
+        new_year = gr.Number(value=None, label="Year (optional)", precision=0, interactive=text_on, scale=1)
+    new_desc = gr.Textbox(label="Description", lines=3, interactive=text_on, elem_id="new-desc",
+                          placeholder="e.g. A heist comedy about three retired magicians.")
+    new_genres = gr.Dropdown(choices=s.genres, multiselect=True, label="Genres (optional)",
+                             interactive=text_on)
+    with gr.Row():
+        add_btn = gr.Button("Add to my catalog", variant="primary", interactive=text_on)
+        forget_btn = gr.Button("Forget my new items")
+    new_status = gr.Markdown(elem_classes="notice")
+    new_table = gr.Dataframe(headers=NEW_ITEM_COLUMNS, value=None, interactive=False,
+                             label="This session's new items")
+    return dict(new_title=new_title, new_year=new_year, new_desc=new_desc, new_genres=new_genres,
+                add_btn=add_btn, forget_btn=forget_btn, new_status=new_status, new_table=new_table)
+
+
+def _about_tab(s: Service, checkpoint: str) -> None:
+    """The About tab: the method, this server's setup, the model card and its metrics."""
+    gr.Markdown(METHOD)
+    gr.Markdown(_setup_note(s, checkpoint))
+    with gr.Accordion("Model card", open=True):
+        gr.Markdown(s.model_card())
+    with gr.Accordion("metrics.json", open=False):
+        gr.JSON(s.metrics())
+
+
+def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
+    """Every event of the page, each with an API name, and the batched API endpoints."""
+    model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
+    light = dict(concurrency_limit=4, show_progress="hidden")
+    ui.history.change(cb.history_table, ui.history, ui.history_table, api_name="history_table", **light)
+    picked = [ui.history, ui.status]
+    ui.load_user.click(cb.load_user, ui.user_id, picked, api_name="load_user", **light)
+    ui.user_id.submit(cb.load_user, ui.user_id, picked, api_name="load_user_submit", **light)
+    reset = [ui.history, ui.user_id, ui.status]
+    ui.random_user.click(cb.random_user, None, reset, api_name="random_user", **light)
+    ui.clear.click(cb.clear, None, reset, api_name="clear_history", **light)
+
+    inputs = [ui.history, ui.intention, ui.rho, ui.w, ui.steps, ui.k, ui.seed, ui.new_items]
+    # the map's marks and the ρ sweep are asked for side by side: neither waits for the other
+    clicks = [ui.go_btn.click, ui.intention.submit]
+    gr.on(clicks, cb.explore, inputs, [ui.results, ui.map_marks, ui.status], api_name="explore",
+          **model).then(None, ui.map_marks, None, js=DRAW_MAP, api_name="draw_map")
+    gr.on(clicks, cb.sweep_view, inputs, ui.sweep_plot, api_name="sweep_view", show_progress="minimal",
+          **model)
+
+    ui.add_btn.click(cb.add_item, [ui.new_title, ui.new_desc, ui.new_genres, ui.new_year, ui.new_items],
+                     [ui.new_items, ui.new_table, ui.new_status, ui.new_title, ui.new_desc],
+                     api_name="add_item", concurrency_limit=1)
+    ui.forget_btn.click(cb.clear_items, None, [ui.new_items, ui.new_table, ui.new_status],
+                        api_name="forget_items", **light)
+
+    # no limit here: each request waits in the batcher, which answers the waiting ones together
+    api = dict(concurrency_limit=None, concurrency_id="api")
+    gr.api(cb.recommend_api, api_name="recommend", **api)
+    gr.api(cb.sweep_api, api_name="sweep", **api)
 
 
 def _setup_note(s, checkpoint) -> str:

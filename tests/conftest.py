@@ -16,9 +16,11 @@ ML1M = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m"
 
 def make_synthetic(folder: Path, n_items: int = 40, n_users: int = 120, length: int = 12,
                    seed: int = 0) -> Path:
-    """Users walk the catalog: after item i comes item (i + 1) mod N (the planted rule)."""
+    """Users walk the catalog: after item i comes item (i + 1) mod N (the planted rule). Its items
+    are films, as its dataset.json says, so its texts are the film wording the tests were tuned on."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.json").write_text('{"item_kind": "film"}')
     with open(folder / "items.csv", "w") as f:
         f.write("item_id,title,year,genres\n")
         for i in range(n_items):
@@ -36,6 +38,29 @@ def make_synthetic(folder: Path, n_items: int = 40, n_users: int = 120, length: 
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     return make_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+# A books catalog: titles, years and genres that say nothing of films; the last has no facts.
+BOOKS = [("The Hobbit", 1937, "Fantasy|Adventure"), ("Dune", 1965, "Sci-Fi"),
+         ("Gone Girl", 2012, "Thriller|Mystery"), ("Persuasion", 1817, "Romance|Drama"),
+         ("Carrie", 1974, "Horror"), ("Catch-22", 1961, "War|Comedy"),
+         ("Lonesome Dove", 1985, "Western"), ("Untitled Notebook", "", "")]
+
+
+def make_books(folder: Path, n_users: int = 30, length: int = 6) -> Path:
+    """A small folder whose dataset.json says its items are books; users read on in catalog order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.json").write_text('{"item_kind": "book"}')
+    rows = [f"{i},{title},{year},{genres}" for i, (title, year, genres) in enumerate(BOOKS, 1)]
+    (folder / "items.csv").write_text("\n".join(["item_id,title,year,genres", *rows]) + "\n")
+    reads = [f"r{u},{(u + j) % len(BOOKS) + 1},{j}" for u in range(n_users) for j in range(length)]
+    (folder / "interactions.csv").write_text("\n".join(["user_id,item_id,position", *reads]) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def books_dir(tmp_path_factory) -> Path:
+    return make_books(tmp_path_factory.mktemp("books"))
 
 
 @pytest.fixture(scope="session")

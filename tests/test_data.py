@@ -163,10 +163,11 @@ def test_item_kind_from_the_name_or_the_folder(ml100k, synthetic_dir, tmp_path):
     from demo.app import FILM_EXAMPLES, intention_examples
 
     assert ml100k.item_kind == ("film", "films") and intention_examples(ml100k) == FILM_EXAMPLES
-    plain = load_dataset(str(synthetic_dir))
-    assert plain.item_kind == ("item", "items")
+    assert load_dataset(str(synthetic_dir)).item_kind == ("film", "films")
     books = tmp_path / "books"
     shutil.copytree(synthetic_dir, books)
+    (books / "dataset.json").unlink()
+    assert load_dataset(str(books)).item_kind == ("item", "items")
     (books / "dataset.json").write_text('{"item_kind": "book"}')
     ds = load_dataset(str(books))
     assert ds.item_kind == ("book", "books")

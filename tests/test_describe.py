@@ -23,6 +23,7 @@ from idream.data.datasets import load_dataset
 from idream.text.llm import DescriptionCache, MissingDescriptionsError, build_messages, describe_catalog
 from idream.text.openai_backend import OpenAIServiceError
 from idream.serving.recommender import Recommender
+from idream.text.descriptions import FILM
 
 KEY = "sk-test-DESCRIBEKEY-41c9e07b2a5d3f68"
 FIELDS = {"item_id", "meta_sha256", "model", "prompt_version", "text"}
@@ -36,16 +37,17 @@ def items(synthetic_dir):
 fake, env = server_fixtures(KEY)
 
 
-def assert_complete(path: Path, items, model="fake-chat"):
-    """The file holds exactly one correct record per item, in catalog order, every line JSON."""
+def assert_complete(path: Path, items, model="fake-chat", kind=FILM):
+    """The file holds exactly one correct record per item, in catalog order, every line JSON, each
+    asked for with the prompt of the catalog's kind."""
     lines = path.read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["item_id"] for r in records] == [str(m["item_id"]) for m in items]
     for rec, meta in zip(records, items):
         assert set(rec) == FIELDS
-        assert rec["model"] == model and rec["prompt_version"] == llm.PROMPT_VERSION
+        assert rec["model"] == model and rec["prompt_version"] == llm.prompt_version(kind)
         assert rec["meta_sha256"] == llm.metadata_sha256(meta)
-        assert rec["text"] == fake_description(build_messages(meta))
+        assert rec["text"] == fake_description(build_messages(meta, kind))
 
 
 def answered(fake) -> list[str]:
@@ -174,13 +176,35 @@ def test_one_run_at_a_time(env, items, tmp_path):
 def test_descriptions_llm_needs_the_cache(env, synthetic_dir, tmp_path):
     ds = load_dataset(str(synthetic_dir))
     path = llm.descriptions_path(ds.name, tmp_path)
-    describe_catalog(ds.all_item_meta(), "fake-chat", path, max_items=25, progress=False)
+    kind = ds.item_kind
+    describe_catalog(ds.all_item_meta(), "fake-chat", path, max_items=25, progress=False, kind=kind)
     with pytest.raises(MissingDescriptionsError, match="15 of 40 items.*python -m idream describe"):
         catalog.item_texts(ds, "llm", tmp_path)
-    describe_catalog(ds.all_item_meta(), "fake-chat", path, progress=False)
+    describe_catalog(ds.all_item_meta(), "fake-chat", path, progress=False, kind=kind)
     texts = catalog.item_texts(ds, "llm", tmp_path)
-    assert texts == [fake_description(build_messages(m)) for m in ds.all_item_meta()]
+    assert texts == [fake_description(build_messages(m, kind)) for m in ds.all_item_meta()]
     assert catalog.item_texts(ds, "template", tmp_path)[0].startswith("Synthetic Film 0")
+
+
+def test_cli_describes_a_books_folder_as_books(env, books_dir, tmp_path, capsys):
+    """The folder's kind reaches the prompt: every request asks about books, never movies, and the
+    records are the books prompt's; a film-prompt record does not count for the catalog."""
+    ds = load_dataset(str(books_dir))
+    args = ["describe", "--dataset", str(books_dir), "--llm", "fake-chat", "--cache-dir", str(tmp_path)]
+    assert cli.main([*args, "--quiet"]) == 0
+    bodies = env.requests("chat", ok_only=True)
+    assert len(bodies) == ds.n_items
+    for body in bodies:
+        system, user = (m["content"] for m in body["messages"])
+        assert "descriptions of books" in system and "the book below" in user and "reader" in user
+        assert "movie" not in system + user and "viewer" not in user
+    path = llm.descriptions_path(ds.name, tmp_path)
+    assert_complete(path, ds.all_item_meta(), kind=ds.item_kind)
+    assert catalog.item_texts(ds, "llm", tmp_path)[0].startswith("Fake description")
+    DescriptionCache(path).rewrite([llm.make_record(m, "fake-chat", "old") for m in ds.all_item_meta()])
+    capsys.readouterr()
+    assert cli.main([*args, "--dry-run"]) == 0
+    assert f"{ds.n_items} to describe" in capsys.readouterr().out
 
 
 def _run_cli(args, env_extra):
@@ -216,8 +240,8 @@ def test_cli_describe_interrupted_and_resumed_never_shows_the_key(fake, syntheti
     out2, err2 = p.communicate(timeout=120)
     assert p.returncode == 0, err2[-2000:]
     assert f"will make {40 - saved} chat requests" in out2 and "40/40 items described" in out2
-    items = load_dataset(str(synthetic_dir)).all_item_meta()
-    assert_complete(path, items)
+    ds = load_dataset(str(synthetic_dir))
+    assert_complete(path, ds.all_item_meta(), kind=ds.item_kind)
     assert len(answered(fake)) <= 40 + 2  # at most the in-flight answers of the Ctrl-C are repeated
     # the key is nowhere: outputs, errors, files
     blob = out1 + err1 + out2 + err2
@@ -270,7 +294,8 @@ def test_checkpoint_with_llm_descriptions_and_openai_embeddings(env, synthetic_d
     # the item matrix is the embedding of the LLM descriptions
     first = env.requests("embeddings", ok_only=True)[0]
     assert first["dimensions"] == 16
-    assert first["input"][0] == fake_description(build_messages(load_dataset(data).item_meta(0)))
+    ds = load_dataset(data)
+    assert first["input"][0] == fake_description(build_messages(ds.item_meta(0), ds.item_kind))
 
     rec = ["recommend", "--checkpoint", str(out), "--history", "100", "101", "--json"]
     assert cli.main([*rec, "--descriptions", "template"]) == 2

@@ -46,10 +46,11 @@ def run(a) -> int:
               f"(concurrency {a.concurrency}; retries come on top)", flush=True)
 
     if a.dry_run:
-        show(plan_descriptions(ds.all_item_meta(), a.llm, path, a.max_items))
+        show(plan_descriptions(ds.all_item_meta(), a.llm, path, a.max_items, ds.item_kind))
         return 0
     s = describe_catalog(ds.all_item_meta(), a.llm, path, max_items=a.max_items,
-                         concurrency=a.concurrency, progress=not a.quiet, on_plan=show)
+                         concurrency=a.concurrency, progress=not a.quiet, on_plan=show,
+                         kind=ds.item_kind)
     print(f"{s['complete']}/{s['total']} items described by {a.llm} ({s['written']} new, "
           f"{s['retries']} retries); cache: {path}")
     if s["skipped"]:

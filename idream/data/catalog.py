@@ -31,8 +31,9 @@ def item_texts(ds: Dataset, descriptions: str = "template",
         from idream.text.llm import cached_descriptions, descriptions_path
 
         hint = ds.name if ds.name in BUILTIN_DATASETS else (ds.source or ds.name)  # how to describe it
-        return cached_descriptions(ds.all_item_meta(), descriptions_path(ds.name, cache_dir), hint)
-    return [text.describe(m) for m in ds.all_item_meta()]
+        return cached_descriptions(ds.all_item_meta(), descriptions_path(ds.name, cache_dir), hint,
+                                   ds.item_kind)
+    return [text.describe(m, ds.item_kind) for m in ds.all_item_meta()]
 
 
 def item_embeddings(ds: Dataset, backend: "text.EmbeddingBackend", descriptions: str = "template",

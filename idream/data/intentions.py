@@ -2,18 +2,21 @@
 
 Only description-level facts are used (genres, decade, mood words), never the title or the
 item's own description text, so an intention can say what a user is in the mood for without
-naming the answer.
+naming the answer. The templates are written for films ("a drama movie"); other kinds of item get
+the same templates in their own words ("a drama book"), chosen by the same random draws.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import re
 import string
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from idream.text.descriptions import GENRE_MOODS, item_genres, item_year, with_article
+from idream.text.descriptions import FILM, GENRE_MOODS, Wording, item_genres, item_year, with_article, wording
 
 # How each genre reads in front of "movie"; the order puts modifiers first so that two genres
 # read naturally ("romantic comedy", "crime thriller", "war drama").
@@ -82,6 +85,19 @@ def _needs(template: str) -> frozenset[str]:
 
 
 _TEMPLATE_NEEDS = tuple(_needs(t) for t in TEMPLATES)
+_FILM_WORDS = re.compile(r"\b(movie|film|watching|watch)\b")
+
+
+def _reworded(template: str, words: Wording) -> str:
+    """A film template in another kind's words: movie/film -> the noun, watch -> its verb."""
+    swap = {"movie": words.one, "film": words.one, "watch": words.verb, "watching": words.verbing}
+    return _FILM_WORDS.sub(lambda m: swap[m.group(1)], template)
+
+
+@lru_cache(maxsize=64)
+def kind_templates(words: Wording) -> tuple[str, ...]:
+    """TEMPLATES as a catalog of this kind says them, in the same order (films: TEMPLATES)."""
+    return TEMPLATES if words.film else tuple(_reworded(t, words) for t in TEMPLATES)
 
 
 def decade_names(year: int) -> tuple[str, ...]:
@@ -103,8 +119,9 @@ def _facts_key(item: Mapping[str, Any]) -> str:
     return f"{item_genres(item)}|{item_year(item)}"
 
 
-def generate_intention(item: Mapping[str, Any], seed: int) -> str:
-    """One intention for `item`, deterministic in (genres, year, seed); seeds vary the phrasing."""
+def generate_intention(item: Mapping[str, Any], seed: int, kind: Sequence[str] = FILM) -> str:
+    """One intention for `item`, deterministic in (genres, year, seed); seeds vary the phrasing.
+    `kind`: the catalog's (singular, plural) item kind, which the sentence names."""
     rng = random.Random(f"intention-v1|{seed}|{_facts_key(item)}")
     genres = item_genres(item)
     year = item_year(item)
@@ -128,7 +145,8 @@ def generate_intention(item: Mapping[str, Any], seed: int) -> str:
 
     known = {name for name in ("genre", "mood", "decade") if name in slots}
     # Templates whose facts are known; richer ones are likelier, generic ones only as a last resort.
-    usable = [(t, needs) for t, needs in zip(TEMPLATES, _TEMPLATE_NEEDS) if needs <= known]
+    templates = kind_templates(wording(kind))
+    usable = [(t, needs) for t, needs in zip(templates, _TEMPLATE_NEEDS) if needs <= known]
     if known:
         usable = [(t, needs) for t, needs in usable if needs]
     template = rng.choices([t for t, _ in usable], weights=[len(n) or 1 for _, n in usable])[0]
@@ -140,8 +158,10 @@ def _derived_seed(seed: int, attempt: int) -> int:
     return int.from_bytes(digest, "little")
 
 
-def intention_pool(items: Sequence[Mapping[str, Any]], per_item: int, seed: int) -> list[list[str]]:
-    """`per_item` intentions for each item, distinct where its facts allow, deterministic in seed.
+def intention_pool(items: Sequence[Mapping[str, Any]], per_item: int, seed: int,
+                   kind: Sequence[str] = FILM) -> list[list[str]]:
+    """`per_item` intentions for each item, distinct where its facts allow, deterministic in seed;
+    they name the catalog's `kind` of item.
 
     Items with few facts (hence few possible sentences) repeat their distinct intentions.
     """
@@ -153,7 +173,7 @@ def intention_pool(items: Sequence[Mapping[str, Any]], per_item: int, seed: int)
         for attempt in range(per_item * 10):
             if len(distinct) == per_item:
                 break
-            text = generate_intention(item, _derived_seed(seed, attempt))
+            text = generate_intention(item, _derived_seed(seed, attempt), kind)
             if text not in distinct:
                 distinct.append(text)
         pool.append([distinct[k % len(distinct)] for k in range(per_item)] if distinct else [])

@@ -79,7 +79,7 @@ def intention_seed(seed: int, user) -> int:
 
 def intention_sentences(ds, samples: Samples, seed: int = 0) -> list[str]:
     """One intention sentence per case, generated from its target's metadata (never its title)."""
-    return [generate_intention(ds.item_meta(t), intention_seed(seed, u))
+    return [generate_intention(ds.item_meta(t), intention_seed(seed, u), ds.item_kind)
             for u, t in zip(samples.users, samples.targets)]
 
 

@@ -367,7 +367,7 @@ class Recommender:
         title, description, notice = check_new_item(title, description)
         meta = {"item_id": None, "title": title, "year": year, "genres": tuple(genres),
                 "description": description}
-        e = self.backend.encode([text.describe(meta)])
+        e = self.backend.encode([text.describe(meta, self.dataset.item_kind)])
         item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
         return item | ({"notice": notice} if notice else {})
 

@@ -1,14 +1,30 @@
 """Item descriptions: a deterministic English sentence per item from its title, year and genres
 (with a few mood words per genre), the text that the embedding backends turn into vectors.
+
+Sentences name the catalog's kind of item (`Dataset.item_kind`, e.g. ("book", "books")); `wording`
+says how. Films keep the exact wording of TEMPLATE_VERSION ("A drama film: ..."), the text the
+shipped checkpoint was built from; other kinds said "film" too before they had their own words,
+and now name their kind ("A fantasy book: ...", "An item."), under the same TEMPLATE_VERSION.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 TEMPLATE_VERSION = "template-v1"
+
+FILM = ("film", "films")  # the MovieLens kind, and the default where no catalog is named
+
+# How one takes in an item of a kind, and who does it: (verb, its -ing form, audience).
+_VERBS = {"watch": ("watching", "viewer"), "read": ("reading", "reader"),
+          "listen to": ("listening to", "listener"), "try": ("trying", "person")}
+_KIND_VERBS = {"film": "watch", "movie": "watch", "show": "watch", "series": "watch",
+               "video": "watch", "episode": "watch", "book": "read", "novel": "read",
+               "story": "read", "comic": "read", "article": "read", "song": "listen to",
+               "track": "listen to", "album": "listen to", "podcast": "listen to"}
 
 # Mood / tone words per MovieLens genre (lower-case keys). The first word is the most telling;
 # `describe` and `idream.data.intentions` both read this one table.
@@ -113,12 +129,37 @@ def with_article(phrase: str) -> str:
     return f"{'an' if phrase[:1].lower() in set('aeiou8') else 'a'} {phrase}"
 
 
-def describe(item: Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class Wording:
+    """How sentences name a catalog's items: the noun, the verb of taking one in, and who does."""
+
+    one: str  # "book"
+    many: str  # "books"
+    verb: str  # "read"
+    verbing: str  # "reading"
+    audience: str  # "reader"
+
+    @property
+    def film(self) -> bool:
+        """Films keep the recorded wording (its "movie"/"film" alternation included)."""
+        return self.one == FILM[0]
+
+
+def wording(kind: Sequence[str] = FILM) -> Wording:
+    """The wording for a (singular, plural) kind; kinds without a known verb are "tried"."""
+    one, many = (str(w).strip() for w in kind)
+    verb = _KIND_VERBS.get(one.lower(), "try")
+    return Wording(one, many, verb, *_VERBS[verb])
+
+
+def describe(item: Mapping[str, Any], kind: Sequence[str] = FILM) -> str:
     """A deterministic English description of an item from whatever metadata it has.
 
     E.g. "Toy Story (1995). An animation, children's and comedy film: animated, family-friendly,
-    funny." Missing fields are skipped; the item's own description text is appended.
+    funny." Missing fields are skipped; the item's own description text is appended. `kind`: the
+    catalog's (singular, plural) item kind, which the sentence names.
     """
+    noun = wording(kind).one
     title = str(item.get("title") or "").strip()
     year = item_year(item)
     genres = item_genres(item)
@@ -130,10 +171,14 @@ def describe(item: Mapping[str, Any]) -> str:
     elif year:
         sentences.append(f"Released in {year}.")
     if genres:
-        film = with_article(f"{join_words(genres)} film")
         moods = moods_for(genres)
         tone = f": {', '.join(moods)}." if moods else "."
-        sentences.append(f"{film[0].upper()}{film[1:]}{tone}")
+        sentences.append(_capitalised(with_article(f"{join_words(genres)} {noun}")) + tone)
     if own_text:
         sentences.append(own_text)
-    return " ".join(sentences) if sentences else "A film."
+    return " ".join(sentences) if sentences else _capitalised(with_article(noun)) + "."
+
+
+def _capitalised(phrase: str) -> str:
+    """The phrase with its first letter upper-case, the rest as written ("An animation ...")."""
+    return phrase[:1].upper() + phrase[1:]

@@ -41,23 +41,41 @@ from idream.text.openai_backend import (
     make_client,
 )
 from idream.errors import InputError
+from idream.text.descriptions import FILM, wording
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "describe-v1"
+PROMPT_VERSION = "describe-v1"  # the film prompt's; prompt_version(kind) names the others
 MAX_TEXT_CHARS = 4000  # a longer answer is cut (a runaway generation, not a description)
 
-SYSTEM_PROMPT = ("You write catalog descriptions of movies for a recommender system. "
-                 "Be factual, specific and concise.")
-USER_PROMPT = ("Write a description of the movie below in one paragraph of about 100 words: "
-               "what it is about, its genre, tone and mood, its themes, and the kind of viewer "
-               "who would enjoy it. Do not reveal the ending. Answer with the paragraph only: "
-               "no heading, list or preamble.")
+_SYSTEM = ("You write catalog descriptions of {many} for a recommender system. "
+           "Be factual, specific and concise.")
+_USER = ("Write a description of the {one} below in one paragraph of about 100 words: "
+         "what it is about, its genre, tone and mood, its themes, and the kind of {audience} "
+         "who would enjoy it. Do not reveal the ending. Answer with the paragraph only: "
+         "no heading, list or preamble.")
 
 
 # --------------------------------------------------------------------------------------------
 # Prompt and records
 # --------------------------------------------------------------------------------------------
+
+def prompts(kind: Sequence[str] = FILM) -> tuple[str, str]:
+    """The system prompt and the user prompt's opening for a catalog of `kind` (singular, plural);
+    films are asked about as "movies", the words their cached descriptions were written for."""
+    words = wording(kind)
+    one, many = ("movie", "movies") if words.film else (words.one, words.many)
+    return _SYSTEM.format(many=many), _USER.format(one=one, audience=words.audience)
+
+
+SYSTEM_PROMPT, USER_PROMPT = prompts(FILM)
+
+
+def prompt_version(kind: Sequence[str] = FILM) -> str:
+    """The cache's name for the prompt a kind is asked with: a record from another kind's prompt
+    (a book catalog described as movies) is not current."""
+    return PROMPT_VERSION if prompts(kind) == prompts(FILM) else f"{PROMPT_VERSION}-{wording(kind).one}"
+
 
 def item_key(meta: Mapping[str, Any]) -> str:
     """The item id as the cache stores it (a string, whatever the dataset's id type)."""
@@ -73,8 +91,8 @@ def metadata_sha256(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def build_messages(meta: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The chat messages that ask for one item's description."""
+def build_messages(meta: Mapping[str, Any], kind: Sequence[str] = FILM) -> list[dict[str, str]]:
+    """The chat messages that ask for one item's description, naming the catalog's `kind`."""
     lines = [f"Title: {str(meta.get('title') or '').strip() or 'unknown'}"]
     if meta.get("year"):
         lines.append(f"Year: {meta['year']}")
@@ -84,20 +102,23 @@ def build_messages(meta: Mapping[str, Any]) -> list[dict[str, str]]:
     notes = str(meta.get("description") or "").strip()
     if notes:
         lines.append(f"Notes: {notes}")
-    return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_PROMPT + "\n\n" + "\n".join(lines)}]
+    system, user = prompts(kind)
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": user + "\n\n" + "\n".join(lines)}]
 
 
-def make_record(meta: Mapping[str, Any], model: str, text: str) -> dict[str, str]:
+def make_record(meta: Mapping[str, Any], model: str, text: str,
+                kind: Sequence[str] = FILM) -> dict[str, str]:
+    """The cache record of one answer, keyed by the item's metadata and the kind's prompt."""
     return {"item_id": item_key(meta), "meta_sha256": metadata_sha256(meta), "model": model,
-            "prompt_version": PROMPT_VERSION, "text": text}
+            "prompt_version": prompt_version(kind), "text": text}
 
 
 def is_current(record: Mapping[str, Any] | None, meta: Mapping[str, Any],
-               model: str | None = None) -> bool:
+               model: str | None = None, kind: Sequence[str] = FILM) -> bool:
     """Whether `record` still describes `meta` (same metadata and prompt; same model if given)."""
     return (record is not None and record.get("meta_sha256") == metadata_sha256(meta)
-            and record.get("prompt_version") == PROMPT_VERSION
+            and record.get("prompt_version") == prompt_version(kind)
             and (model is None or record.get("model") == model)
             and isinstance(record.get("text"), str) and bool(record["text"].strip()))
 
@@ -215,9 +236,10 @@ class Plan:
 
 
 def plan_descriptions(items: Sequence[Mapping[str, Any]], model: str, path: str | Path,
-                      max_items: int | None = None) -> Plan:
+                      max_items: int | None = None, kind: Sequence[str] = FILM) -> Plan:
+    """The items of a catalog of `kind` that lack a current description from `model`."""
     records = DescriptionCache(path).load()
-    missing = [m for m in items if not is_current(records.get(item_key(m)), m, model)]
+    missing = [m for m in items if not is_current(records.get(item_key(m)), m, model, kind)]
     todo = missing if max_items is None else missing[:max(int(max_items), 0)]
     return Plan(total=len(items), cached=len(items) - len(missing), pending=todo,
                 missing=len(missing))
@@ -225,9 +247,10 @@ def plan_descriptions(items: Sequence[Mapping[str, Any]], model: str, path: str 
 
 def request_description(client: Any, model: str, meta: Mapping[str, Any], policy: RetryPolicy,
                         stop: threading.Event | None = None,
-                        on_retry: Callable[[str], None] | None = None) -> str:
+                        on_retry: Callable[[str], None] | None = None,
+                        kind: Sequence[str] = FILM) -> str:
     """One chat request (with retries) -> the description text."""
-    messages = build_messages(meta)
+    messages = build_messages(meta, kind)
 
     def call() -> str:
         response = client.chat.completions.create(model=model, messages=messages)
@@ -245,8 +268,10 @@ def request_description(client: Any, model: str, meta: Mapping[str, Any], policy
 def describe_catalog(items: Sequence[Mapping[str, Any]], model: str, path: str | Path, *,
                      max_items: int | None = None, concurrency: int = 4,
                      policy: RetryPolicy | None = None, progress: bool = True,
-                     on_plan: Callable[[Plan], None] | None = None) -> dict:
+                     on_plan: Callable[[Plan], None] | None = None,
+                     kind: Sequence[str] = FILM) -> dict:
     """Describe every item lacking a current description from `model`; returns a summary.
+    `kind`: the catalog's (singular, plural) item kind, which the prompt names.
 
     At most `concurrency` requests are in flight. A permanent failure (a wrong key, an unknown
     model, retries spent) stops new requests, saves the answers still arriving and raises
@@ -257,86 +282,123 @@ def describe_catalog(items: Sequence[Mapping[str, Any]], model: str, path: str |
         raise InputError(f"concurrency must be at least 1, got {concurrency}")
     cache = DescriptionCache(path)
     with cache.exclusive():
-        return _describe(cache, items, model, max_items, concurrency, policy, progress, on_plan)
+        return _describe(cache, items, model, max_items, concurrency, policy, progress, on_plan,
+                         kind)
 
 
 def _describe(cache: DescriptionCache, items, model, max_items, concurrency, policy, progress,
-              on_plan) -> dict:
+              on_plan, kind) -> dict:
+    """Plan the run, ask for what is missing, then leave the cache compact in catalog order."""
     order = [item_key(m) for m in items]
     cache.compact(order)  # drop a torn line first, so appends start on a clean line
-    plan = plan_descriptions(items, model, cache.path, max_items)
+    plan = plan_descriptions(items, model, cache.path, max_items, kind)
     if on_plan is not None:
         on_plan(plan)
-    summary = {"total": plan.total, "cached": plan.cached, "requested": plan.requests,
-               "written": 0, "skipped": [], "retries": 0, "complete": plan.cached,
-               "path": str(cache.path)}
+    summary = _summary(plan, cache.path)
     if not plan.pending:
         return summary
-    policy = policy or RetryPolicy.from_env()
-    client = make_client(policy.timeout)
-    stop = threading.Event()
-    retries, retries_lock = Counter(), threading.Lock()
+    run = _Run(cache, model, kind, policy or RetryPolicy.from_env(), summary)
+    run.ask(plan.pending, concurrency, progress)
+    return _finish(run, items, order, plan)
 
-    def on_retry(why: str) -> None:
-        with retries_lock:
-            retries["n"] += 1
 
-    todo = iter(plan.pending)
-    running: dict[Future, Mapping[str, Any]] = {}
-    failure: OpenAIServiceError | None = None
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="describe")
-    bar = tqdm(total=plan.requests, desc=f"describe ({model})", unit="item", disable=not progress)
+def _summary(plan: Plan, path: Path) -> dict:
+    """A run's summary before its first request: what the plan found, nothing written yet."""
+    return {"total": plan.total, "cached": plan.cached, "requested": plan.requests,
+            "written": 0, "skipped": [], "retries": 0, "complete": plan.cached, "path": str(path)}
 
-    def submit_next() -> None:
-        meta = next(todo, None)
-        if meta is not None:
-            running[pool.submit(request_description, client, model, meta, policy, stop,
-                                on_retry)] = meta
 
-    try:
-        for _ in range(concurrency):
-            submit_next()
-        while running:
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                meta = running.pop(fut)
-                try:
-                    text = fut.result()
-                except Interrupted:
-                    continue
-                except OpenAIServiceError as err:
-                    # a refusal of one item (400/422) skips it, unless nothing has worked yet
-                    refused = err.status in (400, 422)
-                    if refused and (summary["written"] or len(summary["skipped"]) < 2):
-                        summary["skipped"].append(item_key(meta))
-                        log.warning("%s", err)
-                    else:
-                        failure = failure or err
-                        stop.set()  # no new requests; answers in flight are still saved
-                        continue
-                else:
-                    cache.append(make_record(meta, model, text))
-                    summary["written"] += 1
-                    bar.update(1)
-                    if retries["n"]:
-                        bar.set_postfix(retries=retries["n"], refresh=False)
-                if not stop.is_set():
-                    submit_next()
-    except BaseException:  # Ctrl-C: stop the workers; what was saved stays saved
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        bar.close()
-    pool.shutdown(wait=True)
-    records = cache.compact(order)
-    summary["retries"] = retries["n"]
-    have = sum(is_current(records.get(item_key(m)), m, model) for m in items)
+class _Run:
+    """The requests of one describe run: each answer saved as it arrives, refused items skipped,
+    the first permanent failure kept (it stops new requests)."""
+
+    def __init__(self, cache: DescriptionCache, model: str, kind: Sequence[str],
+                 policy: RetryPolicy, summary: dict) -> None:
+        self.cache, self.model, self.kind, self.policy = cache, model, kind, policy
+        self.summary = summary
+        self.stop = threading.Event()
+        self.failure: OpenAIServiceError | None = None
+        self.retries = 0
+        self._retries_lock = threading.Lock()
+        self.running: dict[Future, Mapping[str, Any]] = {}
+
+    def on_retry(self, why: str) -> None:
+        """Count one retried request (called from the worker threads)."""
+        with self._retries_lock:
+            self.retries += 1
+
+    def ask(self, pending: Sequence[Mapping[str, Any]], concurrency: int, progress: bool) -> None:
+        """Keep `concurrency` requests in flight until every pending item is answered or the run
+        stops; on Ctrl-C the workers stop and what was saved stays saved."""
+        client = make_client(self.policy.timeout)
+        todo = iter(pending)
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="describe")
+        bar = tqdm(total=len(pending), desc=f"describe ({self.model})", unit="item",
+                   disable=not progress)
+
+        def submit_next() -> None:
+            meta = next(todo, None)
+            if meta is not None:
+                self.running[pool.submit(request_description, client, self.model, meta,
+                                         self.policy, self.stop, self.on_retry, self.kind)] = meta
+
+        try:
+            for _ in range(concurrency):
+                submit_next()
+            while self.running:
+                done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if self._settle(fut, self.running.pop(fut), bar) and not self.stop.is_set():
+                        submit_next()
+        except BaseException:
+            self.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+        pool.shutdown(wait=True)
+
+    def _settle(self, fut: Future, meta: Mapping[str, Any], bar: Any) -> bool:
+        """Save one finished request's answer; False when no request should take its place
+        (it was interrupted, or the run failed)."""
+        try:
+            text = fut.result()
+        except Interrupted:
+            return False
+        except OpenAIServiceError as err:
+            return self._skip_or_fail(err, meta)
+        self.cache.append(make_record(meta, self.model, text, self.kind))
+        self.summary["written"] += 1
+        bar.update(1)
+        if self.retries:
+            bar.set_postfix(retries=self.retries, refresh=False)
+        return True
+
+    def _skip_or_fail(self, err: OpenAIServiceError, meta: Mapping[str, Any]) -> bool:
+        """A refusal of one item (400/422) skips it, unless nothing has worked yet; anything else
+        fails the run: no new requests, while the answers in flight are still saved."""
+        skipped = self.summary["skipped"]
+        if err.status in (400, 422) and (self.summary["written"] or len(skipped) < 2):
+            skipped.append(item_key(meta))
+            log.warning("%s", err)
+            return True
+        self.failure = self.failure or err
+        self.stop.set()
+        return False
+
+
+def _finish(run: _Run, items: Sequence[Mapping[str, Any]], order: list[str], plan: Plan) -> dict:
+    """Rewrite the cache in catalog order and count the items it now covers; a failed run raises,
+    saying how far it got."""
+    records = run.cache.compact(order)
+    summary = run.summary
+    summary["retries"] = run.retries
+    have = sum(is_current(records.get(item_key(m)), m, run.model, run.kind) for m in items)
     summary["complete"] = have
-    if failure is not None:
+    if run.failure is not None:
         raise OpenAIServiceError(
-            f"{failure}. {summary['written']} new descriptions were saved ({have}/{plan.total} "
-            f"items done) in {cache.path}; run the same command again to resume") from None
+            f"{run.failure}. {summary['written']} new descriptions were saved ({have}/{plan.total} "
+            f"items done) in {run.cache.path}; run the same command again to resume") from None
     return summary
 
 
@@ -349,13 +411,14 @@ class MissingDescriptionsError(InputError):
 
 
 def cached_descriptions(items: Sequence[Mapping[str, Any]], path: str | Path,
-                        dataset_hint: str = "DATASET") -> list[str]:
-    """One LLM description per item from the cache at `path`, all from one model; else raise."""
+                        dataset_hint: str = "DATASET", kind: Sequence[str] = FILM) -> list[str]:
+    """One LLM description per item from the cache at `path`, all from one model and asked for
+    with the `kind`'s prompt; else raise."""
     records = DescriptionCache(path).load()
     texts, models, missing = [], Counter(), 0
     for meta in items:
         rec = records.get(item_key(meta))
-        if not is_current(rec, meta):
+        if not is_current(rec, meta, kind=kind):
             missing += 1
             continue
         models[rec["model"]] += 1

@@ -194,7 +194,7 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
     if by_id:
         return rec, split, E, torch.zeros(N, 1, D)
-    pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed)
+    pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed, ds.item_kind)
     Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
                         tag=f"{ds.name}-train-intentions-p{cfg.intention_pool}-s{cfg.seed}",
                         progress=progress)
@@ -225,7 +225,7 @@ def _checkpoint_config(cfg: TrainConfig, ds, mcfg: ModelConfig, dcfg: DiffusionC
     if cfg.descriptions == "llm":
         from idream.text import llm
         config["text"]["llm"] = llm.descriptions_model(ds, cache_dir)
-        config["text"]["prompt_version"] = llm.PROMPT_VERSION
+        config["text"]["prompt_version"] = llm.prompt_version(ds.item_kind)
     if cache_dir:
         config["cache_dir"] = str(cache_dir)
     return config
