@@ -140,15 +140,13 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                 "params": params, "w": g["w"], "epochs": epochs, "stopped": stopped,
                 "valid_NDCG@10": g.get("w_grid", {}).get(str(g["w"]))}]
         if name == "idream" and rec.new_item_rule.on:  # the same model, new items by their own score
-            rule = rec.config.pop("new_items")
-            rec.invalidate()
+            rule = rec.config.pop("new_items")  # (the rule is read at every request: nothing to reset)
             out.append({"model": "idream-own-score", "seed": seed,
                         **measured(lambda c: evaluate_recommender(rec, c, steps=1, w=g["w"], rho=0.0, seed=seed),
                                    cases, cold),
                         "train_s": train_s, "params": params, "w": g["w"], "epochs": epochs,
                         "stopped": stopped})
             rec.config["new_items"] = rule
-            rec.invalidate()
         if name == "idream":
             def guided(c):
                 q = generated_intentions(rec, c, seed=seed)

@@ -276,7 +276,7 @@ def test_shipped_checkpoint_ranks_as_scoring_every_item(rec, history, intention,
 def test_shipped_checkpoint_through_the_faiss_index(rec, monkeypatch):
     """With the threshold at 0 the shipped catalog goes through the faiss index: the same top-10."""
     monkeypatch.setattr(index_module, "EXACT_BELOW", 0)
-    rec.invalidate()
+    rec.space._kept.pop("index", None)  # the threshold is a module constant, read when an index is built
     try:
         for history, intention, with_new in REQUESTS:
             extra = [new_item(rec)] if with_new else None
@@ -291,7 +291,7 @@ def test_shipped_checkpoint_through_the_faiss_index(rec, monkeypatch):
     finally:
         rec.exact = False
         monkeypatch.undo()
-        rec.invalidate()
+        rec.space._kept.pop("index", None)
 
 
 def test_sweep_rho_ranks_as_scoring_every_item(rec):
@@ -304,25 +304,25 @@ def test_sweep_rho_ranks_as_scoring_every_item(rec):
         assert [r["score"] for r in rows] == [round(float(v), 4) for v in s]
 
 
-def test_recommender_rebuilds_an_index_for_other_vectors(rec):
-    first = rec.item_index()
-    assert rec.item_index() is first and first.n == rec.dataset.n_items
-    V = rec.item_vectors()
+def test_recommender_caches_follow_the_item_table_without_being_told(rec):
+    """The vectors, the index and the text steer are computed again when the item table changes in
+    place (a training step) and kept while it does not: no cache is reset by hand."""
+    first, V = rec.item_index(), rec.item_vectors()
+    steer = rec.text_steer()
+    assert rec.item_index() is first and rec.item_vectors() is V and rec.text_steer() is steer
+    residual = rec.items.residual.detach().clone()
     try:
-        rec._vectors = torch.cat([V, V[:1]])  # an item appended without invalidate()
-        grown = rec.item_index()
-        assert grown is not first and grown.n == len(V) + 1
-        rec._vectors = V[:, :16].contiguous()  # another dimension
-        assert rec.item_index().d == 16
-        rec._vectors = V.clone()
-        rec.item_index()
-        rec._vectors.mul_(2)  # changed in place
-        assert not rec._index.fits(rec._vectors) and rec.item_index().fits(rec._vectors)
+        with torch.no_grad():
+            rec.items.residual.mul_(2)  # as an optimizer step changes it: in place
+        V2 = rec.item_vectors()
+        assert V2 is not V and not torch.equal(V2, V)
+        assert rec.item_index() is not first and rec.item_index().fits(V2) and rec.text_steer() is not steer
+        assert torch.equal(V2, rec.items.vectors().detach())
     finally:
-        rec._vectors = V
-        rec._index = None
-    rec.invalidate()
-    assert rec.item_index() is not first and rec.item_index().fits(rec.item_vectors())
+        with torch.no_grad():
+            rec.items.residual.copy_(residual)
+    assert torch.equal(rec.item_vectors(), V)  # back to the loaded values, and to answers from them
+
 
 
 def test_speed_benchmark_has_the_retrieval_rows(tmp_path):

@@ -61,8 +61,7 @@ def test_held_out_catalog_items_rank_as_the_answer_ranks_them_with_an_intention(
     rec = Recommender.load(SHIPPED)
     N = rec.dataset.n_items
     cold = np.random.default_rng(1).choice(N, 60, replace=False)
-    rec.config["data"]["cold_items"] = cold.tolist()
-    rec.invalidate()
+    rec.config["data"]["cold_items"] = cold.tolist()  # the new-item scorer follows, nothing to reset
     intention = "a quiet drama about a lighthouse keeper"
     full = rec.recommend(HISTORY, intention, k=N)
     place = {r["item_id"]: r["rank"] for r in full.items}

@@ -135,11 +135,9 @@ def test_new_item_close_to_the_history_is_recommended_without_an_intention(shipp
     rule = shipped.config["new_items"]
     try:
         shipped.config["new_items"] = {"a": 0.0, "b": 0.0, "chosen_on": ""}  # the rule off
-        shipped.invalidate()
         assert rank("Alien Harvest") is None and rank("Letters from Bath") is None
     finally:
         shipped.config["new_items"] = rule
-        shipped.invalidate()
 
 
 def test_steered_rho_outside_its_range_is_refused(shipped):

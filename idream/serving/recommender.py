@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +13,9 @@ from idream.serving.checkpoint import read_checkpoint
 from idream.data.datasets import PAD, Dataset, window
 from idream.core.diffusion import Diffusion
 from idream.serving.hub import local_path
-from idream.serving.index import ItemIndex, kind_for
+from idream.serving.index import ItemIndex
+from idream.serving.item_space import ItemSpace
+from idream.serving.lookup import CatalogLookup, UnknownItemError  # noqa: F401 (the public API names it here)
 from idream.core.model import Denoiser, ItemTable
 from idream.core.newitems import NewItemRule, NewItemScorer, unit
 from idream.serving.request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
@@ -26,10 +25,6 @@ from idream.core.sampler import DDIMSampler, sample
 from idream.core.steer import STEER_RANGE, TextSteer, positions
 from idream.core.transform import Transform
 from idream.errors import InputError
-
-
-class UnknownItemError(InputError):
-    """An item given by id or title that is not in the catalog."""
 
 
 @dataclass
@@ -62,13 +57,9 @@ class Recommender:
         self.dataset = dataset
         self.config = config
         self._backend = backend
-        self._vectors = None
-        self._steer = None
-        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
-        self._new_items = None
+        self.space = ItemSpace(items, transform, embeddings)  # the vectors and what derives from them
+        self.lookup = CatalogLookup(dataset)
         self.exact = exact  # True: score every item even where the catalog has a graph index
-        self._index = None
-        self._index_lock = threading.Lock()  # one build when the first requests arrive together
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -129,18 +120,7 @@ class Recommender:
 
     def item_vectors(self) -> torch.Tensor:
         """z_i (+ residual) for every catalog item, as the model ranks them.  # (N, D)"""
-        if self._vectors is None:
-            with torch.no_grad():
-                self._vectors = self.items.vectors().detach()
-        return self._vectors
-
-    def invalidate(self) -> None:
-        """Forget cached item vectors and their index (after training steps or appended items)."""
-        self._vectors = None
-        self._steer = None
-        self._metas: dict[int, dict] = {}  # catalog rows' metadata, as read (_item_meta)
-        self._new_items = None
-        self._index = None
+        return self.space.vectors()
 
     @property
     def cold_items(self) -> np.ndarray:
@@ -157,17 +137,11 @@ class Recommender:
         holds no raw text vectors."""
         if not self.new_item_rule.on or self.embeddings is None:
             return None
-        if self._new_items is None:
-            warm = np.ones(len(self.embeddings), dtype=bool)
-            warm[self.cold_items] = False
-            self._new_items = NewItemScorer(self.embeddings, self.item_vectors()[torch.from_numpy(warm)])
-        return self._new_items
+        return self.space.new_item_scorer(self.cold_items)
 
     def text_steer(self) -> TextSteer:
         """Text directions and the catalog covariance for the current item vectors."""
-        if self._steer is None:
-            self._steer = TextSteer(self.transform, self.item_vectors())
-        return self._steer
+        return self.space.steer()
 
     def intention_directions(self, intentions: torch.Tensor) -> torch.Tensor:
         """Transformed intentions → the scoring-space directions that mean them (idream.core.steer).
@@ -176,58 +150,16 @@ class Recommender:
 
     def item_index(self) -> ItemIndex:
         """The search index over item_vectors(): built on first use, rebuilt when they change."""
-        with self._index_lock:
-            V = self.item_vectors()
-            kind = "exact" if self.exact else kind_for(len(V))
-            if self._index is None or not self._index.fits(V) or self._index.kind != kind:
-                self._index = ItemIndex(V, kind)  # stale (other vectors), or `exact` was switched
-            return self._index
+        return self.space.index(self.exact)
 
     # -- inputs ------------------------------------------------------------------------------
     def resolve_item(self, ref, suggest: bool = True) -> int:
-        """Catalog row of an item given by dataset id or exact title (case-insensitive).
-
-        suggest: name the closest titles in the error (a fuzzy search, ~10 ms per unknown item).
-        """
-        ds = self.dataset
-        if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ds.has_item(ref)):
-            if ds.has_item(ref):
-                return ds.item_index(ref)
-            raise UnknownItemError(f"unknown item id {ref!r}")
-        title = str(ref).strip()
-        # "Title [#id]" names one of several same titles (searched in the tail only: the pattern
-        # is quadratic on long inputs such as "[#[#[#…")
-        m = re.search(r"\[#([^\]]+)\]$", title[-80:])
-        if m and ds.has_item(m.group(1)):
-            return ds.item_index(m.group(1))
-        index = self._title_index()
-        if title.lower() in index:
-            return index[title.lower()]
-        if not suggest:
-            raise UnknownItemError(f"unknown item {title[:200]!r}")
-        close = difflib.get_close_matches(title, list(self.dataset.items["title"]), n=3, cutoff=0.5)
-        hint = f"; closest titles: {', '.join(repr(c) for c in close)}" if close else ""
-        raise UnknownItemError(f"unknown item {title[:200]!r}{hint}")
-
-    def _title_index(self) -> dict:
-        if not hasattr(self, "_titles"):
-            self._titles = {}
-            for i, t in enumerate(self.dataset.items["title"]):
-                self._titles.setdefault(str(t).lower(), i)
-                year = self.dataset.items["year"].iloc[i]
-                if year is not None and not (isinstance(year, float) and np.isnan(year)):
-                    try:
-                        self._titles.setdefault(f"{str(t).lower()} ({int(year)})", i)
-                    except (TypeError, ValueError):
-                        pass
-        return self._titles
+        """Catalog row of an item given by dataset id or title (idream.serving.lookup)."""
+        return self.lookup.resolve(ref, suggest)
 
     def user_history(self, user_id) -> list[int]:
         """A user's items before their test item (the last interaction), oldest first."""
-        if not self.dataset.has_user(user_id):
-            raise UnknownItemError(f"unknown user id {user_id!r}")
-        seq = self.dataset.user_sequence(user_id)
-        return [int(i) for i in seq[:-1]]
+        return self.lookup.user_history(user_id)
 
     def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
         """Intention sentences → transformed text vectors.  # (n, D)"""
@@ -371,14 +303,6 @@ class Recommender:
         item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
         return item | ({"notice": notice} if notice else {})
 
-    def _item_meta(self, i: int) -> dict:
-        """dataset.item_meta(i), kept once read: a crowd's answers read the same rows again and again
-        (a pandas row read costs more than ranking it). Only rows that were shown are kept."""
-        meta = self._metas.get(i)
-        if meta is None:
-            meta = self._metas[i] = self.dataset.item_meta(i)
-        return meta
-
     def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
               extra: list | None) -> list[dict]:
         """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items.
@@ -388,7 +312,7 @@ class Recommender:
         rows = []
         for r, i in enumerate(top, 1):
             if i < N:
-                meta, new = self._item_meta(i), False
+                meta, new = self.lookup.meta(i), False
             else:
                 meta, new = dict(extra[i - N]["meta"], item_id=f"new:{i - N + 1}"), True
             row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],

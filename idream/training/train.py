@@ -421,7 +421,6 @@ def _validate(run: Run, early: EarlyStop, epoch: int, sums: dict, n_targets: int
     (stop early, seconds since the start, seconds of this epoch) for every rank."""
     cfg, rec = run.cfg, run.rec
     rec.model.cpu().eval(), rec.items.cpu()  # evaluation (and the checkpoint) live on the CPU
-    rec.invalidate()
     val = evaluate_recommender(rec, run.split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
     elapsed = run.elapsed()
     row = {"epoch": epoch, **{k: round(v / run.batches.n_batches, 4) for k, v in sums.items()},
@@ -455,12 +454,10 @@ def _finalize(run: Run, early: EarlyStop, log_fn):
     rec.model.load_state_dict(early.best_state[0])
     rec.items.load_state_dict(early.best_state[1])
     rec.model.eval()
-    rec.invalidate()
     choose_guidance(rec, split, cfg, log_fn)
     if len(rec.cold_items) and cfg.item_source != "id":  # how to score residual-free items, on validation
         rule = new_item_choice.pick([new_item_choice.validation_grid(rec, split.valid)])
         rec.config["new_items"] = rule.to_dict()
-        rec.invalidate()
         log_fn(f"new items on validation: a={rule.a:g}, b={rule.b:g} ({rule.chosen_on})")
     world = distributed.world_size()
     rec.config["train_log"] = {"epochs_run": len(early.history), "best_epoch": early.best_epoch,

@@ -31,9 +31,9 @@ top = np.argsort(-S, axis=1)
 for k in (1, 3):
     imp = R0[warm][torch.from_numpy(top[:, :k])].mean(1)
     with torch.no_grad():
-        rec.items.residual.data.copy_(R0); rec.items.residual.data[torch.from_numpy(cold)] = imp
-    rec.invalidate(); ev(f"mean of {k} nearest")
+        rec.items.residual.copy_(R0); rec.items.residual[torch.from_numpy(cold)] = imp
+    ev(f"mean of {k} nearest")
 # popularity-like bias: add the mean warm residual
 with torch.no_grad():
-    rec.items.residual.data.copy_(R0); rec.items.residual.data[torch.from_numpy(cold)] = R0[warm].mean(0)
-rec.invalidate(); ev("mean warm residual")
+    rec.items.residual.copy_(R0); rec.items.residual[torch.from_numpy(cold)] = R0[warm].mean(0)
+ev("mean warm residual")
