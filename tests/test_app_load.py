@@ -94,7 +94,7 @@ def test_intentions_are_embedded_once_and_by_length(service):
     again = cache.raw(["a quiet drama", "something funny"])
     assert (cache.hits, cache.misses) == (3, 3)
     assert again[1] == pytest.approx(first[0], abs=1e-5)
-    assert again[0] == pytest.approx(service.rec._encode_raw(["a quiet drama"])[0], abs=1e-4)
+    assert again[0] == pytest.approx(service.rec.text.raw(["a quiet drama"])[0], abs=1e-4)
     cache.raw(["one", "two", "three"])  # the least recently used go
     assert len(cache._vectors) == 3
     groups = by_length(["ab", "a" * 2000, "abc", "a" * 1500, "b" * 40])

@@ -32,7 +32,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from idream.serving.recommender import MAX_GUIDANCE, Recommender, UnknownItemError, clean_text
+from idream.serving.recommender import Recommender, UnknownItemError
+from idream.core.steer import STEER_RANGE
+from idream.serving.request import MAX_GUIDANCE, clean_text
 from tests.conftest import report_to_reliability_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,12 +181,23 @@ def guidance_ok(v) -> bool:
     return math.isfinite(x) and abs(x) <= MAX_GUIDANCE
 
 
+def rho_ok(v) -> bool:
+    """ρ turns the oracle from the history (0) to the intention (1): nothing outside."""
+    if v is None:
+        return True
+    try:
+        x = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return math.isfinite(x) and STEER_RANGE[0] <= x <= STEER_RANGE[1]
+
+
 def rhos_ok(rhos) -> bool:
     try:
         xs = [float(r) for r in rhos]
     except (TypeError, ValueError, OverflowError):
         return False
-    return bool(xs) and all(math.isfinite(x) and abs(x) <= MAX_GUIDANCE for x in xs)
+    return bool(xs) and all(rho_ok(x) for x in xs)
 
 
 # what each problem's message says (the message names at least one of the call's problems)
@@ -211,9 +224,9 @@ def problems(history, intention, steps, k, seed, w, rho=None, rhos=None, sweep=F
         found.append("seed")
     if not guidance_ok(w):
         found.append("w")
-    if sweep and rhos is not None and not rhos_ok(rhos):  # None: the model's eleven positions
+    if sweep and rhos is not None and not rhos_ok(rhos):  # None: the model's own positions
         found.append("rhos")
-    if not sweep and not guidance_ok(rho):
+    if not sweep and not rho_ok(rho):
         found.append("rho")
     return found
 
@@ -248,6 +261,7 @@ def call_recommend(rec, **kw) -> str:
 # -- the library -----------------------------------------------------------------------------
 
 VALID_GUIDANCE = st.one_of(st.none(), st.floats(-MAX_GUIDANCE, MAX_GUIDANCE))
+VALID_RHO = st.one_of(st.none(), st.floats(*STEER_RANGE))
 HOSTILE_ARGS = {
     "history": st.one_of(st.lists(ANY_REF, max_size=12), st.none(), ANY_TEXT, st.integers()),
     "intention": st.one_of(st.none(), ANY_TEXT), "rho": ANY_NUMBER, "w": ANY_NUMBER,
@@ -257,7 +271,7 @@ HOSTILE_ARGS = {
 }
 VALID_ARGS = {  # real ids and titles, a normal intention, numbers within their ranges
     "history": st.lists(KNOWN_REF, min_size=1, max_size=8),
-    "intention": st.one_of(st.none(), st.sampled_from(INTENTIONS)), "rho": VALID_GUIDANCE,
+    "intention": st.one_of(st.none(), st.sampled_from(INTENTIONS)), "rho": VALID_RHO,
     "w": VALID_GUIDANCE, "steps": st.integers(1, 6), "k": st.integers(1, 50),
     "seed": st.one_of(st.none(), st.integers(-2**70, 2**70)),
 }
@@ -294,10 +308,10 @@ VALID_CALLS = [  # (call, the ids of its history)
     (dict(history=[100, 101, 102]), [100, 101, 102]),
     (dict(history=["Synthetic Film 5", "synthetic film 6 (1968)", "  SYNTHETIC FILM 7 "]), [105, 106, 107]),
     (dict(history=["110", " 111 ", "Anything at all [#112]", 110]), [110, 111, 112]),
-    (dict(history=101, intention="a scary horror movie", rho=2.0, w=1.0, steps=5, k=3, seed=7), [101]),
+    (dict(history=101, intention="a scary horror movie", rho=0.7, w=1.0, steps=5, k=3, seed=7), [101]),
     (dict(history="Synthetic Film 0", k=10**6), [100]),
     (dict(history=[], intention="something funny", k=39, seed=None), []),
-    (dict(history=None, intention="  Sci-Fi \x07", rho=-MAX_GUIDANCE, w=MAX_GUIDANCE), []),
+    (dict(history=None, intention="  Sci-Fi \x07", rho=1.0, w=MAX_GUIDANCE), []),
     (dict(history=[120], steps=T_SYNTH, k=2.9, seed=2**200, rho=0.0, w=0.0), [120]),
     (dict(history=SYNTH_IDS[:-1], intention="a romantic drama"), SYNTH_IDS[:-1]),
 ]
@@ -345,7 +359,7 @@ def test_known_invalid_calls_name_the_problem(rec, case):
 
 @hypothesis_settings(80)
 @given(history=st.lists(KNOWN_REF, max_size=15), intention=st.one_of(st.none(), st.text(max_size=200)),
-       rho=VALID_GUIDANCE, w=VALID_GUIDANCE, steps=st.integers(1, 8), k=st.integers(1, 10**6),
+       rho=VALID_RHO, w=VALID_GUIDANCE, steps=st.integers(1, 8), k=st.integers(1, 10**6),
        seed=st.one_of(st.none(), st.integers(-2**70, 2**70)))
 def test_recommend_valid_input_always_answers(rec, history, intention, rho, w, steps, k, seed):
     """Inputs within the documented ranges are never refused (except "give something")."""
@@ -373,8 +387,8 @@ SWEEP_HOSTILE = {
 SWEEP_VALID = {
     "history": st.lists(KNOWN_REF, min_size=1, max_size=6),
     "intention": st.one_of(st.none(), st.sampled_from(INTENTIONS)),
-    "rhos": st.one_of(st.lists(st.floats(-MAX_GUIDANCE, MAX_GUIDANCE), min_size=1, max_size=12),
-                      st.just(range(11))),
+    "rhos": st.one_of(st.lists(st.floats(*STEER_RANGE), min_size=1, max_size=12),
+                      st.just(range(2))),
     "w": VALID_GUIDANCE, "steps": st.integers(1, 5), "k": st.integers(1, 45),
     "seed": st.one_of(st.none(), st.integers(-2**70, 2**70)),
 }
@@ -540,7 +554,8 @@ def test_cli_verdict_reads_arguments_as_argparse_does():
     assert cli_verdict(["100"], None, {"--k": "5"}) == "answer"
     assert cli_verdict(["100"], None, {"--k": "1.5"}) == "refuse"  # type=int
     assert cli_verdict(["100"], None, {"--rho": "-inf"}) == "refuse"  # taken for a flag
-    assert cli_verdict(["100"], None, {"--rho": "-0.5"}) == "answer"
+    assert cli_verdict(["100"], None, {"--w": "-0.5"}) == "answer"  # a negative number, not a flag
+    assert cli_verdict(["100"], None, {"--rho": "-0.5"}) == "refuse"  # ρ runs from 0 to 1
     assert cli_verdict(["100"], None, {"--rho": "nan"}) == "refuse"  # the library's rule
     assert cli_verdict([], None, {}) == "refuse"
     assert cli_verdict(["-x"], None, {}) is None

@@ -38,7 +38,7 @@ class IntentionCache:
             self.hits += len(texts) - len(missing)
             self.misses += len(missing)
         for group in by_length(missing):  # outside the lock: it is the slow part
-            encoded = self.rec._encode_raw(group)
+            encoded = self.rec.text.raw(group)
             with self._lock:
                 self._vectors.update(zip(group, encoded))
         with self._lock:
@@ -46,7 +46,7 @@ class IntentionCache:
             for t in texts:
                 v = self._vectors.get(t)
                 if v is None:  # pushed out by a large batch of others meanwhile
-                    v = self.rec._encode_raw([t])[0]
+                    v = self.rec.text.raw([t])[0]
                     self._vectors[t] = v
                 self._vectors.move_to_end(t)
                 out.append(v)

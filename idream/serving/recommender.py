@@ -15,16 +15,16 @@ from idream.core.diffusion import Diffusion
 from idream.serving.hub import local_path
 from idream.serving.index import ItemIndex
 from idream.serving.item_space import ItemSpace
+from idream.serving.text_side import TextSide, text_match
 from idream.serving.lookup import CatalogLookup, UnknownItemError  # noqa: F401 (the public API names it here)
 from idream.core.model import Denoiser, ItemTable
 from idream.core.newitems import NewItemRule, NewItemScorer, unit
-from idream.serving.request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_INTENTION_CHARS, MAX_K,
+from idream.serving.request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_K,
                       OFFERED_GUIDANCE, Limits, Request, check_new_item, check_request, check_rhos,
-                      clean_text, outside_steer_range, refuse_new_items_in_history)
+                      outside_steer_range, refuse_new_items_in_history)
 from idream.core.sampler import DDIMSampler, sample
 from idream.core.steer import STEER_RANGE, TextSteer, positions
 from idream.core.transform import Transform
-from idream.errors import InputError
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Recommender:
         self.transform = transform
         self.dataset = dataset
         self.config = config
-        self._backend = backend
+        self.text = TextSide(config.get("text", {}).get("backend"), transform, backend)
         self.space = ItemSpace(items, transform, embeddings)  # the vectors and what derives from them
         self.lookup = CatalogLookup(dataset)
         self.exact = exact  # True: score every item even where the catalog has a graph index
@@ -75,16 +75,11 @@ class Recommender:
 
     @property
     def backend(self) -> "text.EmbeddingBackend":
-        if self._backend is None:
-            self._backend = text.get_backend(self.config["text"]["backend"])
-        return self._backend
+        return self.text.backend
 
     def text_status(self) -> str | None:
         """None when intentions and new items can be embedded here; else why not (for the UI)."""
-        try:
-            return self.backend.unavailable_reason()
-        except (RuntimeError, ValueError) as e:
-            return str(e)
+        return self.text.status()
 
     @property
     def history_len(self) -> int:
@@ -163,36 +158,12 @@ class Recommender:
 
     def encode_intentions(self, sentences: list[str]) -> torch.Tensor:
         """Intention sentences → transformed text vectors.  # (n, D)"""
-        return torch.from_numpy(self.transform(self._encode_raw(sentences)))
-
-    def _intention(self, intention: str | None) -> tuple:
-        """A checked intention's raw text vector (D,) and its transformed row (1, D); (None, None)
-        without one. The raw one is for the text-match column, the transformed one for the model."""
-        if not intention:
-            return None, None
-        e = self._encode_raw([intention])
-        return e[0], torch.from_numpy(self.transform(e))
-
-    def _encode_raw(self, sentences: list[str]) -> np.ndarray:
-        """Intention sentences → the text model's own vectors, before the transform.  # (n, D)"""
-        e = self.backend.encode([clean_text(s)[:MAX_INTENTION_CHARS] for s in sentences])
-        if e.shape[1] != self.transform.dim:
-            raise InputError(f"the text model gives {e.shape[1]}-d vectors but the checkpoint "
-                             f"expects {self.transform.dim}-d: use the checkpoint's text model "
-                             f"({self.config['text']['backend']})")
-        return e
+        return self.text.encode(sentences)
 
     def text_match(self, e_q: np.ndarray, items: list[int], extra: list | None = None) -> list[float | None]:
         """Cosine between each item's description and an intention in the text model's own space
-        (what a person can read: higher is closer; the model's whitened space is not meant for
-        it). Indices ≥ N are extra (new) items.  e_q (D,) raw"""
-        N = self.dataset.n_items
-        q = e_q / max(float(np.linalg.norm(e_q)), 1e-12)
-        out = []
-        for i in items:
-            e = extra[i - N]["e"] if i >= N else (None if self.embeddings is None else self.embeddings[i])
-            out.append(None if e is None else round(float(e @ q / max(float(np.linalg.norm(e)), 1e-12)), 4))
-        return out
+        (idream.serving.text_side.text_match).  e_q (Dt,) raw"""
+        return text_match(e_q, items, self.embeddings, self.dataset.n_items, extra)
 
     # -- generation --------------------------------------------------------------------------
     def conditions(self, histories: np.ndarray, intentions: torch.Tensor | None,
@@ -378,7 +349,7 @@ class Recommender:
         req = self.check_request(bool(idx), intention, rho, w, steps, k, seed)
         intention, rho, w, steps, k, seed = req.intention, req.rho, req.w, req.steps, req.k, req.seed
         hist = window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None]
-        e_q, q = self._intention(intention)
+        e_q, q = self.text.intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
         scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, rho)
@@ -405,7 +376,7 @@ class Recommender:
         rhos = check_rhos(self.limits(), self.rho_positions() if rhos is None else rhos)
         R = len(rhos)
         hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), self.history_len)[None], R, 0)
-        e_q, q = self._intention(intention)
+        e_q, q = self.text.intention(intention)
         x0 = self.oracle(hist, None if q is None else q.expand(R, -1), steps=steps, w=w,
                          rho=torch.tensor(rhos), seed=seed, shared_noise=True)  # (R, D)
         return self.sweep_answer(x0, idx, hist, rhos, k, e_q, q, extra_items)
