@@ -150,10 +150,10 @@ def test_boolean_train_flags_read_false_as_false(monkeypatch):
 
     import idream.training.train
     from idream import cli
-    with_switch = dataclasses.make_dataclass("TrainConfig", [("some_switch", bool, True)],
+    switch = idream.training.train.opt(True, "a switch under test")
+    with_switch = dataclasses.make_dataclass("TrainConfig", [("some_switch", bool, switch)],
                                              bases=(idream.training.train.TrainConfig,))
     monkeypatch.setattr(idream.training.train, "TrainConfig", with_switch)
-    monkeypatch.setitem(cli.train.HELP, "some_switch", "a switch under test")
     *groups, (title, words, dests) = cli.train.TRAIN_GROUPS
     monkeypatch.setattr(cli.train, "TRAIN_GROUPS", (*groups, (title, words, (*dests, "some_switch"))))
     p = cli.build_parser()

@@ -8,61 +8,6 @@ from dataclasses import fields
 
 from idream.cli.common import add_text_flags, parse_bool, text_model
 
-# Words for every TrainConfig field: `train --help` shows them next to the generated flags, so a
-# new field without an entry here stops the parser from being built (tests/test_cli_help.py).
-HELP = {
-    # data
-    "dataset": "ml-100k or a dataset folder",
-    "history_len": "how many recent items the model reads per prediction",
-    "max_train_samples": "train on about this many targets at random (0: all; for quick tests)",
-    "valid_users": "validate on a seeded sample of this many users (0: all; for large data)",
-    "cold_frac": "share of the catalog held out of training, the cold-start protocol (0: none)",
-    "cold_seed": "seed of the draw of held-out items (with --cold-frac)",
-    # text
-    "text_model": "text encoder: minilm, st:FOLDER, openai:MODEL[@DIM] or hash:DIM",
-    "descriptions": "item texts to embed: template (from metadata) or llm (`describe`)",
-    "transform": "map of the text vectors: none, scale or whiten",
-    "item_source": "item vectors: text, or id (DreamRec's learned ID vectors, no text)",
-    "id_dim": "size of the ID vectors with --item-source id",
-    # model
-    "width": "hidden width of the transformer blocks",
-    "depth": "transformer blocks of the denoiser",
-    "heads": "attention heads per block",
-    "dropout": "dropout inside the blocks",
-    "encoder_depth": "transformer blocks of the causal history encoder (SASRec-style)",
-    "item_residual": "pure text item vectors, the paper's form (default: a learned residual too)",
-    "residual_scale": "multiplier of the learned per-item residual",
-    "text_dims": "keep only this many principal text directions, whitened (0: all)",
-    "id_dims": "learn each item's residual in this many directions of its own (0: over the text)",
-    "denoiser": "denoiser: tokens (a transformer over history, intention, step, x_t) or adaln "
-                "(one x_t token conditioned by adaLN-Zero)",
-    # diffusion
-    "T": "diffusion steps of the noise schedule",
-    "schedule": "noise schedule: linear or cosine",
-    "p_t_max": "share of targets trained at the last step, the one 1-step sampling uses",
-    "p_uncond": "share of targets trained without history (for history guidance w)",
-    "p_intention": "share of targets trained with an intention sentence",
-    "intention_pool": "generated intention sentences per item for training",
-    "w_grid": "history guidance weights w tried on validation after training",
-    "kappa": "weight of the learned guidance term per unit of rho (rho turns toward the intention's text)",
-    # training
-    "lr": "learning rate of AdamW",
-    "weight_decay": "weight decay of AdamW",
-    "seq_batch_size": "history windows per step (each: many targets)",
-    "epochs": "at most this many passes over the training data",
-    "patience": "stop after this many epochs without a validation NDCG@10 gain",
-    "seed": "random seed of initialisation, batches and noise",
-    "threads": "torch CPU threads (0: torch's default)",
-    "device": "where the training steps run: cpu or cuda (evaluation runs on cpu)",
-    "ce_weight": "weight of the auxiliary ranking loss (0: the paper's x0 regression only)",
-    "tau": "temperature of the ranking loss's softmax over items",
-    "future_k": "the ranking loss targets the next k items",
-    "future_decay": "weight of the j-th next item is decay**j",
-    # budget
-    "max_minutes": "training budget in minutes (embedding and evaluation come on top)",
-    "clock": "what the budget counts: wall seconds or cpu (this process's) seconds",
-}
-
 # TrainConfig fields with no flag of their own
 NO_FLAG = {"w_grid": "a tuple; set it in Python (TrainConfig)"}
 
@@ -92,23 +37,30 @@ _FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "
                   "clock": "CLOCK", "device": "DEV", "T": "N"}
 
 
+def train_help() -> dict[str, str | None]:
+    """Each TrainConfig field's words for `train --help`, written beside the field (opt())."""
+    from idream.training.train import TrainConfig
+
+    return {f.name: f.metadata.get("help") for f in fields(TrainConfig)}
+
+
 def _add_train_flags(t) -> None:
     """The train flags, in TRAIN_GROUPS's groups; one per TrainConfig field (but NO_FLAG's)."""
     from idream.data.catalog import DESCRIPTION_SOURCES
     from idream.training.train import TrainConfig
 
     defaults = TrainConfig()
-    by_name = {f.name for f in fields(TrainConfig)}
+    helps = train_help()
     placed = [d for _, _, dests in TRAIN_GROUPS for d in dests]
-    missing = sorted(set(by_name) - set(HELP)) + sorted(set(by_name) - set(placed) - set(NO_FLAG))
+    missing = sorted(n for n, h in helps.items() if not h) + sorted(set(helps) - set(placed) - set(NO_FLAG))
     assert len(placed) == len(set(placed)), "a train flag in two groups"
-    if missing:  # a new TrainConfig field needs its words in HELP and a place in TRAIN_GROUPS
+    if missing:  # a new TrainConfig field needs its words (opt(default, help)) and a place in TRAIN_GROUPS
         raise RuntimeError(f"idream.cli: TrainConfig fields without help or group: {missing}")
     other = {  # the train flags that are not generated from a field
         "tem_dim": lambda g: add_text_flags(g, model=False, descriptions=False),
         "item_residual": lambda g: g.add_argument(
             "--no-residual", dest="item_residual", action="store_false",  # turns the field off
-            help=HELP["item_residual"]),
+            help=helps["item_residual"]),
         "out": lambda g: g.add_argument("--out", required=True, metavar="DIR",
                                         help="checkpoint folder to write (required)"),
         "resume": lambda g: g.add_argument(
@@ -134,7 +86,7 @@ def _add_train_flags(t) -> None:
             kind = parse_bool if isinstance(default, bool) else type(default)
             metavar = _FIELD_METAVAR.get(name, _METAVAR.get(type(default), "VALUE"))
             g.add_argument(*flags, type=kind, default=default, metavar=metavar,
-                           help=f"{HELP[name]} (default: %(default)s)", **extra)
+                           help=f"{helps[name]} (default: %(default)s)", **extra)
 
 
 def add_parser(sub) -> None:

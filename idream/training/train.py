@@ -45,56 +45,71 @@ RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encode
 IGNORED = {"rho_grid", "batch_size"}  # read by retired modes alone (the learned ρ, the in-context encoder)
 
 
+def opt(default, help: str):
+    """A TrainConfig field with the words `train --help` shows beside its flag."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Training arguments; saved in config.json under "train"."""
 
-    dataset: str = "ml-100k"
-    text_model: str = "minilm"
-    descriptions: str = "template"
-    transform: str = "whiten"  # chosen on validation (docs/tuning.md)
-    history_len: int = 10  # short windows: more updates per epoch, better at equal minutes (docs/tuning.md)
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    p_uncond: float = 0.1  # condition dropout of the history (classifier-free guidance)
-    p_intention: float = 0.5  # probability that a training target comes with an intention
-    p_t_max: float = 0.8  # share of targets trained at t = T-1, the only step one-step sampling uses
-    intention_pool: int = 4  # generated intentions per item for training
-    ce_weight: float = 50.0  # auxiliary ranking loss (0: the paper's pure x0 regression)
-    tau: float = 10.0
-    item_residual: bool = True
-    residual_scale: float = 1.0
-    text_dims: int = 0  # keep the text's principal directions alone, whitened (0: all, ZCA)
-    id_dims: int = 0  # the learned residual in that many directions of its own (0: over the text)
-    patience: int = 5  # validation NDCG@10 over a thousand users is noisy from epoch to epoch
-    max_minutes: float = 16.0  # training budget; embedding and the final evaluation come on top
-    clock: str = "wall"  # what the budget counts: wall seconds or this process's CPU seconds
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
-    device: str = "cpu"  # where the training steps run ("cuda" where a GPU is); evaluation runs on CPU
-    width: int = 128
-    depth: int = 2
-    heads: int = 4
-    dropout: float = 0.1
-    T: int = 1000
-    schedule: str = "linear"
-    w_grid: tuple = (0.0, 1.0, 2.0, 3.0, 5.0)
-    # ρ ∈ [0, 1] turns the oracle toward the intention's text direction (idream.core.steer)
-    kappa: float = 0.5  # the learned guidance term's weight per unit of ρ (results/experiments/text-guidance.md)
-    max_train_samples: int = 0  # 0: all (a cap is for quick tests)
-    valid_users: int = 0  # validate on a seeded sample of this many users (0: all; for large data)
-    cold_frac: float = 0.0  # cold-start protocol: this share of the items never trains (0: none)
-    cold_seed: int = 0  # which items: a seeded draw
-    item_source: str = "text"  # "id": DreamRec's randomly initialised, jointly trained ID vectors
-    id_dim: int = 64  # dimension of the ID vectors when item_source == "id"
-    encoder_depth: int = 2  # the causal history encoder (as SASRec), every position trained at once
-    denoiser: str = "tokens"  # "adaln": one x_t token conditioned by adaLN-Zero (idream/core/model.py)
-    seq_batch_size: int = 32  # history windows per step (each holds up to L targets)
-    future_k: int = 5  # the ranking loss targets the next k items of the window,
-    future_decay: float = 0.5  # weighted future_decay**j (k = 1: the next item alone, as SASRec).
-    # ml-100k rates many items at one timestamp, so the exact next item is partly chance (docs/tuning.md).
-    # Targets that come with an intention (written from the next item) rank that item alone.
+    dataset: str = opt("ml-100k", "ml-100k or a dataset folder")
+    text_model: str = opt("minilm", "text encoder: minilm, st:FOLDER, openai:MODEL[@DIM] or hash:DIM")
+    descriptions: str = opt("template", "item texts to embed: template (from metadata) or llm (`describe`)")
+    # chosen on validation (docs/tuning.md)
+    transform: str = opt("whiten", "map of the text vectors: none, scale or whiten")
+    # short windows: more updates per epoch, better at equal minutes (docs/tuning.md)
+    history_len: int = opt(10, "how many recent items the model reads per prediction")
+    epochs: int = opt(30, "at most this many passes over the training data")
+    lr: float = opt(1e-3, "learning rate of AdamW")
+    weight_decay: float = opt(0.0, "weight decay of AdamW")
+    # condition dropout of the history (classifier-free guidance)
+    p_uncond: float = opt(0.1, "share of targets trained without history (for history guidance w)")
+    p_intention: float = opt(0.5, "share of targets trained with an intention sentence")
+    # share of targets trained at t = T-1, the only step one-step sampling uses
+    p_t_max: float = opt(0.8, "share of targets trained at the last step, the one 1-step sampling uses")
+    intention_pool: int = opt(4, "generated intention sentences per item for training")
+    ce_weight: float = opt(50.0, "weight of the auxiliary ranking loss (0: the paper's x0 regression only)")
+    tau: float = opt(10.0, "temperature of the ranking loss's softmax over items")
+    item_residual: bool = opt(True, "pure text item vectors, the paper's form (default: a learned residual too)")
+    residual_scale: float = opt(1.0, "multiplier of the learned per-item residual")
+    text_dims: int = opt(0, "keep only this many principal text directions, whitened (0: all)")
+    id_dims: int = opt(0, "learn each item's residual in this many directions of its own (0: over the text)")
+    # validation NDCG@10 over a thousand users is noisy from epoch to epoch
+    patience: int = opt(5, "stop after this many epochs without a validation NDCG@10 gain")
+    max_minutes: float = opt(16.0, "training budget in minutes (embedding and evaluation come on top)")
+    clock: str = opt("wall", "what the budget counts: wall seconds or cpu (this process's) seconds")
+    seed: int = opt(0, "random seed of initialisation, batches and noise")
+    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    device: str = opt("cpu", "where the training steps run: cpu or cuda (evaluation runs on cpu)")
+    width: int = opt(128, "hidden width of the transformer blocks")
+    depth: int = opt(2, "transformer blocks of the denoiser")
+    heads: int = opt(4, "attention heads per block")
+    dropout: float = opt(0.1, "dropout inside the blocks")
+    T: int = opt(1000, "diffusion steps of the noise schedule")
+    schedule: str = opt("linear", "noise schedule: linear or cosine")
+    w_grid: tuple = opt((0.0, 1.0, 2.0, 3.0, 5.0), "history guidance weights w tried on validation after training")
+    # ρ ∈ [0, 1] turns the oracle toward the intention's text direction (idream.core.steer); κ chosen in
+    # results/experiments/text-guidance.md
+    kappa: float = opt(0.5,
+                       "weight of the learned guidance term per unit of rho (rho turns toward the intention's text)")
+    max_train_samples: int = opt(0, "train on about this many targets at random (0: all; for quick tests)")
+    valid_users: int = opt(0, "validate on a seeded sample of this many users (0: all; for large data)")
+    cold_frac: float = opt(0.0, "share of the catalog held out of training, the cold-start protocol (0: none)")
+    cold_seed: int = opt(0, "seed of the draw of held-out items (with --cold-frac)")
+    # "id": DreamRec's randomly initialised, jointly trained ID vectors (the peer, no text)
+    item_source: str = opt("text", "item vectors: text, or id (DreamRec's learned ID vectors, no text)")
+    id_dim: int = opt(64, "size of the ID vectors with --item-source id")
+    encoder_depth: int = opt(2, "transformer blocks of the causal history encoder (SASRec-style)")
+    denoiser: str = opt("tokens",
+                        "denoiser: tokens (a transformer over history, intention, step, x_t) or adaln (one x_t token "
+                        "conditioned by adaLN-Zero)")
+    seq_batch_size: int = opt(32, "history windows per step (each: many targets)")
+    # k > 1: ml-100k rates many items at one timestamp, so the exact next item is partly chance
+    # (docs/tuning.md); targets that come with an intention (written from the next item) rank it alone
+    future_k: int = opt(5, "the ranking loss targets the next k items")
+    future_decay: float = opt(0.5, "weight of the j-th next item is decay**j")
 
     def __post_init__(self):
         """Refuse a wrong value where the config is made (a flag, --train-overrides, config.json),
