@@ -171,25 +171,24 @@ def as_whole(v) -> int | None:
     return int(x) if math.isfinite(x) else None
 
 
-def guidance_ok(v) -> bool:
+def number_within(v, lo: float, hi: float) -> bool:
+    """None (the default), or a finite number in [lo, hi] as float() reads it."""
     if v is None:
         return True
     try:
         x = float(v)
     except (TypeError, ValueError, OverflowError):
         return False
-    return math.isfinite(x) and abs(x) <= MAX_GUIDANCE
+    return math.isfinite(x) and lo <= x <= hi
+
+
+def guidance_ok(v) -> bool:
+    return number_within(v, -MAX_GUIDANCE, MAX_GUIDANCE)
 
 
 def rho_ok(v) -> bool:
     """ρ turns the oracle from the history (0) to the intention (1): nothing outside."""
-    if v is None:
-        return True
-    try:
-        x = float(v)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return math.isfinite(x) and STEER_RANGE[0] <= x <= STEER_RANGE[1]
+    return number_within(v, *STEER_RANGE)
 
 
 def rhos_ok(rhos) -> bool:
