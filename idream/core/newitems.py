@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from idream.data.datasets import PAD
-from idream.core.steer import moments, spread
+from idream.core.steer import moments, score_spread
 
 SAMPLE = 2048  # catalog items whose closeness sets the z-score's reference (all of a smaller catalog)
 
@@ -102,7 +102,7 @@ class NewItemScorer:
         mean and spread (B,); rows without a history get z = −inf (close to nothing)."""
         z = self.z(histories, cand).double()
         z[~torch.from_numpy(np.asarray(histories) != PAD).any(1)] = -torch.inf
-        return z, x0.double() @ self.mean, spread(x0, self.sigma)
+        return z, x0.double() @ self.mean, score_spread(x0, self.sigma)
 
     @staticmethod
     def combine(own: torch.Tensor, z: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor,

@@ -27,7 +27,7 @@ def moments(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, Vc.T @ Vc / max(len(V), 1)
 
 
-def spread(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def score_spread(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """√(xᵀΣx): the standard deviation of x's scores over the items Σ describes.  (B, D) -> (B,)"""
     xd = x.double()
     return ((xd @ sigma) * xd).sum(1).clamp(min=0).sqrt()
@@ -54,12 +54,11 @@ class TextSteer:
         e = torch.from_numpy(tr.to_raw(q.double().numpy())) + self.mean  # back to the raw space
         e = e / e.norm(dim=1, keepdim=True).clamp(min=1e-12)
         d = torch.from_numpy(tr.from_raw(e.numpy()))  # z·d = (e_item − μ)·ê
-        spread = ((d @ self.sigma) * d).sum(1, keepdim=True).clamp(min=1e-24).sqrt()
-        return (d / spread).float()
+        return (d / score_spread(d, self.sigma).clamp(min=1e-12)[:, None]).float()
 
     def spread(self, x: torch.Tensor) -> torch.Tensor:
         """√(xᵀΣx): the standard deviation of x's scores over the catalog.  (B, D) -> (B, 1)"""
-        return spread(x, self.sigma)[:, None].float()
+        return score_spread(x, self.sigma)[:, None].float()
 
     def turn(self, x0: torch.Tensor, d: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
         """x = cos(πρ/2)·x0 + sin(πρ/2)·√(x0ᵀΣx0)·d: the oracle turned toward d, its spread kept.
