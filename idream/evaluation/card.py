@@ -7,6 +7,7 @@ from pathlib import Path
 
 from idream.evaluation.report import bars_markdown, quality_checks, results_table
 from idream.serving.checkpoint import atomic_write, read_config
+from idream.serving.guidance import Guidance
 
 LIMITS = ["## Limits", "",
           "- MovieLens ratings are used as implicit interactions; template descriptions carry "
@@ -120,9 +121,8 @@ def _results(cfg: dict, metrics: dict) -> list[str]:
     cmds = sorted({e["command"] for e in metrics.get("results", {}).values() if e.get("command")})
     if cmds:
         lines += ["Rows written by:", "", "```", *cmds, "```", ""]
-    g, tr = cfg.get("guidance", {}), cfg.get("train", {})
-    checks = quality_checks(metrics, float(g.get("w", 0.0)), float(g.get("rho", 1.0)),
-                            int(tr.get("seed", 0))) if metrics else []
+    g = Guidance.of(cfg)
+    checks = quality_checks(metrics, g.w, g.rho, int(cfg.get("train", {}).get("seed", 0))) if metrics else []
     if checks:
         lines += ["### Shipping bars (validation split, same run)", "", bars_markdown(checks), ""]
     return lines

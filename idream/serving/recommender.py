@@ -13,6 +13,7 @@ from idream.serving.checkpoint import read_checkpoint
 from idream.data.datasets import PAD, Dataset, window
 from idream.core.diffusion import Diffusion
 from idream.serving.hub import local_path
+from idream.serving.guidance import Guidance
 from idream.serving.index import ItemIndex
 from idream.serving.item_space import ItemSpace
 from idream.serving.text_side import TextSide, text_match
@@ -86,23 +87,28 @@ class Recommender:
         return self.model.cfg.history_len
 
     @property
+    def guidance(self) -> Guidance:
+        """The guidance defaults (idream.serving.guidance), as the config now holds them."""
+        return Guidance.of(self.config)
+
+    @property
     def default_w(self) -> float:
-        return float(self.config.get("guidance", {}).get("w", 0.0))
+        return self.guidance.w
 
     @property
     def default_rho(self) -> float:
-        return float(self.config.get("guidance", {}).get("rho", 1.0))
+        return self.guidance.rho
 
     @property
     def kappa(self) -> float:
         """Weight of the learned guidance term per unit of ρ (ρ itself turns toward the text)."""
-        return float(self.config.get("guidance", {}).get("kappa", 1.0))
+        return self.guidance.kappa
 
     @property
     def rho_range(self) -> tuple[float, float]:
         """The range of ρ offered to people (the demo's slider): from 0 to `guidance.rho_max` where it
         was chosen (by `python -m benchmarks text --set-slider`), else to 1."""
-        return STEER_RANGE[0], float(self.config.get("guidance", {}).get("rho_max", STEER_RANGE[1]))
+        return STEER_RANGE[0], self.guidance.rho_max
 
     @property
     def w_range(self) -> tuple[float, float]:
