@@ -31,7 +31,7 @@ def _idream_stepper(cfg):
     from idream.training.train import Batches, Objective, build
 
     rec, split, _, Q = build(cfg, progress=False)
-    model, table = rec.model, rec.items
+    model, table = rec.model, rec.table
     rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     batches = Batches(cfg, split, Q, rec.diffusion.T, rng, gen, torch.device("cpu"))
     objective = Objective(model, table, rec.diffusion, cfg.ce_weight, cfg.tau)

@@ -129,7 +129,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
         rec, _, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
         cases = tests.setdefault(rec.history_len, test_cases(ds, rec.history_len))
         train_s = round(time.time() - t, 1)
-        params = _params(rec.model, rec.items)
+        params = _params(rec.model, rec.table)
         g = rec.config["guidance"]
         unguided = measured(lambda c: evaluate_recommender(rec, c, steps=1, w=g["w"], rho=0.0, seed=seed),
                             cases, cold)

@@ -310,17 +310,17 @@ def test_recommender_caches_follow_the_item_table_without_being_told(rec):
     first, V = rec.item_index(), rec.item_vectors()
     steer = rec.text_steer()
     assert rec.item_index() is first and rec.item_vectors() is V and rec.text_steer() is steer
-    residual = rec.items.residual.detach().clone()
+    residual = rec.table.residual.detach().clone()
     try:
         with torch.no_grad():
-            rec.items.residual.mul_(2)  # as an optimizer step changes it: in place
+            rec.table.residual.mul_(2)  # as an optimizer step changes it: in place
         V2 = rec.item_vectors()
         assert V2 is not V and not torch.equal(V2, V)
         assert rec.item_index() is not first and rec.item_index().fits(V2) and rec.text_steer() is not steer
-        assert torch.equal(V2, rec.items.vectors().detach())
+        assert torch.equal(V2, rec.table.vectors().detach())
     finally:
         with torch.no_grad():
-            rec.items.residual.copy_(residual)
+            rec.table.residual.copy_(residual)
     assert torch.equal(rec.item_vectors(), V)  # back to the loaded values, and to answers from them
 
 

@@ -174,6 +174,6 @@ def test_a_state_that_had_stopped_early_goes_straight_to_the_end(synthetic_dir, 
     assert not any(s.startswith("epoch=") for s in logs), logs  # no epoch trained again
     for (k, a), b in zip(rec.model.state_dict().items(), again.model.state_dict().values()):
         assert (a == b).all(), k
-    assert (rec.items.residual == again.items.residual).all()
+    assert (rec.table.residual == again.table.residual).all()
     assert again.config["train_log"]["history"] == first["history"]
     assert again.config["guidance"] == rec.config["guidance"]

@@ -148,7 +148,7 @@ def test_pure_text_variant_learns(synthetic_dir, cache_dir):
     term) still learns the rule; its loss is that regression, and it falls."""
     cfg = tiny_config(synthetic_dir, item_residual=False, epochs=10, lr=1e-2, ce_weight=0.0)
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    assert rec.items.residual is None
+    assert rec.table.residual is None
     assert all("ce" not in r for r in rec.config["train_log"]["history"])
     m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1).metrics
     assert all(np.isfinite(v) for v in m.values())
@@ -214,7 +214,7 @@ def test_dreamrec_id_variant_learns(synthetic_dir, cache_dir):
     """DreamRec's form: random, jointly trained ID vectors instead of text (a benchmark peer)."""
     cfg = tiny_config(synthetic_dir, item_source="id", id_dim=16)
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    assert rec.config["text"]["backend"] == "none" and rec.items.z.abs().sum() == 0
+    assert rec.config["text"]["backend"] == "none" and rec.table.z.abs().sum() == 0
     m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     assert m["HR@10"] > 2 * 10 / 29, m
     assert_learned(rec, split, cfg, cache_dir)
@@ -428,7 +428,7 @@ def test_cold_items_keep_no_residual_and_are_recorded(synthetic_dir, cache_dir):
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
     cold = rec.config["data"]["cold_items"]
     assert len(cold) == 10
-    r = rec.items.residual.detach()
+    r = rec.table.residual.detach()
     assert torch.count_nonzero(r[cold]) == 0
     warm = sorted(set(range(40)) - set(cold))
     assert (r[warm].norm(dim=1) > 0).all()
@@ -481,7 +481,7 @@ def test_null_space_item_space_with_adaln_learns_and_round_trips(synthetic_dir, 
     cfg = tiny_config(synthetic_dir, encoder_depth=1, seq_batch_size=8, epochs=10,
                       max_minutes=5.0, text_dims=12, id_dims=8, denoiser="adaln", residual_scale=10.0)
     rec, split, E = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    assert rec.items.vectors().shape[1] == 20 and rec.model.cfg.id_dims == 8
+    assert rec.table.vectors().shape[1] == 20 and rec.model.cfg.id_dims == 8
     assert_learned(rec, split, cfg, cache_dir, margin=0.5)
     save_checkpoint(rec, tmp_path / "ck", E)
     rec2 = load_checkpoint(tmp_path / "ck")

@@ -64,7 +64,7 @@ def save_checkpoint(rec, path: str | Path, E: np.ndarray) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
-    residual = rec.items.residual  # (N, D), None for pure text vectors
+    residual = rec.table.residual  # (N, D), None for pure text vectors
     if residual is not None:
         state["items.residual"] = residual.detach().contiguous()
     atomic_write(path / "model.safetensors", lambda tmp: save_file(state, tmp))
@@ -261,7 +261,7 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
     if mcfg.n_items:
         table.residual.data.copy_(residual)
-    return {"model": model, "diffusion": Diffusion(dcfg), "items": table, "transform": transform,
+    return {"model": model, "diffusion": Diffusion(dcfg), "table": table, "transform": transform,
             "dataset": dataset, "config": cfg, "embeddings": E.numpy()}
 
 

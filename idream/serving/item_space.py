@@ -27,8 +27,8 @@ def state_of(*tensors: torch.Tensor | None) -> tuple:
 class ItemSpace:
     """Item vectors z_i (+ residual) and their derived structures, each kept while its inputs hold."""
 
-    def __init__(self, items: ItemTable, transform: Transform, embeddings: np.ndarray | None):
-        self.items, self.transform, self.embeddings = items, transform, embeddings
+    def __init__(self, table: ItemTable, transform: Transform, embeddings: np.ndarray | None):
+        self.table, self.transform, self.embeddings = table, transform, embeddings
         self._kept: dict[str, tuple] = {}  # name -> (the inputs' state, the value)
         self._lock = threading.Lock()  # one index build when the first requests arrive together
 
@@ -45,8 +45,8 @@ class ItemSpace:
         """z_i (+ residual) for every catalog item, as the model ranks them.  # (N, D)"""
         def make():
             with torch.no_grad():
-                return self.items.vectors().detach()
-        return self._keep("vectors", state_of(self.items.z, self.items.residual), make)
+                return self.table.vectors().detach()
+        return self._keep("vectors", state_of(self.table.z, self.table.residual), make)
 
     def steer(self) -> TextSteer:
         """Text directions and the catalog covariance of the current vectors."""

@@ -47,18 +47,18 @@ class Recommendation:
 class Recommender:
     """A trained model with its item space; loaded once, queried many times."""
 
-    def __init__(self, model: Denoiser, diffusion: Diffusion, items: ItemTable, transform: Transform,
+    def __init__(self, model: Denoiser, diffusion: Diffusion, table: ItemTable, transform: Transform,
                  dataset: Dataset, config: dict, backend: "text.EmbeddingBackend | None" = None,
                  embeddings: np.ndarray | None = None, exact: bool = False):
         self.model = model.eval()
         self.embeddings = embeddings  # (N, D) raw text vectors E, before the transform
         self.diffusion = diffusion
-        self.items = items
+        self.table = table  # the item table: text vectors and learned residuals
         self.transform = transform
         self.dataset = dataset
         self.config = config
         self.text = TextSide(config.get("text", {}).get("backend"), transform, backend)
-        self.space = ItemSpace(items, transform, embeddings)  # the vectors and what derives from them
+        self.space = ItemSpace(table, transform, embeddings)  # the vectors and what derives from them
         self.lookup = CatalogLookup(dataset)
         self.exact = exact  # True: score every item even where the catalog has a graph index
 

@@ -313,7 +313,7 @@ def _setup(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool) -> Ru
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rec, split, E, Q = build(cfg, cache_dir, progress)
-    model, table, diffusion = rec.model, rec.items, rec.diffusion
+    model, table, diffusion = rec.model, rec.table, rec.diffusion
     rng = np.random.default_rng(cfg.seed)  # the same draws on every rank: one data order for all
     torch.manual_seed(cfg.seed + distributed.rank())  # dropout: a stream per rank
     gen = distributed.batch_generator(cfg.seed, dev)  # the batches' draws: one stream for all ranks
@@ -381,7 +381,7 @@ class Batches:
 
 def _epoch(run: Run, epoch: int, progress: bool) -> tuple[dict, int, float]:
     """One pass over the units in a fresh order: (loss sums over the ranks, targets, seconds)."""
-    run.rec.model.to(run.dev).train(), run.rec.items.to(run.dev)
+    run.rec.model.to(run.dev).train(), run.rec.table.to(run.dev)
     batches = run.batches
     perm = run.rng.permutation(batches.units)
     bar = tqdm(range(batches.n_batches), desc=f"epoch {epoch}", disable=not progress, leave=False)
@@ -435,7 +435,7 @@ def _validate(run: Run, early: EarlyStop, epoch: int, sums: dict, n_targets: int
     """Rank 0: validation NDCG@10 on the CPU, the epoch's log row, early stopping; returns
     (stop early, seconds since the start, seconds of this epoch) for every rank."""
     cfg, rec = run.cfg, run.rec
-    rec.model.cpu().eval(), rec.items.cpu()  # evaluation (and the checkpoint) live on the CPU
+    rec.model.cpu().eval(), rec.table.cpu()  # evaluation (and the checkpoint) live on the CPU
     val = evaluate_recommender(rec, run.split.valid, steps=1, w=0.0, rho=0.0, seed=cfg.seed).metrics
     elapsed = run.elapsed()
     row = {"epoch": epoch, **{k: round(v / run.batches.n_batches, 4) for k, v in sums.items()},
@@ -443,7 +443,7 @@ def _validate(run: Run, early: EarlyStop, epoch: int, sums: dict, n_targets: int
            "minutes": round(elapsed / 60, 2), "targets": n_targets, "steps_s": round(steps_s, 2)}
     early.history.append(row)
     log_fn(" ".join(f"{k}={v}" for k, v in row.items()))
-    stop = early.update(val["NDCG@10"], rec.model, rec.items, epoch)
+    stop = early.update(val["NDCG@10"], rec.model, rec.table, epoch)
     return stop, elapsed, elapsed - epoch_start
 
 
@@ -467,7 +467,7 @@ def _finalize(run: Run, early: EarlyStop, log_fn):
     """The best epoch's weights, the guidance and new-item rules chosen on validation, the log."""
     cfg, rec, split = run.cfg, run.rec, run.split
     rec.model.load_state_dict(early.best_state[0])
-    rec.items.load_state_dict(early.best_state[1])
+    rec.table.load_state_dict(early.best_state[1])
     rec.model.eval()
     choose_guidance(rec, split, cfg, log_fn)
     if len(rec.cold_items) and cfg.item_source != "id":  # how to score residual-free items, on validation
@@ -487,7 +487,7 @@ def _finalize(run: Run, early: EarlyStop, log_fn):
 
 def _snapshot(run: Run, early: EarlyStop, epoch: int, stop: str | None) -> tuple[dict, dict]:
     """The state after `epoch` (on rank 0, weights on the CPU): tensors by file, and the rest."""
-    model, table = run.rec.model, run.rec.items
+    model, table = run.rec.model, run.rec.table
     opt = run.opt.state_dict()
     rng = {"torch": torch.get_rng_state(),
            **({"generator": run.gen.get_state()} if run.gen is not None else {}),
@@ -549,7 +549,7 @@ def _restore(run: Run, early: EarlyStop, meta: dict, root: Path, log_fn) -> tupl
         raise train_state.TrainStateError(f"{root} was made on another catalog than {run.cfg.dataset!r}: "
                                           "train without --resume to start over")
     t = train_state.read_tensors(root, meta)
-    model, table = run.rec.model, run.rec.items
+    model, table = run.rec.model, run.rec.table
     try:
         for module, state in zip((model, table), _split_weights(t["weights"])):
             module.load_state_dict(state)

@@ -20,7 +20,7 @@ valid = chronological_split(ds, rec.history_len, cold_items=cold).valid
 is_cold = np.isin(valid.targets, cold)
 warm = torch.from_numpy(np.setdiff1d(np.arange(ds.n_items), cold))
 coldt = torch.from_numpy(cold)
-V = rec.item_vectors(); Z = rec.items.z.detach()  # (N, D) full and text-only
+V = rec.item_vectors(); Z = rec.table.z.detach()  # (N, D) full and text-only
 
 
 def calibrated(x0, mix):

@@ -51,7 +51,7 @@ print(f"{M} validation cases, {case_cold.sum()} with a cold target; {len(cold)} 
 
 # ---- scores over every item for every case ------------------------------------------------------
 V = rec.item_vectors().double()  # (N, D) full vectors (z + residual; cold: z only)
-Z = rec.items.z.double()  # (N, D) text-only, whitened
+Z = rec.table.z.double()  # (N, D) text-only, whitened
 E = torch.from_numpy(rec.embeddings).double()  # (N, D) raw text vectors
 En = E / E.norm(dim=1, keepdim=True)
 mu = torch.from_numpy(rec.transform.mean).double()

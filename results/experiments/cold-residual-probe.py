@@ -18,8 +18,8 @@ valid = chronological_split(ds, rec.history_len, cold_items=cold).valid
 ci = np.flatnonzero(np.isin(valid.targets, cold)); wi = np.flatnonzero(~np.isin(valid.targets, cold))
 E = rec.embeddings / np.linalg.norm(rec.embeddings, axis=1, keepdims=True)
 warm = np.setdiff1d(np.arange(ds.n_items), cold)
-R0 = rec.items.residual.detach().clone()
-print("residual norm warm", R0[warm].norm(dim=1).mean().item(), "z norm", rec.items.z.norm(dim=1).mean().item())
+R0 = rec.table.residual.detach().clone()
+print("residual norm warm", R0[warm].norm(dim=1).mean().item(), "z norm", rec.table.z.norm(dim=1).mean().item())
 def ev(tag):
     r = evaluate_recommender(rec, valid.subset(ci), steps=1, w=0.0, rho=0.0, seed=0)
     rw = evaluate_recommender(rec, valid.subset(wi), steps=1, w=0.0, rho=0.0, seed=0)
@@ -31,9 +31,9 @@ top = np.argsort(-S, axis=1)
 for k in (1, 3):
     imp = R0[warm][torch.from_numpy(top[:, :k])].mean(1)
     with torch.no_grad():
-        rec.items.residual.copy_(R0); rec.items.residual[torch.from_numpy(cold)] = imp
+        rec.table.residual.copy_(R0); rec.table.residual[torch.from_numpy(cold)] = imp
     ev(f"mean of {k} nearest")
 # popularity-like bias: add the mean warm residual
 with torch.no_grad():
-    rec.items.residual.copy_(R0); rec.items.residual[torch.from_numpy(cold)] = R0[warm].mean(0)
+    rec.table.residual.copy_(R0); rec.table.residual[torch.from_numpy(cold)] = R0[warm].mean(0)
 ev("mean warm residual")

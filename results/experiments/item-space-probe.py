@@ -41,7 +41,7 @@ row = {"name": name, "settings": over, "best_valid_NDCG@10": log["best_valid_NDC
        "wall_minutes": round((time.time() - t) / 60, 1), "w": g["w"], "rho": g["rho"],
        "rho_lift": g.get("rho_lift"), "rho_grid": g.get("rho_grid"),
        "curve": [h["valid_NDCG@10"] for h in log["history"]],
-       "params": sum(p.numel() for p in list(rec.model.parameters()) + list(rec.items.parameters())),
+       "params": sum(p.numel() for p in list(rec.model.parameters()) + list(rec.table.parameters())),
        "commit": git_commit(), "machine": machine("cpu")}
 print(json.dumps(row), flush=True)
 with open(LOG, "a") as f:
