@@ -513,3 +513,13 @@ def test_a_denoiser_the_config_cannot_describe_is_refused_clearly(copy, key, val
     state, and this checkpoint's encoder is in-context) refuse as the file checks do."""
     edit_config(copy, lambda c: c["model"].update({key: value}))
     refused(copy, "config edit", match="config.json")
+
+
+@pytest.mark.parametrize("edit, patch", [
+    (lambda c: c["model"].pop("encoder"), "incontext-encoder.patch"),  # made before the causal encoder
+    (lambda c: c["model"].update(encoder="incontext"), "incontext-encoder.patch"),
+    (lambda c: c["guidance"].pop("mode"), "learned-guidance.patch"),  # the paper's learned ρ
+], ids=["no-encoder", "incontext", "learned-rho"])
+def test_a_folder_of_a_retired_form_is_refused_with_its_patch(copy, edit, patch):
+    edit_config(copy, edit)
+    refused(copy, "retired form", match=patch)

@@ -118,8 +118,8 @@ def read_config(path: Path) -> dict:
         raise CheckpointError(f"{file} has format {cfg['format']!r}, expected {FORMAT!r}; retrain it")
     problem = _config_problem(cfg)
     if problem:
-        raise CheckpointError(f"{file}: {problem}; restore config.json from the original checkpoint "
-                              "or retrain")
+        mend = "" if "retrain" in problem else "; restore config.json from the original checkpoint or retrain"
+        raise CheckpointError(f"{file}: {problem}{mend}")
     return cfg
 
 
@@ -192,6 +192,9 @@ LATER_FIELDS = {"id_dims", "denoiser"}
 
 
 def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
+    if cfg["model"].get("encoder", "incontext") == "incontext":  # (a config without the key predates the causal one)
+        return ("model: made with the paper's in-context history encoder, which this version no longer "
+                "serves; retrain the model, or apply results/experiments/incontext-encoder.patch")
     for section, obj in (("model", m), ("diffusion", d)):  # a default would silently change it
         missing = [f.name for f in fields(obj) if f.name not in cfg[section] and f.name not in LATER_FIELDS]
         if missing:
@@ -274,8 +277,8 @@ def _model_configs(path: Path, cfg: dict) -> tuple[ModelConfig, DiffusionConfig]
         raise CheckpointError(f"{path}/config.json: {e}; retrain the checkpoint with this version") from None
     problem = _model_problem(mcfg, dcfg, cfg)
     if problem:
-        raise CheckpointError(f"{path}/config.json: {problem}; restore config.json from the original "
-                              "checkpoint or retrain")
+        mend = "" if "retrain" in problem else "; restore config.json from the original checkpoint or retrain"
+        raise CheckpointError(f"{path}/config.json: {problem}{mend}")
     if cfg["transform"] not in KINDS:
         raise CheckpointError(f"{path}/config.json: unknown transform {cfg['transform']!r} (one of "
                               f"{', '.join(KINDS)}); restore config.json or retrain")
