@@ -10,7 +10,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +41,6 @@ def _metrics(res) -> dict:
     return {k: res.metrics[k] for k in METRIC_KEYS}
 
 
-# DreamRec's best setting on the validation grid (results/tuning-dreamrec.md), over iDream's defaults
-DREAMREC_TUNED = {"ce_weight": 50.0, "dropout": 0.1, "history_len": 10, "id_dim": 128, "lr": 3e-3}
-
-
 def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None = None,
                 sasrec_overrides: dict | None = None, log_fn=print,
                 device: str = "cpu", on_rows=None, dreamrec_overrides: dict | None = None,
@@ -56,6 +51,7 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
     DreamRec alone. on_rows(result) is called after each model, so a long run that is stopped
     keeps what it finished. cold_frac > 0: the cold-start protocol, a seeded share of the items
     (drawn per seed) never trains, and the rows also report the cases whose target is cold/warm."""
+    from benchmarks.peers.dreamrec import dreamrec_config
     from benchmarks.peers.sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
     from idream.training.train import TrainConfig, train
 
@@ -121,11 +117,11 @@ def run_quality(dataset: str, seeds, models=MODELS, train_overrides: dict | None
                      "valid_NDCG@10": info["best_valid_NDCG@10"], "epochs": info["epochs_run"],
                      "stopped": stopped_by(info["epochs_run"], info["best_epoch"], cfg.patience),
                      "config": info["config"]}]
-        # the diffusion models: DreamRec is iDream's code with ID vectors in place of text
+        # the diffusion models: DreamRec is iDream's code with ID vectors in place of text (peers/dreamrec.py)
         cfg = TrainConfig(dataset=dataset, seed=seed, cold_frac=cold_frac, cold_seed=seed,
                           **{"device": device, **(train_overrides or {})})
         if name == "dreamrec":
-            cfg = replace(cfg, item_source="id", **{**DREAMREC_TUNED, **(dreamrec_overrides or {})})
+            cfg = dreamrec_config(cfg, **(dreamrec_overrides or {}))
         rec, _, _ = train(cfg, progress=False, log_fn=lambda s: log_fn(f"{name} {s}"))
         cases = tests.setdefault(rec.history_len, test_cases(ds, rec.history_len))
         train_s = round(time.time() - t, 1)

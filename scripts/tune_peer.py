@@ -121,8 +121,8 @@ def configs(model: str, seed: int, max_minutes: float, clock: str, grid: dict | 
         from benchmarks.peers.sasrec import SASRecConfig
         base = SASRecConfig(seed=seed, max_minutes=max_minutes, clock=clock)
     else:
-        from idream.training.train import TrainConfig
-        base = TrainConfig(item_source="id", seed=seed, max_minutes=max_minutes, clock=clock, threads=0)
+        from benchmarks.peers.dreamrec import DreamRecConfig
+        base = DreamRecConfig(seed=seed, max_minutes=max_minutes, clock=clock, threads=0)
     return grid_configs(base, grid or GRIDS[model])
 
 

@@ -15,7 +15,7 @@ from idream.training.train import TrainConfig
 
 # knobs that are research-only (off in the shipped model, or always on): `train --help` must keep
 # them under "advanced", out of a newcomer's way
-RESEARCH_KNOBS = ("residual_scale", "max_train_samples", "future_decay", "id_dim", "item_source",
+RESEARCH_KNOBS = ("residual_scale", "max_train_samples", "future_decay",
                   "p_intention", "intention_pool", "tau", "ce_weight", "p_uncond", "future_k",
                   "encoder_depth")
 GROUP_TITLES = ["data", "text", "model", "diffusion", "training", "budget", "output", "advanced"]

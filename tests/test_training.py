@@ -212,9 +212,11 @@ def test_recommend_input_errors(trained):
 
 def test_dreamrec_id_variant_learns(synthetic_dir, cache_dir):
     """DreamRec's form: random, jointly trained ID vectors instead of text (a benchmark peer)."""
-    cfg = tiny_config(synthetic_dir, item_source="id", id_dim=16)
+    from benchmarks.peers.dreamrec import dreamrec_config
+    cfg = dreamrec_config(tiny_config(synthetic_dir), id_dim=16, **{k: getattr(tiny_config(synthetic_dir), k)
+                                                                    for k in ("lr", "dropout", "history_len")})
     rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    assert rec.config["text"]["backend"] == "none" and rec.table.z.abs().sum() == 0
+    assert rec.config["text"]["backend"] == "none:16" and rec.table.z.abs().sum() == 0
     m = evaluate_recommender(rec, test_cases(rec.dataset, split.history_len), steps=1, w=0.0, rho=0.0).metrics
     assert m["HR@10"] > 2 * 10 / 29, m
     assert_learned(rec, split, cfg, cache_dir)

@@ -22,7 +22,8 @@ def test_grids_have_as_many_settings_as_idreams_recorded_tuning(tune):
         assert len(cfgs) >= recorded, (model, len(cfgs), recorded)
         assert len({repr(c) for c in cfgs}) == len(cfgs)  # no setting twice
         assert all(c.clock == "cpu" and c.max_minutes == 4.0 for c in cfgs)
-    assert all(c.item_source == "id" for c in tune.configs("dreamrec", 0, 4.0, "cpu"))
+    assert all(c.text_model == f"none:{c.id_dim}" and c.p_intention == 0
+               for c in tune.configs("dreamrec", 0, 4.0, "cpu"))
 
 
 def test_grid_covers_every_combination(tune):
@@ -60,7 +61,7 @@ def test_promotion_takes_the_best_short_runs_and_the_choice_the_longest_budget(t
 
 def test_peers_run_with_the_setting_their_tuning_chose(tune):
     from benchmarks.peers.sasrec import SASRecConfig
-    from benchmarks.quality import DREAMREC_TUNED
+    from benchmarks.peers.dreamrec import TUNED as DREAMREC_TUNED
     chosen = tune.best(tune.rows("sasrec"))["config"]
     assert {k: getattr(SASRecConfig(), k) for k in tune.GRIDS["sasrec"]} == {k: chosen[k] for k in tune.GRIDS["sasrec"]}
     chosen = tune.best(tune.rows("dreamrec"))["config"]

@@ -27,13 +27,13 @@ TRAIN_GROUPS = (
     ("budget", None, ("max_minutes", "clock")),
     ("output", None, ("out", "resume", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
-                 "intention_pool", "kappa", "encoder_depth", "residual_scale", "item_source", "id_dim",
+                 "intention_pool", "kappa", "encoder_depth", "residual_scale",
                  "max_train_samples", "valid_users", "cold_frac", "cold_seed")),
 )
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
 _FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "SRC",
-                  "transform": "KIND", "schedule": "KIND", "denoiser": "KIND", "item_source": "SRC",
+                  "transform": "KIND", "schedule": "KIND", "denoiser": "KIND",
                   "clock": "CLOCK", "device": "DEV", "T": "N"}
 
 

@@ -182,6 +182,18 @@ class HashingBackend(EmbeddingBackend):
         return np.stack(rows).astype(np.float32)  # (n, dim)
 
 
+class NoTextBackend(EmbeddingBackend):
+    """Every text embeds to zeros: items are known by their learned ID vector alone (DreamRec's
+    item space, `none:DIM`); with no text there is no intention to follow."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = int(dim)
+        self.name = f"no-text:{self.dim}"
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return np.zeros((len(texts), self.dim), dtype=np.float32)  # (n, dim)
+
+
 # Spec -> backend registry. A spec is "prefix" or "prefix:argument"; the factory gets the argument.
 BackendFactory = Callable[[str], EmbeddingBackend]
 _BACKENDS: dict[str, tuple[BackendFactory, str]] = {}
@@ -213,6 +225,15 @@ def _hash(arg: str) -> EmbeddingBackend:
 register_backend("minilm", _minilm, "minilm")
 register_backend("st", _st, "st:/path/to/local/model")
 register_backend("hash", _hash, "hash:DIM")
+
+
+def _none(arg: str) -> EmbeddingBackend:
+    if not arg.isdigit() or int(arg) < 1:
+        raise InputError(f"'none:' needs the ID vectors' positive dimension, e.g. 'none:128', got {arg!r}")
+    return NoTextBackend(int(arg))
+
+
+register_backend("none", _none, "none:DIM")
 
 
 def _openai(arg: str) -> EmbeddingBackend:

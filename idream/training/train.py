@@ -42,7 +42,7 @@ RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": 
            "guidance": "turn", "encoder": "causal"}
 # the patch that brings a knob back (else retired-knobs.patch)
 RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encoder.patch"}
-IGNORED = {"rho_grid", "batch_size"}  # read by retired modes alone (the learned ρ, the in-context encoder)
+IGNORED = {"rho_grid", "batch_size", "id_dim"}  # read by retired modes alone, or by a peer's own config
 
 
 def opt(default, help: str):
@@ -55,7 +55,8 @@ class TrainConfig:
     """Training arguments; saved in config.json under "train"."""
 
     dataset: str = opt("ml-100k", "ml-100k or a dataset folder")
-    text_model: str = opt("minilm", "text encoder: minilm, st:FOLDER, openai:MODEL[@DIM] or hash:DIM")
+    text_model: str = opt("minilm", "text encoder: minilm, st:FOLDER, openai:MODEL[@DIM], hash:DIM, or none:DIM "
+                                    "(no text: items are learned ID vectors, DreamRec's)")
     descriptions: str = opt("template", "item texts to embed: template (from metadata) or llm (`describe`)")
     # chosen on validation (docs/tuning.md)
     transform: str = opt("whiten", "map of the text vectors: none, scale or whiten")
@@ -98,9 +99,6 @@ class TrainConfig:
     valid_users: int = opt(0, "validate on a seeded sample of this many users (0: all; for large data)")
     cold_frac: float = opt(0.0, "share of the catalog held out of training, the cold-start protocol (0: none)")
     cold_seed: int = opt(0, "seed of the draw of held-out items (with --cold-frac)")
-    # "id": DreamRec's randomly initialised, jointly trained ID vectors (the peer, no text)
-    item_source: str = opt("text", "item vectors: text, or id (DreamRec's learned ID vectors, no text)")
-    id_dim: int = opt(64, "size of the ID vectors with --item-source id")
     encoder_depth: int = opt(2, "transformer blocks of the causal history encoder (SASRec-style)")
     denoiser: str = opt("tokens",
                         "denoiser: tokens (a transformer over history, intention, step, x_t) or adaln (one x_t token "
@@ -129,7 +127,9 @@ class TrainConfig:
                              f"{ {k: RETIRED[k] for k in other} }; to train with them, apply "
                              + " and ".join(sorted({f"results/experiments/{RETIRED_BY.get(k, 'retired-knobs.patch')}"
                                                     for k in other})))
-        d = {k: v for k, v in d.items() if k not in RETIRED and k not in IGNORED and k != "command"}
+        if d.get("item_source") == "id":  # DreamRec before it was a text model of its own: the same run
+            d = {**d, "text_model": f"none:{d.get('id_dim', 64)}", "transform": "none", "p_intention": 0.0}
+        d = {k: v for k, v in d.items() if k not in RETIRED.keys() | IGNORED | {"command", "item_source"}}
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise InputError(f"unknown train config keys {sorted(unknown)}")
@@ -137,10 +137,10 @@ class TrainConfig:
 
 
 CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedule": SCHEDULES,
-           "clock": ("wall", "cpu"), "item_source": ("text", "id"),
+           "clock": ("wall", "cpu"),
            "denoiser": DENOISERS}
 AT_LEAST_ONE = ("history_len", "epochs", "seq_batch_size", "width", "depth", "heads", "T",
-                "encoder_depth", "future_k", "id_dim", "patience")
+                "encoder_depth", "future_k", "patience")
 AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale", "text_dims", "id_dims",
                  "max_minutes", "threads", "max_train_samples", "valid_users", "kappa")
 SHARES = ("p_uncond", "p_intention", "p_t_max", "dropout")  # in [0, 1]
@@ -183,31 +183,26 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     cold = cold_items(ds, cfg.cold_frac, cfg.cold_seed) if cfg.cold_frac else np.zeros(0, dtype=np.int64)
     split = chronological_split(ds, cfg.history_len, cold_items=cold)
     split.valid = split.valid.sample(cfg.valid_users, cfg.seed)
-    by_id = cfg.item_source == "id"
-    if by_id:  # DreamRec: no text at all; the item vectors are all learned
-        backend, E = None, np.zeros((ds.n_items, cfg.id_dim), dtype=np.float32)
-    else:
-        backend = text.get_backend(cfg.text_model)
-        E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
-    id_dims = 0 if by_id else cfg.id_dims  # (ID vectors are the whole space already)
-    tr = fit_transform(E, "none" if by_id else cfg.transform, text_dims=0 if by_id else cfg.text_dims,
-                       id_dims=id_dims)
+    backend = text.get_backend(cfg.text_model)
+    E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
+    text_free = not E.any()  # (the `none:DIM` text model: items are their learned ID vectors alone)
+    tr = fit_transform(E, cfg.transform, text_dims=cfg.text_dims, id_dims=cfg.id_dims)
     Z = torch.from_numpy(tr(E))
     N, D = Z.shape
     mcfg = ModelConfig(dim=D, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                        history_len=cfg.history_len, dropout=cfg.dropout,
-                       n_items=N if (cfg.item_residual or by_id) else 0,
+                       n_items=N if (cfg.item_residual or text_free) else 0,
                        residual_scale=cfg.residual_scale,
-                       encoder_depth=cfg.encoder_depth, id_dims=id_dims, denoiser=cfg.denoiser)
+                       encoder_depth=cfg.encoder_depth, id_dims=cfg.id_dims, denoiser=cfg.denoiser)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)
     table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
-    if by_id:
+    if text_free:  # no text to start from: ID vectors drawn at random (DreamRec), not all alike at zero
         torch.nn.init.normal_(table.residual, std=1.0 / mcfg.residual_scale)
     config = _checkpoint_config(cfg, ds, mcfg, dcfg, backend, E.shape[1], cold, cache_dir)
     rec = Recommender(model, Diffusion(dcfg), table, tr, ds, config, backend, embeddings=E)
-    if by_id:
+    if text_free:  # no text, no intentions to embed
         return rec, split, E, torch.zeros(N, 1, D)
     pool = intention_pool(ds.all_item_meta(), cfg.intention_pool, cfg.seed, ds.item_kind)
     Q = embed_sentences([s for p in pool for s in p], backend, cache_dir,
@@ -220,15 +215,13 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
 def _checkpoint_config(cfg: TrainConfig, ds, mcfg: ModelConfig, dcfg: DiffusionConfig, backend,
                        text_dim: int, cold: np.ndarray, cache_dir) -> dict:
     """config.json of a model about to train: what rebuilds it, what it was trained on and how."""
-    by_id = cfg.item_source == "id"
     config = {
         "format": "idream-checkpoint-v1",
         "idream_version": __version__,
         "model": mcfg.to_dict(),
         "diffusion": dcfg.to_dict(),
         "transform": cfg.transform,
-        "text": {"backend": "none" if by_id else cfg.text_model,
-                 "name": "item ids (DreamRec)" if by_id else backend.name, "dim": int(text_dim),
+        "text": {"backend": cfg.text_model, "name": backend.name, "dim": int(text_dim),
                  "descriptions": cfg.descriptions, "template_version": text.TEMPLATE_VERSION},
         "data": {"dataset": cfg.dataset, "name": ds.name, "n_items": int(ds.n_items),
                  "history_len": cfg.history_len, "split": "chronological leave-one-out",
@@ -369,7 +362,7 @@ class Batches:
         has_h = torch.ones(len(y), dtype=torch.bool, device=dev)
         B, (P, D) = len(y), self.Q.shape[1:]
         has_h = has_h & (torch.rand(B, device=dev, generator=gen) >= cfg.p_uncond)
-        has_q = torch.rand(B, device=dev, generator=gen) < (0.0 if cfg.item_source == "id" else cfg.p_intention)
+        has_q = torch.rand(B, device=dev, generator=gen) < cfg.p_intention
         q = self.Q[y, torch.randint(P, (B,), device=dev, generator=gen)]
         y_rank, y_w = y, None  # the ranking targets: the next item alone, or the next k
         if cfg.future_k > 1:  # (an intention describes the next item: its rows rank it alone)
@@ -470,7 +463,7 @@ def _finalize(run: Run, early: EarlyStop, log_fn):
     rec.table.load_state_dict(early.best_state[1])
     rec.model.eval()
     choose_guidance(rec, split, cfg, log_fn)
-    if len(rec.cold_items) and cfg.item_source != "id":  # how to score residual-free items, on validation
+    if len(rec.cold_items) and rec.embeddings.any():  # how to score residual-free items (by text), on validation
         rule = new_item_choice.pick([new_item_choice.validation_grid(rec, split.valid)])
         rec.config["new_items"] = rule.to_dict()
         log_fn(f"new items on validation: a={rule.a:g}, b={rule.b:g} ({rule.chosen_on})")
@@ -681,7 +674,7 @@ def choose_guidance(rec, split, cfg: TrainConfig, log_fn=print) -> None:
         m = evaluate_recommender(rec, split.valid, 1, w=w, rho=0.0, seed=cfg.seed).metrics
         scores[w], hits[w] = m["NDCG@10"], m["HR@10"]
     w_best = max(scores, key=scores.get)
-    if cfg.item_source == "id":  # no text space, no intentions
+    if not rec.embeddings.any():  # no text (`none:DIM`): no intention to turn toward
         rec.config["guidance"] = {"w": float(w_best), "rho": 0.0,
                                   "w_grid": {str(k): round(v, 5) for k, v in scores.items()}}
         return
