@@ -119,8 +119,7 @@ def run_epoch_cost(dataset: str, train_overrides: dict | None = None, sasrec_ove
             "load_average": _load()}
 
 
-EPOCH_KEYS = ("history_len", "seq_batch_size", "width", "depth", "encoder_depth", "denoiser", "text_dims",
-              "id_dims", "transform", "future_k")
+EPOCH_KEYS = ("history_len", "seq_batch_size", "width", "depth", "encoder_depth", "transform", "future_k")
 
 
 def _load() -> list[float] | None:

@@ -22,7 +22,7 @@ GROUP_TITLES = ["data", "text", "model", "diffusion", "training", "budget", "out
 # a few flags and the group a newcomer looks for them in
 WHERE = {"--dataset": "data", "--history-len": "data", "--text-model": "text", "--tem-dim": "text",
          "--descriptions": "text", "--width": "model", "--depth": "model", "--heads": "model",
-         "--dropout": "model", "--denoiser": "model", "--T": "diffusion", "--schedule": "diffusion",
+         "--dropout": "model", "--T": "diffusion", "--schedule": "diffusion",
          "--p-t-max": "diffusion", "--lr": "training", "--seq-batch-size": "training",
          "--epochs": "training", "--patience": "training", "--seed": "training",
          "--threads": "training", "--device": "training", "--max-minutes": "budget",

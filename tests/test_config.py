@@ -9,7 +9,7 @@ from idream.training.train import TrainConfig
 
 WRONG = [
     ({"schedule": "cosin"}, "schedule"),  # a mistyped mode used to surface after the whole budget
-    ({"denoiser": "adalm"}, "denoiser"),
+    ({"transform": "whitem"}, "transform"),
     ({"seq_batch_size": 0}, "seq_batch_size"),
     ({"epochs": 0}, "epochs"),
     ({"epochs": 2.5}, "epochs"),
@@ -42,8 +42,8 @@ def test_a_config_json_with_a_wrong_value_is_refused_as_it_is_read():
 
 
 def test_the_right_values_pass_and_ints_stand_for_floats():
-    cfg = TrainConfig(max_minutes=3, lr=1, w_grid=[0.0, 1.0], denoiser="adaln")
-    assert cfg.max_minutes == 3 and cfg.denoiser == "adaln"
+    cfg = TrainConfig(max_minutes=3, lr=1, w_grid=[0.0, 1.0], transform="scale")
+    assert cfg.max_minutes == 3 and cfg.transform == "scale"
 
 
 def test_train_refuses_before_it_reads_the_data(tmp_path, capsys):

@@ -147,34 +147,3 @@ def test_inverse_round_trip(E):
         assert np.allclose(A(A.inverse(fresh)), fresh, atol=1e-3)
         if kind != "none":
             assert not np.allclose(A(E[:20]), E[:20], atol=0.1)  # a round trip through a real change
-
-
-def test_kept_text_directions_are_the_whitened_principal_ones_and_id_directions_are_empty(E):
-    """text_dims s: the s largest-variance directions (by numpy's SVD of the centred matrix, not
-    eigh), each of unit variance, then id_dims zero columns."""
-    s, ids = 5, 3
-    A = fit_transform(E, "whiten", text_dims=s, id_dims=ids)
-    Z = A(E).astype(np.float64)
-    assert Z.shape == (len(E), s + ids) and A.out_dim == s + ids and A.dim == D
-    assert np.abs(Z[:, s:]).max() == 0.0
-    mu, C = centred_cov(Z[:, :s])
-    assert np.abs(mu).max() < 1e-4 and np.abs(C - np.eye(s)).max() < 1e-3
-    # the kept span is the top-s right singular vectors' span
-    _, _, Vt = np.linalg.svd(E - E.mean(0), full_matrices=False)
-    P_top = Vt[:s].T @ Vt[:s]
-    M = A.matrix[:, :s]
-    assert np.allclose(P_top @ M, M, atol=1e-8)
-    # back to the raw space: the projection of e − μ onto that span
-    e = E[:4]
-    assert np.allclose(A.to_raw(A(e).astype(np.float64)), (e - E.mean(0)) @ P_top, atol=1e-3)
-    # from_raw: z·d = (e_item − μ)·P u for a raw direction u
-    u = np.random.default_rng(1).normal(size=(1, D))
-    d = A.from_raw(u)
-    assert np.allclose(Z @ d[0], (E - E.mean(0)) @ (P_top @ u[0]), atol=1e-3)
-
-
-def test_kept_text_directions_need_whitening_and_a_valid_count(E):
-    with pytest.raises(ValueError, match="whiten"):
-        fit_transform(E, "scale", text_dims=4)
-    with pytest.raises(ValueError, match="text_dims"):
-        fit_transform(E, "whiten", text_dims=D + 1)

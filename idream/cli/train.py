@@ -19,8 +19,7 @@ ADVANCED = ("advanced", "For research; a newcomer never needs them. The defaults
 TRAIN_GROUPS = (
     ("data", None, ("dataset", "history_len")),
     ("text", None, ("text_model", "tem_dim", "descriptions", "transform")),
-    ("model", None, ("width", "depth", "heads", "dropout", "denoiser", "item_residual",
-                     "text_dims", "id_dims")),
+    ("model", None, ("width", "depth", "heads", "dropout", "item_residual")),
     ("diffusion", None, ("T", "schedule", "p_t_max")),
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "epochs", "patience",
                         "seed", "threads", "device")),
@@ -33,7 +32,7 @@ TRAIN_GROUPS = (
 
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
 _FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "SRC",
-                  "transform": "KIND", "schedule": "KIND", "denoiser": "KIND",
+                  "transform": "KIND", "schedule": "KIND",
                   "clock": "CLOCK", "device": "DEV", "T": "N"}
 
 

@@ -3,8 +3,7 @@
 A causal transformer reads the history (the items in the transformed text space, as SASRec
 does); its state after the latest item, c, conditions the denoiser: a transformer over the
 tokens `[c | q | t | x_t]` (the intention or a learned null, the diffusion timestep, the noisy
-target), or one x_t token whose blocks c + q + t shift, scale and gate (adaLN-Zero). The output
-at x_t is projected back to the embedding space (DreamRec's x0-parameterisation). Sections
+target). The output at x_t is projected back to the embedding space (DreamRec's x0-parameterisation). Sections
 follow facebookresearch/DiT `models.py`: embedders, blocks, final layer, the model, guidance.
 """
 
@@ -31,23 +30,24 @@ class ModelConfig:
     dropout: float = 0.1
     n_items: int = 0  # rows of the learned item residual (0: pure text vectors, the paper's form)
     residual_scale: float = 1.0  # the residual is stored divided by this (a per-parameter lr knob)
-    id_dims: int = 0  # the residual lives in the last id_dims directions alone (0: in all D)
     # "causal": a causal transformer reads the history (as SASRec) and only its last state is a
     # denoiser token, so training can denoise every position of a sequence in one pass (the
     # paper's in-context form, every history item a token: results/experiments/incontext-encoder.patch)
     encoder: str = "causal"
     encoder_depth: int = 2
-    # "tokens": the denoiser is a transformer over [c | q | t | x_t]; "adaln": one token x_t whose
-    # MLP blocks are shifted, scaled and gated by c + q + t (DiT's adaLN-Zero)
-    denoiser: str = "tokens"
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        tried = {k: d[k] for k in RETIRED if k in d and d[k] != RETIRED[k]}
+        if tried:  # forms that did not win on validation: results/experiments/adaln-nullspace.patch
+            raise ValueError(f"model {tried}: adaLN and the null space left this version "
+                             "(results/experiments/adaln-nullspace.patch)")
+        unknown = set(d) - known - set(RETIRED)
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**{"encoder": "incontext", **d})  # a config without the key predates the causal one
+        # a config without the encoder key predates the causal one
+        return cls(**{"encoder": "incontext", **{k: v for k, v in d.items() if k not in RETIRED}})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,26 +76,21 @@ class ItemTable(nn.Module):
     """Item vectors z_i = A(e_i) (fixed) plus, optionally, a learned residual r_i (zero-init).
 
     The residual is the 'beyond the paper' switch: it lets collaborative signal in while the text
-    vector stays; items added after training get r = 0, so they need no retraining. With id_dims
-    it fills only the last id_dims directions, which the transform leaves empty of text.
+    vector stays; items added after training get r = 0, so they need no retraining.
     """
 
-    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0,
-                 id_dims: int = 0):
+    def __init__(self, z: torch.Tensor, n_residual: int = 0, residual_scale: float = 1.0):
         super().__init__()
         self.register_buffer("z", z.float(), persistent=False)  # (N, D), from the text cache
         self.residual_scale = residual_scale
-        self.id_dims = id_dims
         self.residual = None
-        if n_residual:  # (n_residual, id_dims or D)
-            self.residual = nn.Parameter(torch.zeros(n_residual, id_dims or z.shape[1]))
+        if n_residual:  # (n_residual, D)
+            self.residual = nn.Parameter(torch.zeros(n_residual, z.shape[1]))
 
     def vectors(self) -> torch.Tensor:  # (N, D)
         if self.residual is None:
             return self.z
         r = self.residual * self.residual_scale
-        if self.id_dims:  # (n, id_dims) -> (n, D), zeros in the text directions
-            r = F.pad(r, (self.z.shape[1] - self.id_dims, 0))
         n = min(r.shape[0], self.z.shape[0])
         return torch.cat([self.z[:n] + r[:n], self.z[n:]], dim=0)
 
@@ -136,23 +131,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class AdaLNBlock(nn.Module):
-    """DiT's adaLN-Zero block for a single token: an MLP whose normalised input is shifted and
-    scaled by the condition, its output gated by it (the gate starts at zero: the identity)."""
-
-    def __init__(self, width: int, mlp_ratio: float, dropout: float):
-        super().__init__()
-        self.ln = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
-                                 nn.Dropout(dropout))
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # (B, W), (B, W) -> (B, W)
-        shift, scale, gate = self.ada(cond).chunk(3, dim=-1)
-        return x + gate * self.mlp(self.ln(x) * (1 + scale) + shift)
-
-
 class FinalLayer(nn.Module):
     def __init__(self, width: int, dim: int):
         super().__init__()
@@ -168,7 +146,8 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 ENCODERS = ("causal",)
-DENOISERS = ("tokens", "adaln")
+# ModelConfig fields of forms that left (the value that meant "off"): adaLN, the null space
+RETIRED = {"denoiser": "tokens", "id_dims": 0}
 
 
 class Denoiser(nn.Module):
@@ -180,10 +159,7 @@ class Denoiser(nn.Module):
         if cfg.encoder not in ENCODERS:
             raise ValueError(f"history encoder {cfg.encoder!r}: this version has the causal one alone "
                              "(the paper's in-context form: results/experiments/incontext-encoder.patch)")
-        if cfg.denoiser not in DENOISERS:
-            raise ValueError(f"denoiser {cfg.denoiser!r}: use one of {', '.join(DENOISERS)}")
         W, L = cfg.width, cfg.history_len
-        self.adaln = cfg.denoiser == "adaln"
         self.item_proj = nn.Linear(cfg.dim, W)  # history items and the intention share one space
         self.x_proj = nn.Linear(cfg.dim, W)
         self.t_embed = TimestepEmbedder(W)
@@ -196,11 +172,7 @@ class Denoiser(nn.Module):
         self.null_history = nn.Parameter(torch.zeros(W))  # H = ∅ (dropped or empty)
         self.null_intention = nn.Parameter(torch.zeros(W))  # q = ∅
         self.drop = nn.Dropout(cfg.dropout)
-        if self.adaln:
-            self.blocks = nn.ModuleList(AdaLNBlock(W, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
-        else:
-            self.blocks = nn.ModuleList(
-                Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(W, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.final = FinalLayer(W, cfg.dim)
         self.initialize_weights()
 
@@ -212,9 +184,6 @@ class Denoiser(nn.Module):
         for p in (self.pos, self.pad_token, self.null_history, self.null_intention):
             nn.init.normal_(p, std=0.02)
         nn.init.normal_(self.hist_pos, std=0.02)
-        if self.adaln:  # adaLN-Zero: every block starts as the identity
-            for block in self.blocks:
-                nn.init.zeros_(block.ada[-1].weight)
         # DiT zero-inits its output layer: the first prediction is x0 = 0, the data mean
         nn.init.zeros_(self.final.linear.weight)
 
@@ -254,12 +223,6 @@ class Denoiser(nn.Module):
         """The denoiser over [c | q | t | x_t]; h (B, 1, W) the history token c.  -> (B, D)"""
         h = torch.where(has_history[:, None, None], h, self.null_history)
         q = torch.where(has_intention[:, None], self.item_proj(intention), self.null_intention)
-        if self.adaln:
-            cond = h[:, 0] + q + self.t_embed(t) + self.pos[0]  # (B, W)
-            x = self.drop(self.x_proj(x_t) + self.pos[-1])
-            for block in self.blocks:
-                x = block(x, cond)
-            return self.final(x)
         tokens = torch.cat([h, q[:, None], self.t_embed(t)[:, None], self.x_proj(x_t)[:, None]], 1)
         x = self.drop(tokens + self.pos)  # (B, 4, W)
         for block in self.blocks:

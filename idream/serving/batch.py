@@ -110,7 +110,7 @@ def _plan(rec, at: int, a: Ask) -> _Plan:
             else [req.rho])
     R = len(rhos)
     hist = np.repeat(window(np.asarray(idx, dtype=np.int64), len(idx), rec.history_len)[None], R, 0)
-    noise = initial_noise(1, rec.transform.out_dim, req.seed).expand(R, -1)  # one start per request
+    noise = initial_noise(1, rec.transform.dim, req.seed).expand(R, -1)  # one start per request
     return _Plan(at, a, idx, hist, rhos, req.w, req.steps, req.k, noise, req.intention)
 
 

@@ -187,16 +187,12 @@ def _dataclass_problem(obj) -> str | None:
     return None
 
 
-# model fields added after checkpoints were shipped: their default is what older checkpoints did
-LATER_FIELDS = {"id_dims", "denoiser"}
-
-
 def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
     if cfg["model"].get("encoder", "incontext") == "incontext":  # (a config without the key predates the causal one)
         return ("model: made with the paper's in-context history encoder, which this version no longer "
                 "serves; retrain the model, or apply results/experiments/incontext-encoder.patch")
     for section, obj in (("model", m), ("diffusion", d)):  # a default would silently change it
-        missing = [f.name for f in fields(obj) if f.name not in cfg[section] and f.name not in LATER_FIELDS]
+        missing = [f.name for f in fields(obj) if f.name not in cfg[section]]
         if missing:
             return f"{section} lacks {', '.join(missing)}"
     problem = _dataclass_problem(m) or _dataclass_problem(d)
@@ -204,8 +200,6 @@ def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
         return problem
     if min(m.dim, m.width, m.depth, m.heads, m.history_len) < 1:
         return "model dim, width, depth, heads and history_len must be at least 1"
-    if not 0 <= m.id_dims < m.dim:
-        return f"model id_dims {m.id_dims} must lie in 0..{m.dim - 1} (the scoring space keeps text directions)"
     if m.depth > MAX_DEPTH or m.width % m.heads or not (m.dropout < 1 and m.mlp_ratio > 0):
         return (f"model depth {m.depth}, width {m.width}, heads {m.heads}, dropout {m.dropout}, "
                 f"mlp_ratio {m.mlp_ratio} do not describe a denoiser")
@@ -261,7 +255,7 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     dataset = _dataset(cfg, E, dataset)
     model, residual = _denoiser(path, mcfg, state, E.shape[0])
     Z = torch.from_numpy(transform(E.numpy()))
-    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
+    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
     if mcfg.n_items:
         table.residual.data.copy_(residual)
     return {"model": model, "diffusion": Diffusion(dcfg), "table": table, "transform": transform,
@@ -283,7 +277,7 @@ def _model_configs(path: Path, cfg: dict) -> tuple[ModelConfig, DiffusionConfig]
         raise CheckpointError(f"{path}/config.json: unknown transform {cfg['transform']!r} (one of "
                               f"{', '.join(KINDS)}); restore config.json or retrain")
     text_dim = int(cfg["text"].get("dim", -1))
-    if text_dim + mcfg.id_dims < mcfg.dim:  # the scoring space: at most text_dim text directions
+    if text_dim != mcfg.dim:
         raise CheckpointError(f"{path}/config.json: text dimension {text_dim} does not match the "
                               f"model's {mcfg.dim}; the config was edited or mixed up; retrain")
     return mcfg, dcfg
@@ -331,11 +325,10 @@ def _denoiser(path: Path, mcfg: ModelConfig, state: dict, n_items: int) -> tuple
     """The denoiser with its weights, and the item residual; shapes checked on the meta device first."""
     D = mcfg.dim
     residual = state.pop("items.residual", None)
-    R = mcfg.id_dims or D
     if mcfg.n_items and (mcfg.n_items != n_items or residual is None
-                         or tuple(residual.shape) != (mcfg.n_items, R)):
+                         or tuple(residual.shape) != (mcfg.n_items, D)):
         raise CheckpointError(f"{path}/model.safetensors lacks the item residual of shape "
-                              f"({mcfg.n_items}, {R}); retrain")
+                              f"({mcfg.n_items}, {D}); retrain")
     try:
         with torch.device("meta"):  # shapes first: a config that does not fit allocates nothing
             expected = {k: tuple(v.shape) for k, v in Denoiser(mcfg).state_dict().items()}

@@ -27,7 +27,7 @@ from idream.data.datasets import PAD, SequenceWindows, chronological_split, cold
 from idream.core.diffusion import SCHEDULES, Diffusion, DiffusionConfig, training_loss
 from idream.evaluation.evaluate import evaluate_recommender, generated_intentions
 from idream.data.intentions import intention_pool
-from idream.core.model import DENOISERS, Denoiser, ItemTable, ModelConfig
+from idream.core.model import Denoiser, ItemTable, ModelConfig
 from idream.serving.recommender import Recommender
 from idream.training.schedule import BudgetSchedule, budget_clock
 from idream.core.transform import KINDS as TRANSFORMS
@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 # Knobs that left TrainConfig, with the value the code now always has; an old config.json holds
 # them. results/experiments/retired-knobs.patch puts them back.
 RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": True, "anneal_to_budget": True,
-           "guidance": "turn", "encoder": "causal"}
+           "guidance": "turn", "encoder": "causal", "denoiser": "tokens", "text_dims": 0, "id_dims": 0}
 # the patch that brings a knob back (else retired-knobs.patch)
-RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encoder.patch"}
+RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encoder.patch",
+              **dict.fromkeys(("denoiser", "text_dims", "id_dims"), "adaln-nullspace.patch")}
 IGNORED = {"rho_grid", "batch_size", "id_dim"}  # read by retired modes alone, or by a peer's own config
 
 
@@ -75,8 +76,6 @@ class TrainConfig:
     tau: float = opt(10.0, "temperature of the ranking loss's softmax over items")
     item_residual: bool = opt(True, "pure text item vectors, the paper's form (default: a learned residual too)")
     residual_scale: float = opt(1.0, "multiplier of the learned per-item residual")
-    text_dims: int = opt(0, "keep only this many principal text directions, whitened (0: all)")
-    id_dims: int = opt(0, "learn each item's residual in this many directions of its own (0: over the text)")
     # validation NDCG@10 over a thousand users is noisy from epoch to epoch
     patience: int = opt(5, "stop after this many epochs without a validation NDCG@10 gain")
     max_minutes: float = opt(16.0, "training budget in minutes (embedding and evaluation come on top)")
@@ -100,9 +99,6 @@ class TrainConfig:
     cold_frac: float = opt(0.0, "share of the catalog held out of training, the cold-start protocol (0: none)")
     cold_seed: int = opt(0, "seed of the draw of held-out items (with --cold-frac)")
     encoder_depth: int = opt(2, "transformer blocks of the causal history encoder (SASRec-style)")
-    denoiser: str = opt("tokens",
-                        "denoiser: tokens (a transformer over history, intention, step, x_t) or adaln (one x_t token "
-                        "conditioned by adaLN-Zero)")
     seq_batch_size: int = opt(32, "history windows per step (each: many targets)")
     # k > 1: ml-100k rates many items at one timestamp, so the exact next item is partly chance
     # (docs/tuning.md); targets that come with an intention (written from the next item) rank it alone
@@ -137,11 +133,10 @@ class TrainConfig:
 
 
 CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedule": SCHEDULES,
-           "clock": ("wall", "cpu"),
-           "denoiser": DENOISERS}
+           "clock": ("wall", "cpu")}
 AT_LEAST_ONE = ("history_len", "epochs", "seq_batch_size", "width", "depth", "heads", "T",
                 "encoder_depth", "future_k", "patience")
-AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale", "text_dims", "id_dims",
+AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale",
                  "max_minutes", "threads", "max_train_samples", "valid_users", "kappa")
 SHARES = ("p_uncond", "p_intention", "p_t_max", "dropout")  # in [0, 1]
 
@@ -186,18 +181,18 @@ def build(cfg: TrainConfig, cache_dir=None, progress: bool = True):
     backend = text.get_backend(cfg.text_model)
     E = item_embeddings(ds, backend, cfg.descriptions, cache_dir, progress)
     text_free = not E.any()  # (the `none:DIM` text model: items are their learned ID vectors alone)
-    tr = fit_transform(E, cfg.transform, text_dims=cfg.text_dims, id_dims=cfg.id_dims)
+    tr = fit_transform(E, cfg.transform)
     Z = torch.from_numpy(tr(E))
     N, D = Z.shape
     mcfg = ModelConfig(dim=D, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
                        history_len=cfg.history_len, dropout=cfg.dropout,
                        n_items=N if (cfg.item_residual or text_free) else 0,
                        residual_scale=cfg.residual_scale,
-                       encoder_depth=cfg.encoder_depth, id_dims=cfg.id_dims, denoiser=cfg.denoiser)
+                       encoder_depth=cfg.encoder_depth)
     dcfg = DiffusionConfig(T=cfg.T, schedule=cfg.schedule)
     torch.manual_seed(cfg.seed)
     model = Denoiser(mcfg)
-    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale, mcfg.id_dims)
+    table = ItemTable(Z, mcfg.n_items, mcfg.residual_scale)
     if text_free:  # no text to start from: ID vectors drawn at random (DreamRec), not all alike at zero
         torch.nn.init.normal_(table.residual, std=1.0 / mcfg.residual_scale)
     config = _checkpoint_config(cfg, ds, mcfg, dcfg, backend, E.shape[1], cold, cache_dir)

@@ -3,6 +3,8 @@ choice written as one JSON line (never reads the test split).
 
     python results/experiments/item-space-probe.py NAME '{"text_dims": 64, "id_dims": 64}' [--out DIR]
     python results/experiments/item-space-probe.py --table   # the runs so far, as Markdown
+
+The adaLN and null-space settings need results/experiments/adaln-nullspace.patch applied first.
 """
 
 import json
