@@ -86,9 +86,13 @@ CSS = """
 
 
 def launch_kwargs() -> dict:
-    """App-level launch options (server name and port come from GRADIO_SERVER_NAME / _PORT)."""
+    """App-level launch options (server name and port come from GRADIO_SERVER_NAME / _PORT).
+
+    No run history: Gradio 6 would copy every event's inputs, with the props of its input and
+    output components, into the browser's localStorage and parse and rewrite that whole list as
+    each event starts and answers; on a large catalog this cost seconds per click on Recommend."""
     return {"theme": gr.themes.Soft(primary_hue="orange"), "css": CSS, "show_error": False,
-            "footer_links": ["api", "gradio"], "max_threads": MAX_THREADS}
+            "footer_links": ["api", "gradio"], "max_threads": MAX_THREADS, "run_history": False}
 
 
 def build_app(checkpoint: str | None = None, background_umap: bool = True,

@@ -149,6 +149,16 @@ def test_every_event_has_an_api_name(served):
     assert {"recommend", "sweep", "explore", "sweep_view", "add_item"} <= names
 
 
+def test_the_page_keeps_no_run_history_in_the_browser(served):
+    """The browser does not store each event's inputs and component props (slow on a large
+    catalog, and a visitor's intentions would stay in their localStorage)."""
+    import requests
+
+    assert served[0].run_history is False
+    config = requests.get(served[1] + "config", timeout=30).json()
+    assert config["run_history"] is False
+
+
 def test_new_item_is_recommendable_in_its_session_only(service):
     from demo.callbacks import Callbacks
 
