@@ -284,12 +284,15 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     ui.clear.click(cb.clear, None, reset, api_name="clear_history", **light)
 
     inputs = [ui.history, ui.intention, ui.rho, ui.w, ui.steps, ui.k, ui.seed, ui.new_items]
-    # the map's marks and the ρ sweep are asked for side by side: neither waits for the other
+    # the map's marks and the ρ sweep are asked for side by side: neither waits for the other. The
+    # page sends one trigger's events one after another, each once the previous has answered, but
+    # the events that follow a finished one all at once: hence a first step in the page itself
     clicks = [ui.go_btn.click, ui.intention.submit]
-    gr.on(clicks, cb.explore, inputs, [ui.results, ui.map_marks, ui.status], api_name="explore",
-          **model).then(None, ui.map_marks, None, js=DRAW_MAP, api_name="draw_map")
-    gr.on(clicks, cb.sweep_view, inputs, ui.sweep_plot, api_name="sweep_view", show_progress="minimal",
-          **model)
+    go = gr.on(clicks, None, None, None, js="() => []", api_name="recommend_click", queue=False)
+    go.then(cb.explore, inputs, [ui.results, ui.map_marks, ui.status], api_name="explore",
+            **model).then(None, ui.map_marks, None, js=DRAW_MAP, api_name="draw_map")
+    go.then(cb.sweep_view, inputs, ui.sweep_plot, api_name="sweep_view", show_progress="minimal",
+            **model)
 
     ui.add_btn.click(cb.add_item, [ui.new_title, ui.new_desc, ui.new_genres, ui.new_year, ui.new_items],
                      [ui.new_items, ui.new_table, ui.new_status, ui.new_title, ui.new_desc],

@@ -149,6 +149,23 @@ def test_every_event_has_an_api_name(served):
     assert {"recommend", "sweep", "explore", "sweep_view", "add_item"} <= names
 
 
+def test_a_click_asks_for_the_map_and_the_sweep_at_once(served):
+    """The page sends the events of one trigger one by one, each after the previous answered, and
+    the events that follow a finished one together: the click's first step runs in the page, and
+    /explore and /sweep_view both follow it, so the sweep never waits for the map."""
+    demo = served[0]
+    deps = {d["api_name"]: d for d in demo.config["dependencies"]}
+    ids = {c["id"]: c["props"].get("elem_id") for c in demo.config["components"]}
+    click = deps["recommend_click"]
+    assert not click["backend_fn"] and click["js"]
+    assert ("recommend-btn", "click") in [(ids.get(t), e) for t, e in click["targets"]]
+    assert ("intention", "submit") in [(ids.get(t), e) for t, e in click["targets"]]
+    for name in ("explore", "sweep_view"):
+        assert deps[name]["backend_fn"] and deps[name]["trigger_after"] == click["id"], name
+        assert not deps[name]["trigger_only_on_success"]
+    assert deps["draw_map"]["trigger_after"] == deps["explore"]["id"]
+
+
 def test_the_page_keeps_no_run_history_in_the_browser(served):
     """The browser does not store each event's inputs and component props (slow on a large
     catalog, and a visitor's intentions would stay in their localStorage)."""
