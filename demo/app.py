@@ -79,6 +79,12 @@ DRAW_MAP = """(marks) => {
   return [];
 }"""
 
+# the history box's value without blank entries, the same value when it has none (nothing changes)
+DROP_BLANK = """(history) => {
+  const kept = (history || []).filter(h => typeof h !== 'string' || h.trim() !== '');
+  return [kept.length === (history || []).length ? history : kept];
+}"""
+
 CSS = """
 #results table { font-size: 0.9em; }
 .notice { min-height: 1.5em; }
@@ -150,10 +156,16 @@ def _recommend_tab(s: Service) -> dict:
 def _history_panel(s: Service) -> dict:
     """Step 1: the history picker, a user's history by id or at random, and the history table."""
     gr.Markdown("### 1 · History (oldest first)")
-    history = gr.Dropdown(
-        choices=s.labels, value=[], multiselect=True, filterable=True,
-        label=f"{s.kinds.capitalize()} in your history", elem_id="history",
-        info="Type to search; the order you pick them in is the order the model reads.")
+    # the catalog is searched on the server: the page holds a search's matches, never every title
+    # (Gradio copies a component's props whenever an event touches it: seconds at 100,000 titles)
+    search = gr.Dropdown(
+        choices=s.search_titles(""), value=None, filterable=True, interactive=True,
+        label=f"Add {s.kinds} to your history", elem_id="title-search",
+        info="Type part of a title, then pick it; the order you pick them in is the order the model reads.")
+    history = gr.Dropdown(  # holds any label, as the API does: the service checks each one
+        choices=[], value=[], multiselect=True, allow_custom_value=True, interactive=True,
+        label=f"{s.kinds.capitalize()} in your history", elem_id="history", info="✕ takes one out.")
+    history.filterable = False  # nothing is typed here (Gradio ties typing to custom values)
     with gr.Row():
         user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
                              min_width=90, elem_id="user-id")
@@ -162,8 +174,8 @@ def _history_panel(s: Service) -> dict:
         clear = gr.Button("Clear", scale=1, min_width=60)
     history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
                                  max_height=260, label="Your history", elem_id="history-table")
-    return dict(history=history, user_id=user_id, load_user=load_user, random_user=random_user,
-                clear=clear, history_table=history_table)
+    return dict(search=search, history=history, user_id=user_id, load_user=load_user,
+                random_user=random_user, clear=clear, history_table=history_table)
 
 
 def _intention_box(s: Service) -> dict:
@@ -275,7 +287,12 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     """Every event of the page, each with an API name, and the batched API endpoints."""
     model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
     light = dict(concurrency_limit=4, show_progress="hidden")
+    ui.search.key_up(cb.search_titles, None, ui.search, api_name="search_titles", trigger_mode="always_last",
+                     **light)
+    ui.search.select(cb.pick_title, ui.history, [ui.history, ui.search], api_name="add_to_history", **light)
     ui.history.change(cb.history_table, ui.history, ui.history_table, api_name="history_table", **light)
+    # Enter in the history box adds what was typed there, always nothing: take it out in the page
+    ui.history.key_up(None, ui.history, ui.history, js=DROP_BLANK, api_name="drop_blank", queue=False)
     picked = [ui.history, ui.status]
     ui.load_user.click(cb.load_user, ui.user_id, picked, api_name="load_user", **light)
     ui.user_id.submit(cb.load_user, ui.user_id, picked, api_name="load_user_submit", **light)

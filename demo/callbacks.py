@@ -68,6 +68,17 @@ def new_item_line(new_items, placed, total: int) -> str:
     return "Your new items: " + "; ".join(parts) + "."
 
 
+# keys that move through the search box's choices or pick one: its choices stay as they are
+NAVIGATION_KEYS = {"ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Enter", "Escape", "Tab", "Home",
+                   "End", "PageUp", "PageDown", "Shift", "Control", "Alt", "Meta", "CapsLock"}
+
+
+def _event_data(evt) -> dict:
+    """What the page sent with an event ({} when an API call sent none)."""
+    data = getattr(evt, "_data", None)
+    return data if isinstance(data, dict) else {}
+
+
 class Callbacks:
     """The handlers of one app, bound to its Service."""
 
@@ -207,6 +218,24 @@ class Callbacks:
             return figures.message_figure(_server_error(e))
 
     # -- history builder ---------------------------------------------------------------------
+    def search_titles(self, evt: gr.EventData):
+        """The search box's choices: the catalog titles matching what is typed in it (the text
+        of its key_up event; the most interacted-with titles when it is empty). The page holds
+        only these, never the whole catalog. Keys that move through the choices change nothing."""
+        data = _event_data(evt)
+        if data.get("key") in NAVIGATION_KEYS:
+            return gr.skip()
+        return gr.update(choices=self.s.search_titles(data.get("input_value")))
+
+    def pick_title(self, history, evt: gr.EventData):
+        """The title picked in the search box, added at the end of the history (once); the search
+        box is emptied for the next one."""
+        label = _event_data(evt).get("value")
+        history = [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
+        if isinstance(label, str) and label in self.s.label_index and label not in history:
+            history.append(label)
+        return history, gr.update(value=None)
+
     def history_table(self, history) -> pd.DataFrame:
         return pd.DataFrame(self.s.history_rows(history), columns=HISTORY_COLUMNS)
 

@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from idream.serving.hub import local_path
@@ -25,6 +27,8 @@ SWEEP_MAX_STEPS = 25  # the sweep runs 11 guided generations at once: keep it in
 MAX_NEW_ITEMS = 20
 MAX_TITLE_CHARS = 200  # a new item's title
 MAX_UNKNOWN_NAMED = 5  # unknown history items listed (with closest titles) in the notices
+SEARCH_SHOWN = 50  # titles one search of the catalog offers
+MAX_SEARCH_CHARS = 200  # of what is typed in the search box
 EMPTY_HINT = ("Pick a few {kinds} for the history, or type what you are in the mood for in the "
               "intention box (or both), then press Recommend.")
 
@@ -95,6 +99,9 @@ class Service:
             seen.add(label)
             self.labels.append(label)
         self.label_index = {label: i for i, label in enumerate(self.labels)}
+        self._search_keys = [label.lower() for label in self.labels]
+        pop = rec.dataset.popularity()  # interactions per item: searches offer the most read first
+        self._by_popularity = np.argsort(-pop, kind="stable").tolist()
         self.genres = sorted({g for m in self.metas for g in m["genres"]})
         self.text_reason = rec.text_status()  # None when intentions can be embedded here
         self.projection = Projection.for_checkpoint(rec, checkpoint, background=False)
@@ -218,6 +225,27 @@ class Service:
     def random_user(self, rng: random.Random | None = None) -> str:
         users = [u for u in self.rec.dataset.user_ids() if len(self.rec.dataset.sequences[u]) > 1]
         return str((rng or random).choice(users))
+
+    def search_titles(self, text, limit: int = SEARCH_SHOWN) -> list[str]:
+        """Catalog labels that contain what was typed (any case): those that start with it first,
+        then those where a word starts with it, then the rest, each group most interacted with
+        first; nothing typed: the most interacted-with items."""
+        text = (text if isinstance(text, str) else "")[:MAX_SEARCH_CHARS].strip().lower()
+        if not text:
+            return [self.labels[i] for i in self._by_popularity[:limit]]
+        word_start = re.compile(r"(?<!\w)" + re.escape(text))
+        groups: tuple[list, list, list] = ([], [], [])
+        keys = self._search_keys
+        for i in self._by_popularity:
+            key = keys[i]
+            if text not in key:
+                continue
+            group = groups[0 if key.startswith(text) else 1 if word_start.search(key) else 2]
+            if len(group) < limit:
+                group.append(i)
+                if len(groups[0]) >= limit:
+                    break
+        return [self.labels[i] for i in (groups[0] + groups[1] + groups[2])[:limit]]
 
     def history_rows(self, labels) -> list[list]:
         """[#, title, year, genres] per history item, for the small history table."""

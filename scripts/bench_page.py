@@ -85,14 +85,21 @@ WATCH_DRAWS = """() => {
 }"""
 
 
-def pick_history(page, labels: list[str]) -> None:
-    box = page.locator("#history input")
+def pick_history(page, labels: list[str]) -> list[float]:
+    """Each label typed into the title search as a person types it (the server answers each key)
+    and picked from the titles it offers; seconds from the first key to the pick, per label."""
+    box = page.locator("#title-search input")
     box.wait_for(timeout=120_000)
-    for label in labels:
+    took = []
+    for n, label in enumerate(labels, 1):
+        t0 = time.perf_counter()
         box.click()
-        box.fill(label.split(" (")[0][:40])
-        page.get_by_role("option", name=label, exact=True).click()
+        box.press_sequentially(label.split(" (")[0][:40], delay=20)
+        page.get_by_role("option", name=label, exact=True).click(timeout=60_000)
+        page.wait_for_function(f"document.querySelectorAll('#history .token').length >= {n}", timeout=60_000)
+        took.append(round(time.perf_counter() - t0, 2))
     page.locator(f"#history-table [role=grid][aria-rowcount='{len(labels) + 1}']").wait_for(timeout=60_000)
+    return took
 
 
 def click_once(page, received: list, seed: int, timeout_s: float = 120.0) -> dict:
@@ -140,7 +147,7 @@ def browser_clicks(url: str, labels: list[str], clicks: int) -> dict:
             load_s = time.perf_counter() - t0
             page_bytes = sum(loaded)
             page.wait_for_function(WATCH_DRAWS, timeout=60_000)
-            pick_history(page, labels)
+            picks = pick_history(page, labels)
             page.locator("#intention textarea").fill(INTENTION)
             first = click_once(page, loaded, 0)  # warm-up: first compilations, caches
             rows = [click_once(page, loaded, seed) for seed in range(1, clicks + 1)]
@@ -148,7 +155,8 @@ def browser_clicks(url: str, labels: list[str], clicks: int) -> dict:
                                    ".map(t => t.type || 'scatter')")
         finally:
             browser.close()
-    return {"page_load_s": round(load_s, 2), "page_bytes": page_bytes, "warmup": first, "clicks": rows,
+    return {"page_load_s": round(load_s, 2), "page_bytes": page_bytes, "pick_s": picks, "warmup": first,
+            "clicks": rows,
             "map_trace_types": sorted(set(traces))}
 
 

@@ -142,6 +142,61 @@ def test_history_helpers(client, service):
     assert "No user" in note
 
 
+def test_a_typed_title_finds_its_item(service):
+    from demo.service import SEARCH_SHOWN
+
+    for typed in ("Toy Story", "toy st", "TOY STORY (1995)", "  goldeneye "):
+        found = service.search_titles(typed)
+        assert found and len(found) <= SEARCH_SHOWN, typed
+        assert found[0] in ("Toy Story (1995)", "GoldenEye (1995)"), (typed, found[:3])
+        assert all(typed.strip().lower() in f.lower() for f in found)
+    # those that start with it first, then a word starting with it, then anywhere inside
+    star = service.search_titles("star")
+    starts = [f.lower().startswith("star") for f in star]
+    assert starts == sorted(starts, reverse=True) and starts[0]
+    assert service.search_titles("Wars") and all("wars" in f.lower() for f in service.search_titles("Wars"))
+    assert service.search_titles("no such title 12345") == []
+    # nothing typed: the most interacted-with items; anything else typed: no error, no matches
+    pop = service.rec.dataset.popularity()
+    first = [service.label_index[f] for f in service.search_titles("")]
+    assert len(first) == SEARCH_SHOWN and pop[first[0]] == pop.max()
+    assert [pop[i] for i in first] == sorted((pop[i] for i in first), reverse=True)
+    for odd in (None, 12, ["Toy Story"], "x" * 100_000, "(", ".*", "\\"):
+        assert isinstance(service.search_titles(odd), list)
+
+
+def test_the_history_is_built_from_searches(served, client, service):
+    """Typing in the search box offers the matching titles; picking one adds it to the end of the
+    history, once; the page never holds the whole catalog as choices."""
+    import gradio as gr
+
+    from demo.callbacks import Callbacks
+
+    cb = Callbacks(service)
+    offered = cb.search_titles(gr.EventData(None, {"key": "y", "input_value": "goldeneye"}))
+    assert offered["choices"] == service.search_titles("goldeneye") and "GoldenEye (1995)" in offered["choices"]
+    assert cb.search_titles(gr.EventData(None, {"key": "ArrowDown", "input_value": "golden"})) is not None
+    history, box = cb.pick_title(["Toy Story (1995)"], gr.EventData(None, {"value": "GoldenEye (1995)",
+                                                                          "index": 0, "selected": True}))
+    assert history == ["Toy Story (1995)", "GoldenEye (1995)"] and box["value"] is None
+    again, _ = cb.pick_title(history, gr.EventData(None, {"value": "Toy Story (1995)"}))
+    assert again == history  # already there: kept once, in its place
+    for odd in (None, {}, {"value": "No Such Film"}, {"value": 12}):
+        assert cb.pick_title(history, gr.EventData(None, odd))[0] == history
+    # over HTTP: the API names answer without the page's event data
+    assert client.predict(["Toy Story (1995)"], api_name="/add_to_history")[0] == ["Toy Story (1995)"]
+    client.predict(api_name="/search_titles")
+    # the page's components carry one search's titles at most, never the catalog's
+    import requests
+
+    from demo.service import SEARCH_SHOWN
+
+    config = requests.get(served[1] + "config", timeout=30).json()
+    boxes = {c["props"].get("elem_id"): c["props"] for c in config["components"] if "choices" in c["props"]}
+    assert len(boxes["title-search"]["choices"]) == SEARCH_SHOWN and boxes["history"]["choices"] == []
+    assert max(len(b["choices"]) for b in boxes.values()) < service.n_items
+
+
 def test_every_event_has_an_api_name(served):
     deps = served[0].config["dependencies"]
     assert deps and all(d.get("api_name") for d in deps)

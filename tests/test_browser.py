@@ -137,18 +137,20 @@ def test_recommend_from_the_page(request):
 
 
 def check_recommend_from_the_page(page):
-    box = page.locator("#history input")
+    box = page.locator("#title-search input")
     box.wait_for(timeout=30_000)
     page.wait_for_function("(() => { const d = document.querySelector('#space-plot .js-plotly-plot');"
                            " return d && d.data && d.data.length; })()", timeout=30_000)
     catalog_traces = page.evaluate("document.querySelector('#space-plot .js-plotly-plot').data"
                                    ".filter(t => (t.meta || {}).role === 'catalog').length")
     assert catalog_traces > 0
-    for title in PICKS:  # the order picked is the history order
-        box.click()
-        box.fill(title.split(" (")[0])
+    for title in PICKS:  # typed as a person types (the server answers each key); the order picked
+        box.click()      # is the history order
+        box.press_sequentially(title.split(" (")[0].lower(), delay=20)
         page.get_by_role("option", name=title, exact=True).click()
     page.locator("#history-table [role=grid][aria-rowcount='3']").wait_for(timeout=15_000)
+    assert page.locator("#history .token").all_inner_texts() == PICKS
+    assert page.locator("#history-table [role=gridcell]").all_inner_texts()[1::4] == [p.split(" (")[0] for p in PICKS]
     page.locator("#intention textarea").fill("a dark, tense crime thriller")
     steps = page.locator("#steps input[type=number]")
     steps.fill(str(STEPS))
