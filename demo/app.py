@@ -79,6 +79,17 @@ DRAW_MAP = """(marks) => {
   return [];
 }"""
 
+# the text typed in the title search, read when the search is sent (so a search that waited for the
+# previous one to answer sends what is typed by then); null when it is the text last searched (a
+# key that moves through the choices): the choices stay as they are
+SEARCH_TEXT = """() => {
+  const box = document.querySelector('#title-search input');
+  const text = box ? box.value : '';
+  if (text === window.__idreamSearched) return null;
+  window.__idreamSearched = text;
+  return text;
+}"""
+
 # the history box's value without blank entries, the same value when it has none (nothing changes)
 DROP_BLANK = """(history) => {
   const kept = (history || []).filter(h => typeof h !== 'string' || h.trim() !== '');
@@ -162,6 +173,7 @@ def _history_panel(s: Service) -> dict:
         choices=s.search_titles(""), value=None, filterable=True, interactive=True,
         label=f"Add {s.kinds} to your history", elem_id="title-search",
         info="Type part of a title, then pick it; the order you pick them in is the order the model reads.")
+    search_text = gr.Textbox(visible=False)  # what is typed in the search box, as SEARCH_TEXT reads it
     history = gr.Dropdown(  # holds any label, as the API does: the service checks each one
         choices=[], value=[], multiselect=True, allow_custom_value=True, interactive=True,
         label=f"{s.kinds.capitalize()} in your history", elem_id="history", info="✕ takes one out.")
@@ -174,7 +186,7 @@ def _history_panel(s: Service) -> dict:
         clear = gr.Button("Clear", scale=1, min_width=60)
     history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
                                  max_height=260, label="Your history", elem_id="history-table")
-    return dict(search=search, history=history, user_id=user_id, load_user=load_user,
+    return dict(search=search, search_text=search_text, history=history, user_id=user_id, load_user=load_user,
                 random_user=random_user, clear=clear, history_table=history_table)
 
 
@@ -287,8 +299,10 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     """Every event of the page, each with an API name, and the batched API endpoints."""
     model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
     light = dict(concurrency_limit=4, show_progress="hidden")
-    ui.search.key_up(cb.search_titles, None, ui.search, api_name="search_titles", trigger_mode="always_last",
-                     **light)
+    # one search in flight at a time, then one more with the text typed meanwhile (read from the
+    # box by SEARCH_TEXT: the page would send the first key's event data again)
+    ui.search.key_up(cb.search_titles, ui.search_text, ui.search, js=SEARCH_TEXT, api_name="search_titles",
+                     trigger_mode="always_last", **light)
     ui.search.select(cb.pick_title, ui.history, [ui.history, ui.search], api_name="add_to_history", **light)
     ui.history.change(cb.history_table, ui.history, ui.history_table, api_name="history_table", **light)
     # Enter in the history box adds what was typed there, always nothing: take it out in the page

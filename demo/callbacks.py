@@ -68,11 +68,6 @@ def new_item_line(new_items, placed, total: int) -> str:
     return "Your new items: " + "; ".join(parts) + "."
 
 
-# keys that move through the search box's choices or pick one: its choices stay as they are
-NAVIGATION_KEYS = {"ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Enter", "Escape", "Tab", "Home",
-                   "End", "PageUp", "PageDown", "Shift", "Control", "Alt", "Meta", "CapsLock"}
-
-
 def _event_data(evt) -> dict:
     """What the page sent with an event ({} when an API call sent none)."""
     data = getattr(evt, "_data", None)
@@ -218,14 +213,13 @@ class Callbacks:
             return figures.message_figure(_server_error(e))
 
     # -- history builder ---------------------------------------------------------------------
-    def search_titles(self, evt: gr.EventData):
-        """The search box's choices: the catalog titles matching what is typed in it (the text
-        of its key_up event; the most interacted-with titles when it is empty). The page holds
-        only these, never the whole catalog. Keys that move through the choices change nothing."""
-        data = _event_data(evt)
-        if data.get("key") in NAVIGATION_KEYS:
+    def search_titles(self, text):
+        """The search box's choices: the catalog titles matching what is typed in it (the most
+        interacted-with titles when nothing is); the page holds only these, never the whole
+        catalog. None (the text last searched, when a key moved through the choices): no change."""
+        if text is None:
             return gr.skip()
-        return gr.update(choices=self.s.search_titles(data.get("input_value")))
+        return gr.update(choices=self.s.search_titles(text))
 
     def pick_title(self, history, evt: gr.EventData):
         """The title picked in the search box, added at the end of the history (once); the search
