@@ -79,17 +79,6 @@ DRAW_MAP = """(marks) => {
   return [];
 }"""
 
-# the text typed in the title search, read when the search is sent (so a search that waited for the
-# previous one to answer sends what is typed by then); null when it is the text last searched (a
-# key that moves through the choices): the choices stay as they are
-SEARCH_TEXT = """() => {
-  const box = document.querySelector('#title-search input');
-  const text = box ? box.value : '';
-  if (text === window.__idreamSearched) return null;
-  window.__idreamSearched = text;
-  return text;
-}"""
-
 # the history box's value without blank entries, the same value when it has none (nothing changes)
 DROP_BLANK = """(history) => {
   const kept = (history || []).filter(h => typeof h !== 'string' || h.trim() !== '');
@@ -167,13 +156,13 @@ def _recommend_tab(s: Service) -> dict:
 def _history_panel(s: Service) -> dict:
     """Step 1: the history picker, a user's history by id or at random, and the history table."""
     gr.Markdown("### 1 · History (oldest first)")
-    # the catalog is searched on the server: the page holds a search's matches, never every title
-    # (Gradio copies a component's props whenever an event touches it: seconds at 100,000 titles)
-    search = gr.Dropdown(
-        choices=s.search_titles(""), value=None, filterable=True, interactive=True,
-        label=f"Add {s.kinds} to your history", elem_id="title-search",
-        info="Type part of a title, then pick it; the order you pick them in is the order the model reads.")
-    search_text = gr.Textbox(visible=False)  # what is typed in the search box, as SEARCH_TEXT reads it
+    # the catalog is searched on the server: the page holds one search's matches, never every
+    # title (Gradio copies a component's props whenever an event touches it: seconds at 100,000)
+    search = gr.Textbox(label=f"Add {s.kinds} to your history", lines=1, max_lines=1, elem_id="title-search",
+                        placeholder="Type part of a title, then pick it below (Enter: the first one found)")
+    matches = gr.Radio(choices=s.search_titles(""), value=None, interactive=True, elem_id="title-matches",
+                       label=f"{s.kinds.capitalize()} found (the most interacted-with first)",
+                       info="The order you pick them in is the order the model reads.")
     history = gr.Dropdown(  # holds any label, as the API does: the service checks each one
         choices=[], value=[], multiselect=True, allow_custom_value=True, interactive=True,
         label=f"{s.kinds.capitalize()} in your history", elem_id="history", info="✕ takes one out.")
@@ -186,7 +175,7 @@ def _history_panel(s: Service) -> dict:
         clear = gr.Button("Clear", scale=1, min_width=60)
     history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
                                  max_height=260, label="Your history", elem_id="history-table")
-    return dict(search=search, search_text=search_text, history=history, user_id=user_id, load_user=load_user,
+    return dict(search=search, matches=matches, history=history, user_id=user_id, load_user=load_user,
                 random_user=random_user, clear=clear, history_table=history_table)
 
 
@@ -299,11 +288,12 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     """Every event of the page, each with an API name, and the batched API endpoints."""
     model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
     light = dict(concurrency_limit=4, show_progress="hidden")
-    # one search in flight at a time, then one more with the text typed meanwhile (read from the
-    # box by SEARCH_TEXT: the page would send the first key's event data again)
-    ui.search.key_up(cb.search_titles, ui.search_text, ui.search, js=SEARCH_TEXT, api_name="search_titles",
-                     trigger_mode="always_last", **light)
-    ui.search.select(cb.pick_title, ui.history, [ui.history, ui.search], api_name="add_to_history", **light)
+    # one search in flight at a time, then one more with what is typed by then
+    ui.search.input(cb.search_titles, ui.search, ui.matches, api_name="search_titles", trigger_mode="always_last",
+                    **light)
+    picked = [ui.history, ui.matches]
+    ui.matches.select(cb.pick_title, ui.history, picked, api_name="add_to_history", **light)
+    ui.search.submit(cb.pick_first_match, [ui.history, ui.search], picked, api_name="add_first_match", **light)
     ui.history.change(cb.history_table, ui.history, ui.history_table, api_name="history_table", **light)
     # Enter in the history box adds what was typed there, always nothing: take it out in the page
     ui.history.key_up(None, ui.history, ui.history, js=DROP_BLANK, api_name="drop_blank", queue=False)

@@ -214,17 +214,22 @@ class Callbacks:
 
     # -- history builder ---------------------------------------------------------------------
     def search_titles(self, text):
-        """The search box's choices: the catalog titles matching what is typed in it (the most
-        interacted-with titles when nothing is); the page holds only these, never the whole
-        catalog. None (the text last searched, when a key moved through the choices): no change."""
-        if text is None:
-            return gr.skip()
-        return gr.update(choices=self.s.search_titles(text))
+        """The titles offered under the search box: the catalog's matches for what is typed (the
+        most interacted-with when nothing is); the page holds only these, never the catalog."""
+        return gr.update(choices=self.s.search_titles(text), value=None)
 
     def pick_title(self, history, evt: gr.EventData):
-        """The title picked in the search box, added at the end of the history (once); the search
-        box is emptied for the next one."""
-        label = _event_data(evt).get("value")
+        """The title picked among those offered, added at the end of the history (once); the
+        search stays, for another pick among the same titles."""
+        return self._add_to_history(history, _event_data(evt).get("value"))
+
+    def pick_first_match(self, history, text):
+        """Enter in the search box: the first title it finds that the history does not hold yet."""
+        held = set(history) if isinstance(history, list) and all(isinstance(h, str) for h in history) else set()
+        found = [t for t in self.s.search_titles(text) if t not in held] if isinstance(text, str) and text.strip() else []
+        return self._add_to_history(history, found[0] if found else None)
+
+    def _add_to_history(self, history, label):
         history = [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
         if isinstance(label, str) and label in self.s.label_index and label not in history:
             history.append(label)

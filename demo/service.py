@@ -27,7 +27,7 @@ SWEEP_MAX_STEPS = 25  # the sweep runs 11 guided generations at once: keep it in
 MAX_NEW_ITEMS = 20
 MAX_TITLE_CHARS = 200  # a new item's title
 MAX_UNKNOWN_NAMED = 5  # unknown history items listed (with closest titles) in the notices
-SEARCH_SHOWN = 50  # titles one search of the catalog offers
+SEARCH_SHOWN = 10  # titles one search of the catalog offers
 MAX_SEARCH_CHARS = 200  # of what is typed in the search box
 EMPTY_HINT = ("Pick a few {kinds} for the history, or type what you are in the mood for in the "
               "intention box (or both), then press Recommend.")

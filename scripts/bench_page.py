@@ -85,17 +85,25 @@ WATCH_DRAWS = """() => {
 }"""
 
 
-def pick_history(page, labels: list[str]) -> list[float]:
-    """Each label typed into the title search as a person types it (the server answers each key)
-    and picked from the titles it offers; seconds from the first key to the pick, per label."""
+OFFERED = """(want) => JSON.stringify(Array.from(document.querySelectorAll('#title-matches input[type=radio]'))
+  .map(o => o.value)) === JSON.stringify(want)"""
+
+
+def pick_history(page, labels: list[str], offered) -> list[float]:
+    """Each label's title typed into the title search as a person types it (the server answers as
+    keys come) and picked once the titles found for the whole text are offered (`offered(text)`:
+    what the server finds); seconds from the first key to the item in the history, per label."""
     box = page.locator("#title-search input")
     box.wait_for(timeout=120_000)
     took = []
     for n, label in enumerate(labels, 1):
         t0 = time.perf_counter()
+        text = label.split(" (")[0][:40]
         box.click()
-        box.press_sequentially(label.split(" (")[0][:40], delay=20)
-        page.get_by_role("option", name=label, exact=True).click(timeout=60_000)
+        box.fill("")
+        box.press_sequentially(text, delay=20)
+        page.wait_for_function(OFFERED, arg=offered(text), timeout=60_000)
+        page.get_by_role("radio", name=label, exact=True).click(timeout=60_000)
         page.wait_for_function(f"document.querySelectorAll('#history .token').length >= {n}", timeout=60_000)
         took.append(round(time.perf_counter() - t0, 2))
     page.locator(f"#history-table [role=grid][aria-rowcount='{len(labels) + 1}']").wait_for(timeout=60_000)
@@ -129,7 +137,7 @@ def click_once(page, received: list, seed: int, timeout_s: float = 120.0) -> dic
             "click_ms": round(max(t["map"], t["sweep"]) - t["clicked"], 1), "bytes": got, **served}
 
 
-def browser_clicks(url: str, labels: list[str], clicks: int) -> dict:
+def browser_clicks(url: str, labels: list[str], clicks: int, offered) -> dict:
     from playwright import sync_api
 
     with sync_api.sync_playwright() as p:
@@ -147,7 +155,7 @@ def browser_clicks(url: str, labels: list[str], clicks: int) -> dict:
             load_s = time.perf_counter() - t0
             page_bytes = sum(loaded)
             page.wait_for_function(WATCH_DRAWS, timeout=60_000)
-            picks = pick_history(page, labels)
+            picks = pick_history(page, labels, offered)
             page.locator("#intention textarea").fill(INTENTION)
             first = click_once(page, loaded, 0)  # warm-up: first compilations, caches
             rows = [click_once(page, loaded, seed) for seed in range(1, clicks + 1)]
@@ -214,7 +222,7 @@ def run(checkpoint: str, clicks: int, repeats: int, wait_umap: bool) -> dict:
     start_s = time.perf_counter() - t0
     labels = history_labels(service)
     prof = server_profile(service, labels, repeats)
-    browser = browser_clicks(url, labels, clicks)
+    browser = browser_clicks(url, labels, clicks, service.search_titles)
     demo.close()
     ms = sorted(c["click_ms"] for c in browser["clicks"])
     n = service.n_items

@@ -167,10 +167,13 @@ def test_a_typed_title_finds_its_item(service):
 
 def test_the_history_is_built_from_searches(served, client, service):
     """Typing in the search box offers the matching titles; picking one adds it to the end of the
-    history, once; the page never holds the whole catalog as choices."""
+    history, once; Enter adds the first title found that the history lacks; the page never holds
+    the whole catalog as choices."""
     import gradio as gr
+    import requests
 
     from demo.callbacks import Callbacks
+    from demo.service import SEARCH_SHOWN
 
     cb = Callbacks(service)
     offered = cb.search_titles("goldeneye")
@@ -182,19 +185,22 @@ def test_the_history_is_built_from_searches(served, client, service):
     assert again == history  # already there: kept once, in its place
     for odd in (None, {}, {"value": "No Such Film"}, {"value": 12}):
         assert cb.pick_title(history, gr.EventData(None, odd))[0] == history
+    star = service.search_titles("star wars")
+    first, _ = cb.pick_first_match([], "star wars")
+    assert first == star[:1]
+    assert cb.pick_first_match(first, "star wars")[0] == star[:2]  # Enter again: the next one
+    for odd in ("", "no such title 12345", None, 5):
+        assert cb.pick_first_match(first, odd)[0] == first
     # over HTTP: the search by its text; a pick without the page's event data changes nothing
-    assert client.predict(["Toy Story (1995)"], api_name="/add_to_history")[0] == ["Toy Story (1995)"]
     offered = client.predict("toy story", api_name="/search_titles")["choices"]  # [label, value] pairs
     assert ["Toy Story (1995)", "Toy Story (1995)"] in offered
+    assert client.predict(["Toy Story (1995)"], api_name="/add_to_history")[0] == ["Toy Story (1995)"]
+    assert client.predict([], "goldeneye", api_name="/add_first_match")[0] == ["GoldenEye (1995)"]
     # the page's components carry one search's titles at most, never the catalog's
-    import requests
-
-    from demo.service import SEARCH_SHOWN
-
     config = requests.get(served[1] + "config", timeout=30).json()
-    boxes = {c["props"].get("elem_id"): c["props"] for c in config["components"] if "choices" in c["props"]}
-    assert len(boxes["title-search"]["choices"]) == SEARCH_SHOWN and boxes["history"]["choices"] == []
-    assert max(len(b["choices"]) for b in boxes.values()) < service.n_items
+    props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
+    assert len(props["title-matches"]["choices"]) == SEARCH_SHOWN and props["history"]["choices"] == []
+    assert max(len(p.get("choices") or []) for p in props.values()) < service.n_items
 
 
 def test_every_event_has_an_api_name(served):
