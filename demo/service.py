@@ -52,15 +52,37 @@ class Query:
 
 
 def set_threads() -> int:
-    """Torch threads, once per process: IDREAM_TORCH_THREADS, else 1 (requests run side by side,
-    the denoiser is small, and OpenMP barriers stall badly on shared cores; see demo/README.md)."""
+    """Torch and BLAS threads, once per process: IDREAM_TORCH_THREADS, else 1 (requests run side
+    by side, the denoiser is small, and OpenMP barriers stall badly on shared cores; see
+    demo/README.md). numpy's BLAS too: a request's solves against the whitening (384 × 384) took
+    10 ms at the median and up to 0.3 s on two threads of a busy two-core machine, 1.6 ms on one."""
     n = int(os.environ.get("IDREAM_TORCH_THREADS") or 1)
     torch.set_num_threads(max(1, n))
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set, or parallel work already started
         pass
+    set_blas_threads(max(1, n))
     return torch.get_num_threads()
+
+
+def blas_threads() -> int | None:
+    """numpy's BLAS threads (None where threadpoolctl, which scikit-learn brings, is missing)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=None)
+
+
+def set_blas_threads(n: int | None) -> None:
+    if n is None:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")
 
 
 _SERVICES: dict[str, "Service"] = {}
