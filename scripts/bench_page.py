@@ -90,15 +90,15 @@ OFFERED = """(want) => JSON.stringify(Array.from(document.querySelectorAll('#tit
 
 
 def pick_history(page, labels: list[str], offered) -> list[float]:
-    """Each label's title typed into the title search as a person types it (the server answers as
-    keys come) and picked once the titles found for the whole text are offered (`offered(text)`:
+    """Each label's title and year typed into the title search as a person types them (the server
+    answers as keys come) and picked once the titles found for the whole text are offered (`offered(text)`:
     what the server finds); seconds from the first key to the item in the history, per label."""
     box = page.locator("#title-search input")
     box.wait_for(timeout=120_000)
     took = []
     for n, label in enumerate(labels, 1):
         t0 = time.perf_counter()
-        text = label.split(" (")[0][:40]
+        text = label.split(" [#")[0]  # the title and year, as a person looking for it types them
         box.click()
         box.fill("")
         box.press_sequentially(text, delay=20)
