@@ -166,7 +166,7 @@ def _history_panel(s: Service) -> dict:
     history = gr.Dropdown(  # holds any label, as the API does: the service checks each one
         choices=[], value=[], multiselect=True, allow_custom_value=True, interactive=True,
         label=f"{s.kinds.capitalize()} in your history", elem_id="history", info="✕ takes one out.")
-    history.filterable = False  # nothing is typed here (Gradio ties typing to custom values)
+    history.filterable = False  # nothing is typed here (Gradio would turn what is typed into an item)
     with gr.Row():
         user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
                              min_width=90, elem_id="user-id")
@@ -291,12 +291,12 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     # one search in flight at a time, then one more with what is typed by then
     ui.search.input(cb.search_titles, ui.search, ui.matches, api_name="search_titles", trigger_mode="always_last",
                     **light)
-    picked = [ui.history, ui.matches]
-    ui.matches.select(cb.pick_title, ui.history, picked, api_name="add_to_history", **light)
-    ui.search.submit(cb.pick_first_match, [ui.history, ui.search], picked, api_name="add_first_match", **light)
+    added = [ui.history, ui.matches]
+    ui.matches.select(cb.pick_title, ui.history, added, api_name="add_to_history", **light)
+    ui.search.submit(cb.pick_first_match, [ui.history, ui.search], added, api_name="add_first_match", **light)
     ui.history.change(cb.history_table, ui.history, ui.history_table, api_name="history_table", **light)
-    # Enter in the history box adds what was typed there, always nothing: take it out in the page
-    ui.history.key_up(None, ui.history, ui.history, js=DROP_BLANK, api_name="drop_blank", queue=False)
+    # Enter in the history box (where nothing can be typed) adds an empty entry: the page drops it
+    ui.history.key_up(None, ui.history, ui.history, js=DROP_BLANK, api_name="drop_blank")
     picked = [ui.history, ui.status]
     ui.load_user.click(cb.load_user, ui.user_id, picked, api_name="load_user", **light)
     ui.user_id.submit(cb.load_user, ui.user_id, picked, api_name="load_user_submit", **light)
@@ -309,7 +309,7 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     # page sends one trigger's events one after another, each once the previous has answered, but
     # the events that follow a finished one all at once: hence a first step in the page itself
     clicks = [ui.go_btn.click, ui.intention.submit]
-    go = gr.on(clicks, None, None, None, js="() => []", api_name="recommend_click", queue=False)
+    go = gr.on(clicks, None, None, None, js="() => []", api_name="recommend_click")
     go.then(cb.explore, inputs, [ui.results, ui.map_marks, ui.status], api_name="explore",
             **model).then(None, ui.map_marks, None, js=DRAW_MAP, api_name="draw_map")
     go.then(cb.sweep_view, inputs, ui.sweep_plot, api_name="sweep_view", show_progress="minimal",

@@ -69,9 +69,15 @@ def new_item_line(new_items, placed, total: int) -> str:
 
 
 def _event_data(evt) -> dict:
-    """What the page sent with an event ({} when an API call sent none)."""
+    """What the page sent with an event; {} when an API call sent none (gr.SelectData itself would
+    refuse such a call before the handler runs, with an error that says nothing)."""
     data = getattr(evt, "_data", None)
     return data if isinstance(data, dict) else {}
+
+
+def _labels(history) -> list[str]:
+    """The history box's labels (anything else sent by hand left out)."""
+    return [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
 
 
 class Callbacks:
@@ -224,13 +230,15 @@ class Callbacks:
         return self._add_to_history(history, _event_data(evt).get("value"))
 
     def pick_first_match(self, history, text):
-        """Enter in the search box: the first title it finds that the history does not hold yet."""
-        held = set(history) if isinstance(history, list) and all(isinstance(h, str) for h in history) else set()
-        found = [t for t in self.s.search_titles(text) if t not in held] if isinstance(text, str) and text.strip() else []
+        """Enter in the search box: the first title it finds that the history does not hold yet
+        (nothing typed: nothing added)."""
+        typed = isinstance(text, str) and text.strip()
+        found = [t for t in self.s.search_titles(text) if t not in _labels(history)] if typed else []
         return self._add_to_history(history, found[0] if found else None)
 
     def _add_to_history(self, history, label):
-        history = [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
+        """The history with a catalog label added at its end (once), and the titles found unpicked."""
+        history = _labels(history)
         if isinstance(label, str) and label in self.s.label_index and label not in history:
             history.append(label)
         return history, gr.update(value=None)
