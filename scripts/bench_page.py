@@ -1,7 +1,8 @@
 """Page speed in a real browser: from the click on Recommend to the last figure drawn.
 
 For each checkpoint the app is served on 127.0.0.1 and driven by Debian's Chromium through
-Playwright (never `playwright install`): a history of three items and an intention, then
+Playwright (never `playwright install`): a history of three items, each found by typing its
+title and year into the title search (the time each took is kept), and an intention, then
 Recommend, `--clicks` times with a new seed each (one more first, unmeasured). Each click is
 timed in the page, from the click to the moment Plotly has drawn both the map's marks and the ρ
 sweep, with the bytes the browser received meanwhile. Beside it, where the time goes on the
@@ -272,6 +273,13 @@ def markdown(result: dict) -> str:
         lines.append(f"- `{r['checkpoint']}`: " + ", ".join(
             f"{k.removeprefix('server: ').removesuffix(' ms').replace('_ms', '').replace('_', ' ')} "
             f"{v:,.0f}" for k, v in med.items()) + ".")
+    lines += ["", "Building the history before the clicks: each item's title and year typed into the title "
+              "search at 20 ms a key, then picked among the titles found (s from the first key to the item "
+              "in the history, per item):", ""]
+    for r in result["runs"]:
+        picks = r["browser"].get("pick_s")
+        if picks:
+            lines.append(f"- `{r['checkpoint']}`: " + ", ".join(f"{p:.2f}" for p in picks) + ".")
     lines += ["", f"Command: `{result['command']}`"]
     return "\n".join(lines) + "\n"
 
