@@ -79,6 +79,12 @@ DRAW_MAP = """(marks) => {
   return [];
 }"""
 
+# the history box's value without blank entries, the same value when it has none (nothing changes)
+DROP_BLANK = """(history) => {
+  const kept = (history || []).filter(h => typeof h !== 'string' || h.trim() !== '');
+  return [kept.length === (history || []).length ? history : kept];
+}"""
+
 CSS = """
 #results table { font-size: 0.9em; }
 .notice { min-height: 1.5em; }
@@ -86,9 +92,13 @@ CSS = """
 
 
 def launch_kwargs() -> dict:
-    """App-level launch options (server name and port come from GRADIO_SERVER_NAME / _PORT)."""
+    """App-level launch options (server name and port come from GRADIO_SERVER_NAME / _PORT).
+
+    No run history: Gradio 6 would copy every event's inputs, with the props of its input and
+    output components, into the browser's localStorage and parse and rewrite that whole list as
+    each event starts and answers; on a large catalog this cost seconds per click on Recommend."""
     return {"theme": gr.themes.Soft(primary_hue="orange"), "css": CSS, "show_error": False,
-            "footer_links": ["api", "gradio"], "max_threads": MAX_THREADS}
+            "footer_links": ["api", "gradio"], "max_threads": MAX_THREADS, "run_history": False}
 
 
 def build_app(checkpoint: str | None = None, background_umap: bool = True,
@@ -146,10 +156,17 @@ def _recommend_tab(s: Service) -> dict:
 def _history_panel(s: Service) -> dict:
     """Step 1: the history picker, a user's history by id or at random, and the history table."""
     gr.Markdown("### 1 · History (oldest first)")
-    history = gr.Dropdown(
-        choices=s.labels, value=[], multiselect=True, filterable=True,
-        label=f"{s.kinds.capitalize()} in your history", elem_id="history",
-        info="Type to search; the order you pick them in is the order the model reads.")
+    # the catalog is searched on the server: the page holds one search's matches, never every
+    # title (Gradio copies a component's props whenever an event touches it: seconds at 100,000)
+    search = gr.Textbox(label=f"Add {s.kinds} to your history", lines=1, max_lines=1, elem_id="title-search",
+                        placeholder="Type part of a title, then pick it below (Enter: the first one found)")
+    matches = gr.Radio(choices=s.search_titles(""), value=None, interactive=True, elem_id="title-matches",
+                       label=f"{s.kinds.capitalize()} found (the most interacted-with first)",
+                       info="The order you pick them in is the order the model reads.")
+    history = gr.Dropdown(  # holds any label, as the API does: the service checks each one
+        choices=[], value=[], multiselect=True, allow_custom_value=True, interactive=True,
+        label=f"{s.kinds.capitalize()} in your history", elem_id="history", info="✕ takes one out.")
+    history.filterable = False  # nothing is typed here (Gradio would turn what is typed into an item)
     with gr.Row():
         user_id = gr.Textbox(label="User id", placeholder="e.g. 42", scale=2,
                              min_width=90, elem_id="user-id")
@@ -158,8 +175,8 @@ def _history_panel(s: Service) -> dict:
         clear = gr.Button("Clear", scale=1, min_width=60)
     history_table = gr.Dataframe(headers=HISTORY_COLUMNS, value=None, interactive=False,
                                  max_height=260, label="Your history", elem_id="history-table")
-    return dict(history=history, user_id=user_id, load_user=load_user, random_user=random_user,
-                clear=clear, history_table=history_table)
+    return dict(search=search, matches=matches, history=history, user_id=user_id, load_user=load_user,
+                random_user=random_user, clear=clear, history_table=history_table)
 
 
 def _intention_box(s: Service) -> dict:
@@ -271,7 +288,15 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     """Every event of the page, each with an API name, and the batched API endpoints."""
     model = dict(concurrency_limit=MODEL_CONCURRENCY, concurrency_id="model")
     light = dict(concurrency_limit=4, show_progress="hidden")
+    # one search in flight at a time, then one more with what is typed by then
+    ui.search.input(cb.search_titles, ui.search, ui.matches, api_name="search_titles", trigger_mode="always_last",
+                    **light)
+    added = [ui.history, ui.matches]
+    ui.matches.select(cb.pick_title, ui.history, added, api_name="add_to_history", **light)
+    ui.search.submit(cb.pick_first_match, [ui.history, ui.search], added, api_name="add_first_match", **light)
     ui.history.change(cb.history_table, ui.history, ui.history_table, api_name="history_table", **light)
+    # Enter in the history box (where nothing can be typed) adds an empty entry: the page drops it
+    ui.history.key_up(None, ui.history, ui.history, js=DROP_BLANK, api_name="drop_blank")
     picked = [ui.history, ui.status]
     ui.load_user.click(cb.load_user, ui.user_id, picked, api_name="load_user", **light)
     ui.user_id.submit(cb.load_user, ui.user_id, picked, api_name="load_user_submit", **light)
@@ -280,12 +305,15 @@ def _wire_events(cb: Callbacks, ui: SimpleNamespace) -> None:
     ui.clear.click(cb.clear, None, reset, api_name="clear_history", **light)
 
     inputs = [ui.history, ui.intention, ui.rho, ui.w, ui.steps, ui.k, ui.seed, ui.new_items]
-    # the map's marks and the ρ sweep are asked for side by side: neither waits for the other
+    # the map's marks and the ρ sweep are asked for side by side: neither waits for the other. The
+    # page sends one trigger's events one after another, each once the previous has answered, but
+    # the events that follow a finished one all at once: hence a first step in the page itself
     clicks = [ui.go_btn.click, ui.intention.submit]
-    gr.on(clicks, cb.explore, inputs, [ui.results, ui.map_marks, ui.status], api_name="explore",
-          **model).then(None, ui.map_marks, None, js=DRAW_MAP, api_name="draw_map")
-    gr.on(clicks, cb.sweep_view, inputs, ui.sweep_plot, api_name="sweep_view", show_progress="minimal",
-          **model)
+    go = gr.on(clicks, None, None, None, js="() => []", api_name="recommend_click")
+    go.then(cb.explore, inputs, [ui.results, ui.map_marks, ui.status], api_name="explore",
+            **model).then(None, ui.map_marks, None, js=DRAW_MAP, api_name="draw_map")
+    go.then(cb.sweep_view, inputs, ui.sweep_plot, api_name="sweep_view", show_progress="minimal",
+            **model)
 
     ui.add_btn.click(cb.add_item, [ui.new_title, ui.new_desc, ui.new_genres, ui.new_year, ui.new_items],
                      [ui.new_items, ui.new_table, ui.new_status, ui.new_title, ui.new_desc],

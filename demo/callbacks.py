@@ -68,6 +68,18 @@ def new_item_line(new_items, placed, total: int) -> str:
     return "Your new items: " + "; ".join(parts) + "."
 
 
+def _event_data(evt) -> dict:
+    """What the page sent with an event; {} when an API call sent none (gr.SelectData itself would
+    refuse such a call before the handler runs, with an error that says nothing)."""
+    data = getattr(evt, "_data", None)
+    return data if isinstance(data, dict) else {}
+
+
+def _labels(history) -> list[str]:
+    """The history box's labels (anything else sent by hand left out)."""
+    return [h for h in history if isinstance(h, str)] if isinstance(history, list) else []
+
+
 class Callbacks:
     """The handlers of one app, bound to its Service."""
 
@@ -207,6 +219,30 @@ class Callbacks:
             return figures.message_figure(_server_error(e))
 
     # -- history builder ---------------------------------------------------------------------
+    def search_titles(self, text):
+        """The titles offered under the search box: the catalog's matches for what is typed (the
+        most interacted-with when nothing is); the page holds only these, never the catalog."""
+        return gr.update(choices=self.s.search_titles(text), value=None)
+
+    def pick_title(self, history, evt: gr.EventData):
+        """The title picked among those offered, added at the end of the history (once); the
+        search stays, for another pick among the same titles."""
+        return self._add_to_history(history, _event_data(evt).get("value"))
+
+    def pick_first_match(self, history, text):
+        """Enter in the search box: the first title it finds that the history does not hold yet
+        (nothing typed: nothing added)."""
+        typed = isinstance(text, str) and text.strip()
+        found = [t for t in self.s.search_titles(text) if t not in _labels(history)] if typed else []
+        return self._add_to_history(history, found[0] if found else None)
+
+    def _add_to_history(self, history, label):
+        """The history with a catalog label added at its end (once), and the titles found unpicked."""
+        history = _labels(history)
+        if isinstance(label, str) and label in self.s.label_index and label not in history:
+            history.append(label)
+        return history, gr.update(value=None)
+
     def history_table(self, history) -> pd.DataFrame:
         return pd.DataFrame(self.s.history_rows(history), columns=HISTORY_COLUMNS)
 

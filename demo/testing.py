@@ -39,10 +39,12 @@ def serve(checkpoint: str | Path, background_umap: bool = True) -> tuple:
         import torch
 
         from .app import build_app, launch_kwargs
+        from .service import blas_threads, set_blas_threads
 
-        threads = torch.get_num_threads()
+        threads, blas = torch.get_num_threads(), blas_threads()
         demo = build_app(str(checkpoint), background_umap=background_umap)
         torch.set_num_threads(threads)  # leave the rest of a test session as it was
+        set_blas_threads(blas)
         opts = dict(launch_kwargs(), server_name="127.0.0.1", server_port=free_port(),
                     prevent_thread_lock=True, quiet=True, ssr_mode=False)
         _, url, _ = demo.launch(**opts)

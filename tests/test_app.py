@@ -142,11 +142,118 @@ def test_history_helpers(client, service):
     assert "No user" in note
 
 
+def test_a_typed_title_finds_its_item(service):
+    from demo.service import SEARCH_SHOWN
+
+    for typed in ("Toy Story", "toy st", "TOY STORY (1995)", "  goldeneye "):
+        found = service.search_titles(typed)
+        assert found and len(found) <= SEARCH_SHOWN, typed
+        assert found[0] in ("Toy Story (1995)", "GoldenEye (1995)"), (typed, found[:3])
+        assert all(typed.strip().lower() in f.lower() for f in found)
+    # those that start with it first, then a word starting with it, then anywhere inside
+    star = service.search_titles("star")
+    starts = [f.lower().startswith("star") for f in star]
+    assert starts == sorted(starts, reverse=True) and starts[0]
+    assert service.search_titles("Wars") and all("wars" in f.lower() for f in service.search_titles("Wars"))
+    assert service.search_titles("no such title 12345") == []
+    # nothing typed: the most interacted-with items; anything else typed: no error, no matches
+    pop = service.rec.dataset.popularity()
+    first = [service.label_index[f] for f in service.search_titles("")]
+    assert len(first) == SEARCH_SHOWN and pop[first[0]] == pop.max()
+    assert [pop[i] for i in first] == sorted((pop[i] for i in first), reverse=True)
+    for odd in (None, 12, ["Toy Story"], "x" * 100_000, "(", ".*", "\\"):
+        assert isinstance(service.search_titles(odd), list)
+
+
+def test_the_history_is_built_from_searches(served, client, service):
+    """Typing in the search box offers the matching titles; picking one adds it to the end of the
+    history, once; Enter adds the first title found that the history lacks; the page never holds
+    the whole catalog as choices."""
+    import gradio as gr
+    import requests
+
+    from demo.callbacks import Callbacks
+    from demo.service import SEARCH_SHOWN
+
+    cb = Callbacks(service)
+    offered = cb.search_titles("goldeneye")
+    assert offered["choices"] == service.search_titles("goldeneye") and "GoldenEye (1995)" in offered["choices"]
+    history, box = cb.pick_title(["Toy Story (1995)"], gr.EventData(None, {"value": "GoldenEye (1995)",
+                                                                          "index": 0, "selected": True}))
+    assert history == ["Toy Story (1995)", "GoldenEye (1995)"] and box["value"] is None
+    again, _ = cb.pick_title(history, gr.EventData(None, {"value": "Toy Story (1995)"}))
+    assert again == history  # already there: kept once, in its place
+    for odd in (None, {}, {"value": "No Such Film"}, {"value": 12}):
+        assert cb.pick_title(history, gr.EventData(None, odd))[0] == history
+    star = service.search_titles("star wars")
+    first, _ = cb.pick_first_match([], "star wars")
+    assert first == star[:1]
+    assert cb.pick_first_match(first, "star wars")[0] == star[:2]  # Enter again: the next one
+    for odd in ("", "no such title 12345", None, 5):
+        assert cb.pick_first_match(first, odd)[0] == first
+    # over HTTP: the search by its text; a pick without the page's event data changes nothing
+    offered = client.predict("toy story", api_name="/search_titles")["choices"]  # [label, value] pairs
+    assert ["Toy Story (1995)", "Toy Story (1995)"] in offered
+    assert client.predict(["Toy Story (1995)"], api_name="/add_to_history")[0] == ["Toy Story (1995)"]
+    assert client.predict([], "goldeneye", api_name="/add_first_match")[0] == ["GoldenEye (1995)"]
+    # the page's components carry one search's titles at most, never the catalog's
+    config = requests.get(served[1] + "config", timeout=30).json()
+    props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
+    assert len(props["title-matches"]["choices"]) == SEARCH_SHOWN and props["history"]["choices"] == []
+    assert max(len(p.get("choices") or []) for p in props.values()) < service.n_items
+
+
 def test_every_event_has_an_api_name(served):
     deps = served[0].config["dependencies"]
     assert deps and all(d.get("api_name") for d in deps)
     names = {d["api_name"] for d in deps}
     assert {"recommend", "sweep", "explore", "sweep_view", "add_item"} <= names
+
+
+def test_a_click_asks_for_the_map_and_the_sweep_at_once(served):
+    """The page sends the events of one trigger one by one, each after the previous answered, and
+    the events that follow a finished one together: the click's first step runs in the page, and
+    /explore and /sweep_view both follow it, so the sweep never waits for the map."""
+    demo = served[0]
+    deps = {d["api_name"]: d for d in demo.config["dependencies"]}
+    ids = {c["id"]: c["props"].get("elem_id") for c in demo.config["components"]}
+    click = deps["recommend_click"]
+    assert not click["backend_fn"] and click["js"]
+    assert ("recommend-btn", "click") in [(ids.get(t), e) for t, e in click["targets"]]
+    assert ("intention", "submit") in [(ids.get(t), e) for t, e in click["targets"]]
+    for name in ("explore", "sweep_view"):
+        assert deps[name]["backend_fn"] and deps[name]["trigger_after"] == click["id"], name
+        assert not deps[name]["trigger_only_on_success"]
+    assert deps["draw_map"]["trigger_after"] == deps["explore"]["id"]
+
+
+def test_the_page_process_runs_torch_and_blas_on_one_thread(monkeypatch):
+    """A request's numpy solves ran on two BLAS threads: on a busy two-core machine a click's
+    explore and sweep took a second each instead of 40 ms."""
+    import torch
+
+    from demo.service import blas_threads, set_blas_threads, set_threads
+
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.delenv("IDREAM_TORCH_THREADS", raising=False)
+    torch_threads, blas = torch.get_num_threads(), blas_threads()
+    try:
+        assert set_threads() == 1 and blas_threads() == 1
+        monkeypatch.setenv("IDREAM_TORCH_THREADS", "2")
+        assert set_threads() == 2 and blas_threads() == 2
+    finally:
+        torch.set_num_threads(torch_threads)
+        set_blas_threads(blas)
+
+
+def test_the_page_keeps_no_run_history_in_the_browser(served):
+    """The browser does not store each event's inputs and component props (slow on a large
+    catalog, and a visitor's intentions would stay in their localStorage)."""
+    import requests
+
+    assert served[0].run_history is False
+    config = requests.get(served[1] + "config", timeout=30).json()
+    assert config["run_history"] is False
 
 
 def test_new_item_is_recommendable_in_its_session_only(service):

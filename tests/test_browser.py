@@ -131,24 +131,41 @@ def plot_traces(page, elem_id: str) -> list:
 
 def test_recommend_from_the_page(request):
     sync_api = require_browser()  # before the app is built: a missing browser is told at once
-    url = serve(request.getfixturevalue("checkpoint"))[1]
+    from demo.service import get_service
+
+    checkpoint = request.getfixturevalue("checkpoint")
+    url = serve(checkpoint)[1]
     with open_page(sync_api, url) as page:
-        check_recommend_from_the_page(page)
+        check_recommend_from_the_page(page, get_service(checkpoint).search_titles)
 
 
-def check_recommend_from_the_page(page):
-    box = page.locator("#history input")
+# the titles the search offers, in order
+OFFERED = """(want) => JSON.stringify(Array.from(document.querySelectorAll('#title-matches input[type=radio]'))
+  .map(o => o.value)) === JSON.stringify(want)"""
+
+
+def check_recommend_from_the_page(page, search_titles):
+    box = page.locator("#title-search input")
     box.wait_for(timeout=30_000)
     page.wait_for_function("(() => { const d = document.querySelector('#space-plot .js-plotly-plot');"
                            " return d && d.data && d.data.length; })()", timeout=30_000)
     catalog_traces = page.evaluate("document.querySelector('#space-plot .js-plotly-plot').data"
                                    ".filter(t => (t.meta || {}).role === 'catalog').length")
     assert catalog_traces > 0
-    for title in PICKS:  # the order picked is the history order
+    for n, title in enumerate(PICKS, 1):  # typed as a person types; the order picked is the history order
+        typed = title.split(" (")[0].lower()
         box.click()
-        box.fill(title.split(" (")[0])
-        page.get_by_role("option", name=title, exact=True).click()
+        box.fill("")
+        box.press_sequentially(typed, delay=20)
+        # the titles found for the whole text are offered (the server answered as keys came)
+        page.wait_for_function(OFFERED, arg=search_titles(typed), timeout=30_000)
+        offered = page.locator("#title-matches input[type=radio]").evaluate_all("rs => rs.map(r => r.value)")
+        assert title in offered[:3], offered
+        page.get_by_role("radio", name=title, exact=True).click()
+        page.wait_for_function(f"document.querySelectorAll('#history .token').length === {n}", timeout=15_000)
     page.locator("#history-table [role=grid][aria-rowcount='3']").wait_for(timeout=15_000)
+    assert page.locator("#history .token").all_inner_texts() == PICKS
+    assert page.locator("#history-table [role=gridcell]").all_inner_texts()[1::4] == [p.split(" (")[0] for p in PICKS]
     page.locator("#intention textarea").fill("a dark, tense crime thriller")
     steps = page.locator("#steps input[type=number]")
     steps.fill(str(STEPS))

@@ -918,6 +918,14 @@ def test_explore_and_add_item_any_ui_value(client, service, data):
     ("/explore", [12, 5, "x", "y", [], {}, "z"]),
     ("/add_item", [None, None, ["Not a genre"], "year"]),
     ("/add_item", [["list"], {"a": 1}, 5, [1]]),
+    ("/search_titles", [12]),
+    ("/search_titles", ["(" * 100_000]),
+    ("/search_titles", [None]),
+    ("/add_to_history", [{"a": 1}]),
+    ("/add_to_history", [["Toy Story (1995)", 3, None]]),
+    ("/add_first_match", [12, ["a list"]]),
+    ("/add_first_match", [["Toy Story (1995)"], "\x00 .* ("]),
+    ("/history_table", [["Toy Story (1995)", "", None, 5, "No Such Film"]]),
 ])
 def test_ui_events_with_values_no_widget_sends(client, api_name, args):
     """Out-of-range slider values or unknown dropdown choices sent to a UI event by hand: the
