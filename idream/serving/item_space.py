@@ -29,16 +29,17 @@ class ItemSpace:
 
     def __init__(self, table: ItemTable, transform: Transform, embeddings: np.ndarray | None):
         self.table, self.transform, self.embeddings = table, transform, embeddings
-        self._kept: dict[str, tuple] = {}  # name -> (the inputs' state, the value)
+        self._kept: dict[str, tuple] = {}  # name -> (the vectors it was made from, the inputs' state, the value)
         self._lock = threading.Lock()  # one index build when the first requests arrive together
 
-    def _keep(self, name: str, key, make):
-        """The value kept under `name` while `key` is unchanged, else made again."""
+    def _keep(self, name: str, key, make, source: torch.Tensor | None = None):
+        """The value kept under `name` while `key` is unchanged and it was made from this very
+        `source` tensor (held, so that no later tensor can take its id), else made again."""
         hit = self._kept.get(name)
-        if hit is not None and hit[0] == key:
-            return hit[1]
+        if hit is not None and hit[0] is source and hit[1] == key:
+            return hit[2]
         value = make()
-        self._kept[name] = (key, value)
+        self._kept[name] = (source, key, value)
         return value
 
     def vectors(self) -> torch.Tensor:
@@ -51,7 +52,7 @@ class ItemSpace:
     def steer(self) -> TextSteer:
         """Text directions and the catalog covariance of the current vectors."""
         V = self.vectors()
-        return self._keep("steer", id(V), lambda: TextSteer(self.transform, V))
+        return self._keep("steer", None, lambda: TextSteer(self.transform, V), source=V)
 
     def new_item_scorer(self, cold_items: np.ndarray) -> NewItemScorer:
         """The scorer of residual-free items against the warm items' current vectors."""
@@ -61,11 +62,11 @@ class ItemSpace:
             warm = np.ones(len(self.embeddings), dtype=bool)
             warm[cold_items] = False
             return NewItemScorer(self.embeddings, V[torch.from_numpy(warm)])
-        return self._keep("new_items", (id(V), tuple(cold_items.tolist())), make)
+        return self._keep("new_items", tuple(cold_items.tolist()), make, source=V)
 
     def index(self, exact: bool = False) -> ItemIndex:
         """The search index over the current vectors: exact below a catalog size, or when asked."""
         with self._lock:
             V = self.vectors()
             kind = "exact" if exact else kind_for(len(V))
-            return self._keep("index", (id(V), kind), lambda: ItemIndex(V, kind))
+            return self._keep("index", kind, lambda: ItemIndex(V, kind), source=V)
