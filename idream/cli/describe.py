@@ -6,6 +6,7 @@ import sys
 
 from idream.cli.common import CLIError
 
+
 def add_parser(sub) -> None:
     """The describe subcommand."""
     d = sub.add_parser("describe", help="write item descriptions with a chat LLM (cached, resumable)")

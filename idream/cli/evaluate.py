@@ -8,8 +8,6 @@ from pathlib import Path
 
 from idream.cli.common import CLIError, add_text_flags, parse_ints, text_model
 
-KEYS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
-
 
 def add_parser(sub) -> None:
     """The evaluate subcommand."""
@@ -52,6 +50,7 @@ def add_parser(sub) -> None:
 
 def run(a) -> int:
     """Check the request, compute the rows, print them (a table, or JSON with --json)."""
+    from idream.evaluation.report import METRIC_KEYS
     from idream.serving.checkpoint import check_text_request, read_config
 
     a.text_model = text_model(a)
@@ -67,9 +66,9 @@ def run(a) -> int:
     r0 = result["results"][0]
     sample = f" / {r0['cases']} of {r0['of_cases']} cases, a sample" if "of_cases" in r0 else ""
     print(f"{result['dataset']} / {result['split']} split / seed {result['seed']}{sample}")
-    print(f"{'model':<28}" + "".join(f"{k:>9}" for k in KEYS))
+    print(f"{'model':<28}" + "".join(f"{k:>9}" for k in METRIC_KEYS))
     for r in result["results"]:
-        print(f"{r['label']:<28}" + "".join(f"{r['metrics'][k]:>9.4f}" for k in KEYS))
+        print(f"{r['label']:<28}" + "".join(f"{r['metrics'][k]:>9.4f}" for k in METRIC_KEYS))
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from idream.cli.common import CLIError
 
+
 def add_parser(sub) -> None:
     """The guidance subcommand."""
     gd = sub.add_parser("guidance", help="choose w and ρ again on validation (no retraining), "

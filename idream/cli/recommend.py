@@ -6,6 +6,7 @@ import json
 
 from idream.cli.common import add_text_flags, text_model
 
+
 def add_parser(sub) -> None:
     """The recommend subcommand."""
     r = sub.add_parser("recommend", help="rank the catalog for a history and/or an intention")
