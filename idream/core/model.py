@@ -43,11 +43,13 @@ class ModelConfig:
         if tried:  # forms that did not win on validation: results/experiments/adaln-nullspace.patch
             raise ValueError(f"model {tried}: adaLN and the null space left this version "
                              "(results/experiments/adaln-nullspace.patch)")
+        if d.get("encoder", "incontext") == "incontext":  # (a config without the key predates the causal one)
+            raise ValueError("model: made with the paper's in-context history encoder, which this version no "
+                             "longer serves; retrain the model, or apply results/experiments/incontext-encoder.patch")
         unknown = set(d) - known - set(RETIRED)
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        # a config without the encoder key predates the causal one
-        return cls(**{"encoder": "incontext", **{k: v for k, v in d.items() if k not in RETIRED}})
+        return cls(**{k: v for k, v in d.items() if k not in RETIRED})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -118,9 +118,14 @@ def read_config(path: Path) -> dict:
         raise CheckpointError(f"{file} has format {cfg['format']!r}, expected {FORMAT!r}; retrain it")
     problem = _config_problem(cfg)
     if problem:
-        mend = "" if "retrain" in problem else "; restore config.json from the original checkpoint or retrain"
-        raise CheckpointError(f"{file}: {problem}{mend}")
+        raise _config_error(file, problem)
     return cfg
+
+
+def _config_error(file, problem: str, mend: str = "restore config.json from the original checkpoint "
+                                                   "or retrain") -> CheckpointError:
+    """The refusal of a config.json, with a way out unless the problem names one already."""
+    return CheckpointError(f"{file}: {problem}" + ("" if "retrain" in problem else f"; {mend}"))
 
 
 def _is_number(v) -> bool:
@@ -188,9 +193,6 @@ def _dataclass_problem(obj) -> str | None:
 
 
 def _model_problem(m: ModelConfig, d: DiffusionConfig, cfg: dict) -> str | None:
-    if cfg["model"].get("encoder", "incontext") == "incontext":  # (a config without the key predates the causal one)
-        return ("model: made with the paper's in-context history encoder, which this version no longer "
-                "serves; retrain the model, or apply results/experiments/incontext-encoder.patch")
     for section, obj in (("model", m), ("diffusion", d)):  # a default would silently change it
         missing = [f.name for f in fields(obj) if f.name not in cfg[section]]
         if missing:
@@ -268,11 +270,10 @@ def _model_configs(path: Path, cfg: dict) -> tuple[ModelConfig, DiffusionConfig]
         mcfg = ModelConfig.from_dict(cfg["model"])
         dcfg = DiffusionConfig.from_dict(cfg["diffusion"])
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}/config.json: {e}; retrain the checkpoint with this version") from None
+        raise _config_error(f"{path}/config.json", str(e), "retrain the checkpoint with this version") from None
     problem = _model_problem(mcfg, dcfg, cfg)
     if problem:
-        mend = "" if "retrain" in problem else "; restore config.json from the original checkpoint or retrain"
-        raise CheckpointError(f"{path}/config.json: {problem}{mend}")
+        raise _config_error(f"{path}/config.json", problem)
     if cfg["transform"] not in KINDS:
         raise CheckpointError(f"{path}/config.json: unknown transform {cfg['transform']!r} (one of "
                               f"{', '.join(KINDS)}); restore config.json or retrain")
