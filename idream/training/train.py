@@ -331,14 +331,14 @@ class Batches:
             keep = rng.permutation(len(self.windows))
             n = int(np.searchsorted(np.cumsum(self.windows.targets()[keep]), cfg.max_train_samples)) + 1
             self.windows = self.windows.subset(keep[:n])
-        self.units, unit = len(self.windows), "windows"
+        self.units = len(self.windows)
         self.size = bs = cfg.seq_batch_size  # the global batch
         world = distributed.world_size()
         if world > self.units:
-            raise InputError(f"fewer training {unit} ({self.units}) than training processes ({world}): "
+            raise InputError(f"fewer training windows ({self.units}) than training processes ({world}): "
                              f"every process needs a share; start at most {self.units}")
         if world > bs:
-            raise InputError(f"a batch of {bs} {unit} cannot be shared by {world} training processes: "
+            raise InputError(f"a batch of {bs} windows cannot be shared by {world} training processes: "
                              f"raise --seq-batch-size to {world} or more")
         self.n_batches = math.ceil(self.units / bs)
         if 0 < self.units % bs < world:  # a last batch too small to share joins the one before it
