@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from importlib.util import find_spec
 from types import SimpleNamespace
 
 import gradio as gr
@@ -101,9 +103,22 @@ def launch_kwargs() -> dict:
             "footer_links": ["api", "gradio"], "max_threads": MAX_THREADS, "run_history": False}
 
 
+def lighten_gradio() -> None:
+    """Two costs Gradio 6 pays on every event, set aside before the queue is made (the environment
+    still overrides): it rebuilds a pandas summary of up to 10,000 past events after each one (a
+    quarter of the event loop's time under a crowd; here once per 1,000 events, over the last
+    100), and it tries `import matplotlib` twice per call, which, where matplotlib is not
+    installed, searches sys.path each time; a None in sys.modules makes that failure immediate."""
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "100")
+    if "matplotlib" not in sys.modules and find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None
+
+
 def build_app(checkpoint: str | None = None, background_umap: bool = True,
               service: Service | None = None) -> gr.Blocks:
     """The Gradio Blocks for one checkpoint folder (the model is loaded once per process)."""
+    lighten_gradio()
     checkpoint = checkpoint or os.environ.get("IDREAM_CHECKPOINT", DEFAULT_CHECKPOINT)
     s = service or get_service(checkpoint, background_umap=background_umap)
     checkpoint = str(s.checkpoint)
@@ -121,7 +136,8 @@ def build_app(checkpoint: str | None = None, background_umap: bool = True,
                 _about_tab(s, checkpoint)
         _wire_events(cb, SimpleNamespace(**ui))
 
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY)
+    # queue positions sent once a second, not to every waiting event each time one starts
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=MODEL_CONCURRENCY, status_update_rate=1)
     return demo
 
 

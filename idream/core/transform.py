@@ -9,6 +9,7 @@ results/experiments/adaln-nullspace.patch.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -29,14 +30,20 @@ class Transform:
         """The text vectors' dimension (what the transform takes)."""
         return self.mean.shape[0]
 
+    @cached_property
+    def _inverse(self) -> np.ndarray:
+        """M⁻¹, once: a request maps its intention through it, and a solve per request cost more
+        than the request's generation.  (D, D)"""
+        return np.linalg.inv(self.matrix)
+
     def to_raw(self, z: np.ndarray) -> np.ndarray:
         """z M⁻¹: transformed rows back to raw-space offsets from the mean.  (n, D) -> (n, D)"""
-        return np.linalg.solve(self.matrix.T, z.T).T
+        return np.asarray(z, dtype=np.float64) @ self._inverse
 
     def from_raw(self, e: np.ndarray) -> np.ndarray:
         """M⁻¹ e: the vector d of the scoring space with z·d = (e_item − μ)·e for every text-only
         item.  (n, D) -> (n, D)"""
-        return np.linalg.solve(self.matrix, e.T).T
+        return np.asarray(e, dtype=np.float64) @ self._inverse.T
 
     def __call__(self, e: np.ndarray) -> np.ndarray:
         """Transform rows of e.  (n, D) -> (n, D) float32"""
