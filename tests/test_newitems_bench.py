@@ -216,6 +216,18 @@ def test_c_is_chosen_on_the_dev_half_alone(tmp_path):
         load_and_run_test_half(rec, tmp_path / "poisoned.json")
 
 
+def test_c_is_the_smallest_that_reaches_the_best_share_without_a_misfit():
+    from benchmarks.newitems import pick_c
+
+    def row(c, share, top10, misfits=0):
+        return {"c": c, "at_or_above": share, "top10": top10, "misfit_top50": misfits}
+
+    rows = [row(0.0, 0.25, 0.08), row(2.0, 0.96, 0.67), row(2.5, 1.0, 0.75), row(4.0, 1.0, 0.79)]
+    assert pick_c(rows)["c"] == 2.5  # a larger top-10 share does not buy more intention weight
+    assert pick_c([row(1.0, 0.9, 0.5), row(2.0, 1.0, 0.7, misfits=1)])["c"] == 1.0
+    assert pick_c([row(1.0, 1.0, 0.5, misfits=2)]) is None
+
+
 def load_and_run_test_half(rec, path: Path):
     from benchmarks.newitems import catalog_vectors, run_case
 
