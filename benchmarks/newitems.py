@@ -309,7 +309,8 @@ def markdown(r: dict) -> str:
 
 
 def main_newitems(a) -> None:
-    """`python -m benchmarks newitems`: run, write results/bench-newitems-<dataset>[-half].*; with
+    """`python -m benchmarks newitems`: run, write results/bench-newitems-<dataset>[-cases][-half].*
+    (cases: the name of a case file other than the benchmark's own); with
     --set-c, choose c on the dev half instead and write it into the checkpoint."""
     import torch
 
@@ -322,7 +323,9 @@ def main_newitems(a) -> None:
         return
     r = run(a.checkpoint, a.cases or CASES, a.half, log=lambda s: print(s, file=sys.stderr, flush=True))
     r.update(command="python -m benchmarks " + " ".join(a.argv), commit=git_commit(), machine=machine())
-    stem = f"bench-newitems-{r['dataset']}" + (f"-{a.half}" if a.half else "")
+    own = a.cases and Path(a.cases).resolve() != CASES  # another case file: its name in the results'
+    stem = (f"bench-newitems-{r['dataset']}" + (f"-{Path(a.cases).stem}" if own else "")
+            + (f"-{a.half}" if a.half else ""))
     md = markdown(r)
     write_results(r, Path(a.out), stem, md)
     print(md)
