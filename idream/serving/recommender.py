@@ -10,6 +10,7 @@ import torch
 
 from idream import text
 from idream.serving.checkpoint import read_checkpoint
+from idream.serving.checkpoint_config import TextConfig
 from idream.data.datasets import PAD, Dataset, window
 from idream.core.diffusion import Diffusion
 from idream.serving.hub import local_path
@@ -127,6 +128,11 @@ class Recommender:
     def cold_items(self) -> np.ndarray:
         """Catalog items that never trained (the cold-start protocol): no learned residual."""
         return np.asarray(self.config.get("data", {}).get("cold_items", []), dtype=np.int64)
+
+    @property
+    def descriptions(self) -> str:
+        """The item texts the model was trained on: template (from metadata) or llm."""
+        return TextConfig.from_dict(self.config["text"]).descriptions
 
     @property
     def new_item_rule(self) -> NewItemRule:
