@@ -17,8 +17,7 @@ from idream.serving.checkpoint import read_config, write_json
 
 def bench_coldstart(ckpt: str, repeats: int = 5) -> dict:
     """Median wall time of a fresh `python -m idream recommend` process (load + one answer)."""
-    cfg = read_config(Path(ckpt))
-    ds = load_dataset(cfg["data"]["dataset"])
+    ds = load_dataset(read_config(Path(ckpt)).data.dataset)
     first = ds.item_meta(0)["item_id"]
     cmd = [sys.executable, "-m", "idream", "recommend", "--checkpoint", str(ckpt), "--history",
            str(first), "--intention", "something light and funny from the 90s", "--json"]

@@ -221,7 +221,7 @@ def catalog_vectors(rec) -> np.ndarray:
 
     if rec.embeddings is not None:
         return rec.embeddings
-    return item_embeddings(rec.dataset, rec.backend, rec.config["text"].get("descriptions", "template"),
+    return item_embeddings(rec.dataset, rec.backend, rec.descriptions,
                            rec.config.get("cache_dir"), progress=False)
 
 

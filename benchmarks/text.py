@@ -115,7 +115,7 @@ def run(checkpoint: str, n_users: int = 20, seed: int = 0, log=print, labels: st
     cases = test_cases(ds, rec.history_len)
     users = np.random.default_rng(seed).choice(len(cases), n_users, replace=False)
     H = cases.histories[users]  # (U, L): the last L items before each user's test item
-    E = item_embeddings(ds, rec.backend, rec.config["text"].get("descriptions", "template"),
+    E = item_embeddings(ds, rec.backend, rec.descriptions,
                         rec.config.get("cache_dir"), progress=False)
     En = torch.from_numpy(E / np.linalg.norm(E, axis=1, keepdims=True)).float()  # (N, D) raw text space
     U = len(users)
@@ -168,7 +168,7 @@ def set_slider(checkpoint: str, r: dict) -> None:
 
     if r["slider_top"] is None:
         raise InputError("--set-slider: the checkpoint was made with the paper's learned ρ, which has no slider to set")
-    cfg = read_config(Path(checkpoint))
+    cfg = read_config(Path(checkpoint)).to_dict()  # edited as JSON: the key says the top was chosen
     cfg["guidance"]["rho_max"] = r["slider_top"]
     write_json(Path(checkpoint) / "config.json", cfg)
     write_model_card(Path(checkpoint))

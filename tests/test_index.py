@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import idream.serving.index as index_module
+from idream.serving import answers
 from idream.data.datasets import window
 from idream.serving.index import ItemIndex
 from idream.ranking import mask_seen, top_k
@@ -266,7 +267,7 @@ def test_shipped_checkpoint_ranks_as_scoring_every_item(rec, history, intention,
     x0 = torch.from_numpy(out.oracle)[None]
     Z = torch.stack([it["z"] for it in extra]) if extra else None
     hist = window(np.asarray(out.history), len(out.history), rec.history_len)[None]
-    got = rec._rank(x0, out.history, hist, 10, extra)
+    got = answers.rank(rec, x0, out.history, hist, 10, extra)
     want = exact_top(rec.item_vectors(), x0, 10, [np.asarray(out.history)], Z,
                      new_item_scores(rec, x0, out.history, extra).float() if extra else None)
     torch.testing.assert_close(got[0], want[0])

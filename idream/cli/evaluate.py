@@ -87,8 +87,8 @@ def _reference_rows(a) -> dict:
 
     if a.checkpoint:
         cfg = read_config(Path(a.checkpoint))
-        ds_spec, L = a.dataset or cfg["data"]["dataset"], cfg["data"]["history_len"]
-        tm, desc = cfg["text"]["backend"], cfg["text"].get("descriptions", "template")
+        ds_spec, L = a.dataset or cfg.data.dataset, cfg.model.history_len
+        tm, desc = cfg.text.backend, cfg.text.descriptions
     else:
         if not a.dataset:
             raise CLIError("--baseline needs --dataset (or --checkpoint)")

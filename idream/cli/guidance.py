@@ -50,7 +50,7 @@ def run(a) -> int:
     forget_guided(out)  # measured under the old guidance
     if not a.no_eval:  # the checkpoint's own text vectors, else embedded again
         E = rec.embeddings if rec.embeddings is not None else item_embeddings(
-            rec.dataset, rec.backend, rec.config["text"].get("descriptions", "template"),
+            rec.dataset, rec.backend, rec.descriptions,
             rec.config.get("cache_dir"), progress=False)
         standard_evaluation(rec, split, E, out, seed=cfg.seed, log_fn=log)
         write_model_card(out)

@@ -8,7 +8,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from idream.core.checks import first, number_problem, string_problem
+
 SCHEDULES = ("linear", "cosine")
+MAX_T = 100_000  # a sanity bound for a hand-edited config.json (the schedule is a (T,) array)
 
 
 @dataclass
@@ -18,11 +21,27 @@ class DiffusionConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
 
+    def __post_init__(self):
+        """Refuse what is not a noise schedule, naming the field."""
+        problem = first(number_problem("diffusion.T", self.T, 1, MAX_T, integer=True),
+                        string_problem("diffusion.schedule", self.schedule, SCHEDULES),
+                        number_problem("diffusion.beta_start", self.beta_start, 0, 1),
+                        number_problem("diffusion.beta_end", self.beta_end, 0, 1))
+        if problem is None and not 0 < self.beta_start <= self.beta_end < 1:
+            problem = f"diffusion β {self.beta_start}…{self.beta_end} is not a schedule (0 < β_start ≤ β_end < 1)"
+        if problem:
+            raise ValueError(problem)
+
     @classmethod
     def from_dict(cls, d: dict) -> "DiffusionConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
+        """From config.json's "diffusion": every field given (a default would silently change it)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown diffusion config keys {sorted(unknown)}")
+        missing = [k for k in known if k not in d]
+        if missing:
+            raise ValueError(f"diffusion lacks {', '.join(sorted(missing))}")
         return cls(**d)
 
     def to_dict(self) -> dict:

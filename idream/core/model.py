@@ -16,6 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from idream.core.checks import first, number_problem, string_problem
+
+MAX_DEPTH = 1_000  # a sanity bound on the blocks of a hand-edited config.json
+
 
 @dataclass
 class ModelConfig:
@@ -36,8 +40,29 @@ class ModelConfig:
     encoder: str = "causal"
     encoder_depth: int = 2
 
+    def __post_init__(self):
+        """Refuse a value that does not describe a denoiser, naming its field (a config.json is
+        edited by hand; the encoder's own checks are the Denoiser's)."""
+        problem = first(*(number_problem(f"model.{k}", getattr(self, k), lo, hi, integer=True)
+                          for k, lo, hi in (("dim", 1, None), ("width", 1, None), ("depth", 1, MAX_DEPTH),
+                                            ("heads", 1, None), ("history_len", 1, None),
+                                            ("n_items", 0, None), ("encoder_depth", 0, MAX_DEPTH))),
+                        number_problem("model.mlp_ratio", self.mlp_ratio, 0),
+                        number_problem("model.dropout", self.dropout, 0, 1),
+                        number_problem("model.residual_scale", self.residual_scale, 0),
+                        string_problem("model.encoder", self.encoder))
+        if problem is None:
+            problem = first(f"model.width = {self.width} is not a multiple of model.heads = {self.heads}"
+                            if self.width % self.heads else None,
+                            "model.mlp_ratio = 0: it must be above 0" if self.mlp_ratio == 0 else None,
+                            "model.dropout = 1: it must be below 1" if self.dropout == 1 else None)
+        if problem:
+            raise ValueError(problem)
+
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """From config.json's "model": every field given (a default would silently change the
+        model), a retired form refused with the patch that brings it back."""
         known = {f.name for f in fields(cls)}
         tried = {k: d[k] for k in RETIRED if k in d and d[k] != RETIRED[k]}
         if tried:  # forms that did not win on validation: results/experiments/adaln-nullspace.patch
@@ -49,6 +74,9 @@ class ModelConfig:
         unknown = set(d) - known - set(RETIRED)
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        missing = [k for k in known if k not in d]
+        if missing:
+            raise ValueError(f"model lacks {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in d.items() if k not in RETIRED})
 
     def to_dict(self) -> dict:

@@ -23,15 +23,17 @@ every request without an intention) gives exactly the rule above.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 
 from idream.data.datasets import PAD
+from idream.core.checks import first, number_problem, string_problem
 from idream.core.steer import moments, score_spread
 
 SAMPLE = 2048  # catalog items whose closeness sets the z-score's reference (all of a smaller catalog)
+MAX_WEIGHT = 100.0  # |a|, |b|, |c| beyond this only overflow the scores (a bound for a hand edit)
 
 
 @dataclass
@@ -44,9 +46,25 @@ class NewItemRule:
     c: float = 0.0
     c_chosen_on: str = ""
 
+    def __post_init__(self):
+        """Refuse a weight that is not a number within ±MAX_WEIGHT, or a note that is not text."""
+        problem = first(*(number_problem(f"new_items.{k}", getattr(self, k), -MAX_WEIGHT, MAX_WEIGHT)
+                          for k in ("a", "b", "c")),
+                        *(string_problem(f"new_items.{k}", getattr(self, k)) for k in ("chosen_on", "c_chosen_on")))
+        if problem:
+            raise ValueError(problem)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NewItemRule":
+        """From config.json's "new_items" (a key it lacks: the rule's default, as older checkpoints)."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"new_items has unknown keys {sorted(unknown)}")
+        return cls(**d)
+
     @classmethod
     def from_config(cls, cfg: dict | None) -> "NewItemRule":
-        return cls(**(cfg or {}))
+        return cls.from_dict(cfg or {})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,7 +21,7 @@ LIMITS = ["## Limits", "",
 def write_model_card(ckpt: Path) -> Path:
     """README.md of a checkpoint, generated from config.json and metrics.json (never typed in)."""
     ckpt = Path(ckpt)
-    cfg = read_config(ckpt)
+    cfg = read_config(ckpt).to_dict()  # the card reads the JSON as written, records included
     mpath = ckpt / "metrics.json"
     metrics = json.loads(mpath.read_text()) if mpath.exists() else {}
     notes = ckpt / "NOTES.md"

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from idream.data.datasets import window
+from idream.serving import answers
 from idream.serving.request import DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, check_rhos
 from idream.core.sampler import initial_noise
 
@@ -131,8 +132,8 @@ def _finish(rec, p: _Plan, x0: torch.Tensor):
         return rec.sweep_answer(x0, p.idx, p.hist, p.rhos, p.k, p.e_q, p.q, toward=p.toward)
     from idream.serving.recommender import Recommendation
 
-    scores, top = rec._rank(x0, p.idx, p.hist, p.k, None, p.e_q, p.rhos[0])
-    rows = rec._rows(scores[0], top[0].tolist(), p.e_q, None)
+    scores, top = answers.rank(rec, x0, p.idx, p.hist, p.k, None, p.e_q, p.rhos[0])
+    rows = answers.rows(rec, scores[0], top[0].tolist(), p.e_q, None)
     return Recommendation(rows, x0[0].numpy(), p.idx, p.intention, [],
                           None if p.q is None else p.q[0].numpy(), [], p.rhos[0], p.e_q)
 

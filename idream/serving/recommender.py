@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from idream import text
+from idream.serving import answers
 from idream.serving.checkpoint import read_checkpoint
-from idream.data.datasets import PAD, Dataset, window
+from idream.serving.checkpoint_config import TextConfig
+from idream.data.datasets import Dataset, window
 from idream.core.diffusion import Diffusion
 from idream.serving.hub import local_path
 from idream.serving.guidance import Guidance
@@ -19,11 +21,11 @@ from idream.serving.item_space import ItemSpace
 from idream.serving.text_side import TextSide, text_match
 from idream.serving.lookup import CatalogLookup, UnknownItemError  # noqa: F401 (the public API names it here)
 from idream.core.model import Denoiser, ItemTable
-from idream.core.newitems import NewItemRule, NewItemScorer, unit
+from idream.core.newitems import NewItemRule, NewItemScorer
 from idream.serving.request import (DEFAULT_K, DEFAULT_SEED, DEFAULT_STEPS, MAX_GUIDANCE, MAX_K,
                       OFFERED_GUIDANCE, Limits, Request, check_new_item, check_request, check_rhos,
-                      outside_steer_range, refuse_new_items_in_history)
-from idream.core.sampler import DDIMSampler, sample
+                      refuse_new_items_in_history)
+from idream.core.sampler import DDIMSampler
 from idream.core.steer import STEER_RANGE, TextSteer, positions
 from idream.core.transform import Transform
 
@@ -129,6 +131,11 @@ class Recommender:
         return np.asarray(self.config.get("data", {}).get("cold_items", []), dtype=np.int64)
 
     @property
+    def descriptions(self) -> str:
+        """The item texts the model was trained on: template (from metadata) or llm."""
+        return TextConfig.from_dict(self.config["text"]).descriptions
+
+    @property
     def new_item_rule(self) -> NewItemRule:
         """How residual-free items are scored (idream.core.newitems); off in older checkpoints."""
         return NewItemRule.from_config(self.config.get("new_items"))
@@ -171,21 +178,11 @@ class Recommender:
         (idream.serving.text_side.text_match).  e_q (Dt,) raw"""
         return text_match(e_q, items, self.embeddings, self.dataset.n_items, extra)
 
-    # -- generation --------------------------------------------------------------------------
+    # -- generation and scores (idream.serving.answers) ----------------------------------------
     def conditions(self, histories: np.ndarray, intentions: torch.Tensor | None,
                    has_intention=None) -> dict:
         """Batch tensors for the sampler from history index windows (B, L) and intentions."""
-        V = self.item_vectors()
-        h = torch.as_tensor(histories, dtype=torch.long)
-        valid = h != PAD
-        B = h.shape[0]
-        if intentions is None:
-            intentions = torch.zeros(B, V.shape[1])
-            has_intention = torch.zeros(B, dtype=torch.bool)
-        elif has_intention is None:
-            has_intention = torch.ones(B, dtype=torch.bool)
-        return {"history": V[h.clamp(min=0)], "history_valid": valid,
-                "intention": intentions.float(), "has_intention": torch.as_tensor(has_intention)}
+        return answers.conditions(self, histories, intentions, has_intention)
 
     def oracle(self, histories: np.ndarray, intentions: torch.Tensor | None = None,
                has_intention=None, steps: int = 1, w=None, rho=None, seed: int | None = 0,
@@ -194,44 +191,21 @@ class Recommender:
         noise: the starting x_T (B, D) when the rows have seeds of their own (idream.serving.batch).
         rho: a float or (B,) in STEER_RANGE; it turns the oracle toward each intention's text
         direction and weighs the learned guidance term by κρ (idream.core.steer)."""
-        w = self.default_w if w is None else w
-        rho = self.default_rho if rho is None else rho
-        cond = self.conditions(histories, intentions, has_intention)
-        steer = None
-        if intentions is not None:
-            B = cond["intention"].shape[0]
-            angle = torch.as_tensor(rho, dtype=torch.float32).expand(B) * cond["has_intention"].float()
-            lo, hi = STEER_RANGE
-            if not bool(((angle >= lo) & (angle <= hi)).all()):
-                raise outside_steer_range()
-            d = self.intention_directions(cond["intention"])  # (B, D)
-            ts = self.text_steer()
-            steer = lambda x0: ts.turn(x0, d, angle)  # noqa: E731
-            rho = self.kappa * angle
-        return sample(self.model, self.diffusion, cond, steps, w, rho, seed, return_path,
-                      shared_noise=shared_noise, steer=steer, noise=noise)
+        return answers.oracle(self, histories, intentions, has_intention, steps, w, rho, seed, return_path,
+                              shared_noise, noise)
 
     def scores(self, oracle: torch.Tensor, histories: np.ndarray | None = None,
                e_q: np.ndarray | None = None, rho=None) -> torch.Tensor:
         """s_i = ⟨x̂0, z_i⟩ for every item; with the histories (B, L), the catalog's residual-free
         items are scored by the new-item rule (idream.core.newitems), with the intention's raw vector
         e_q at ρ when given, as `recommend` ranks them.  (B, D) -> (B, N)"""
-        s = oracle @ self.item_vectors().T
-        ns = self.new_item_scorer() if histories is not None else None
-        if ns is not None and len(self.cold_items):
-            c = torch.from_numpy(self.cold_items)
-            s[:, c] = self.new_item_scores(oracle, histories, s[:, c], ns.rows(self.cold_items), e_q, rho)
-        return s
+        return answers.scores(self, oracle, histories, e_q, rho)
 
     def new_item_scores(self, x0: torch.Tensor, histories: np.ndarray, own: torch.Tensor,
                         raw: torch.Tensor, e_q: np.ndarray | None = None, rho=None) -> torch.Tensor:
-        """Residual-free items' scores by the new-item rule (their own, x0·z, where it is off):
-        the one place the rule, the intention and ρ's share of c meet.
+        """Residual-free items' scores by the new-item rule (their own, x0·z, where it is off).
         x0 (B, D), histories (B, L), own (B, C), raw (C, Dt) unit text vectors -> (B, C)"""
-        ns = self.new_item_scorer()
-        if ns is None:
-            return own
-        return ns.scores(x0, histories, raw, own, self.new_item_rule, e_q, self._rho_scale(rho))
+        return answers.new_item_scores(self, x0, histories, own, raw, e_q, rho)
 
     def _history_indices(self, history) -> list[int]:
         if history is None:
@@ -280,68 +254,6 @@ class Recommender:
         item = {"meta": meta, "e": e[0], "z": torch.from_numpy(self.transform(e))[0]}
         return item | ({"notice": notice} if notice else {})
 
-    def _rows(self, scores: torch.Tensor, top: list[int], e_q: np.ndarray | None,
-              extra: list | None) -> list[dict]:
-        """Result rows for top indices and their scores (k,); indices ≥ N are the extra (new) items.
-        e_q: the intention's raw text vector, for the text-match column."""
-        N = self.dataset.n_items
-        match = self.text_match(e_q, top, extra) if e_q is not None else [None] * len(top)
-        rows = []
-        for r, i in enumerate(top, 1):
-            if i < N:
-                meta, new = self.lookup.meta(i), False
-            else:
-                meta, new = dict(extra[i - N]["meta"], item_id=f"new:{i - N + 1}"), True
-            row = {"rank": r, "item_id": meta["item_id"], "title": meta["title"],
-                   "score": round(float(scores[r - 1]), 4), "year": meta["year"],
-                   "genres": list(meta["genres"]), "new": new}
-            if match[r - 1] is not None:
-                row["intention_similarity"] = match[r - 1]
-            rows.append(row)
-        return rows
-
-    def _rank(self, x0: torch.Tensor, idx: list[int], hist: np.ndarray, k: int,
-              extra: list | None, e_q: np.ndarray | None = None, rho=None) -> tuple:
-        """The top-k over the catalog (+ extra items) with the history and its twins left out
-        (Dataset.twins: the same film under another id). Residual-free
-        items (the catalog's cold ones and the extra ones) are scored by the new-item rule, with
-        the intention's raw vector e_q (D,) at each row's ρ (a float or (B,)) when there is one.
-        x0 (B, D), hist (B, L) -> scores (B, k), indices (B, k); indices ≥ N are the extra items."""
-        too_strong = ValueError("the generated oracle is not finite (guidance too strong for this "
-                                "model): lower rho or w")
-        if not bool(torch.isfinite(x0).all()):  # never rank by NaN or infinite scores
-            raise too_strong
-        N, B = self.dataset.n_items, x0.shape[0]
-        ns = self.new_item_scorer()
-        cold = self.cold_items if ns is not None else np.zeros(0, dtype=np.int64)
-        # residual-free items ride beside the index: the catalog's cold ones first, then the extras
-        Z = [self.item_vectors()[torch.from_numpy(cold)]] + ([torch.stack([it["z"] for it in extra])]
-                                                            if extra else [])
-        Z = torch.cat(Z)  # (C + n, D)
-        extra_scores = None
-        if ns is not None and len(Z):
-            raw = [ns.rows(cold)] + ([unit(np.stack([it["e"] for it in extra]))] if extra else [])
-            extra_scores = self.new_item_scores(x0, hist, x0 @ Z.T, torch.cat(raw), e_q, rho)
-        pos = {int(c): N + j for j, c in enumerate(cold)}  # a cold history item, beside the index
-        out = self.dataset.with_twins(idx).tolist()  # a film in the history, under any of its ids
-        seen = np.asarray(out + [pos[i] for i in out if i in pos] + cold.tolist(), dtype=np.int64)
-        scores, top = self.item_index().search(x0, k, [seen] * B, Z if len(Z) else None,
-                                               extra_scores=extra_scores)
-        if not bool(torch.isfinite(scores).all()):  # a finite oracle whose products overflow
-            raise too_strong
-        if len(cold):  # back to catalog indices; the extras keep N..N+n-1
-            back = torch.cat([torch.arange(N), torch.from_numpy(cold), N + torch.arange(len(Z) - len(cold))])
-            top = back[top]
-        return scores, top
-
-    def _rho_scale(self, rho) -> float | torch.Tensor:
-        """How much of the new-item rule's c a request's ρ (a float or (B,)) takes: ρ/ρ₀, so the
-        default takes all of it and ρ = 0 none (0 when the default ρ is 0: c was never chosen)."""
-        rho0 = self.default_rho
-        if not rho0:
-            return 0.0
-        return 1.0 if rho is None else torch.as_tensor(rho, dtype=torch.float64) / rho0
-
     def recommend(self, history=(), intention: str | None = None, rho: float | None = None,
                   w: float | None = None, steps: int = DEFAULT_STEPS, k: int = DEFAULT_K,
                   seed: int | None = DEFAULT_SEED, return_path: bool = False,
@@ -358,8 +270,8 @@ class Recommender:
         e_q, q = self.text.intention(intention)
         out = self.oracle(hist, q, steps=steps, w=w, rho=rho, seed=seed, return_path=return_path)
         x0, path = out if return_path else (out, [])
-        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, rho)
-        rows = self._rows(scores[0], top[0].tolist(), e_q, extra_items)
+        scores, top = answers.rank(self, x0, idx, hist, k, extra_items, e_q, rho)
+        rows = answers.rows(self, scores[0], top[0].tolist(), e_q, extra_items)
         steps_t = [int(t) for t in DDIMSampler(self.diffusion).set_timesteps(steps)] if return_path else []
         return Recommendation(rows, x0[0].numpy(), idx, intention, [p[0].numpy() for p in path],
                               None if q is None else q[0].numpy(), steps_t, rho, e_q)
@@ -393,21 +305,7 @@ class Recommender:
         """A sweep's answer from its oracles (R, D), one per ρ (shared by sweep_rho and the
         batched path, idream.serving.batch). hist (R, L); e_q (D,) raw and q (1, D) the intention's;
         toward (D,): its direction when already known (a batch finds all of them at once)."""
-        R = len(rhos)
-        scores, top = self._rank(x0, idx, hist, k, extra_items, e_q, torch.tensor(rhos))
-        V = self.item_vectors()
-        h_mean = V[idx].mean(0) if idx else None
-        if toward is None and q is not None:
-            toward = self.intention_directions(q)[0]  # the intention's text direction: what ρ turns to
-        cos = lambda a, b: [round(float(v), 4) for v in torch.cosine_similarity(a, b[None], dim=1)]  # noqa: E731
-        return {
-            "rho": rhos,
-            "items": [self._rows(scores[r], top[r].tolist(), e_q, extra_items)
-                      for r in range(R)],
-            "oracles": x0.numpy(),
-            "intention_similarity": cos(x0, toward) if toward is not None else [None] * R,
-            "history_similarity": cos(x0, h_mean) if h_mean is not None else [None] * R,
-        }
+        return answers.sweep_answer(self, x0, idx, hist, rhos, k, e_q, q, extra_items, toward)
 
 
 def load_checkpoint(path: str | Path, dataset: Dataset | None = None, *, text_model: str | None = None,

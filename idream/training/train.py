@@ -21,6 +21,7 @@ from idream.evaluation import new_item_choice
 from idream.training import distributed
 from idream.training import state as train_state
 from idream.serving.checkpoint import items_fingerprint
+from idream.serving.checkpoint_config import FORMAT
 from idream.training.device import training_device
 from idream.data.catalog import DESCRIPTION_SOURCES, embed_sentences, item_embeddings
 from idream.data.datasets import PAD, SequenceWindows, chronological_split, cold_items, load_dataset
@@ -211,7 +212,7 @@ def _checkpoint_config(cfg: TrainConfig, ds, mcfg: ModelConfig, dcfg: DiffusionC
                        text_dim: int, cold: np.ndarray, cache_dir) -> dict:
     """config.json of a model about to train: what rebuilds it, what it was trained on and how."""
     config = {
-        "format": "idream-checkpoint-v1",
+        "format": FORMAT,
         "idream_version": __version__,
         "model": mcfg.to_dict(),
         "diffusion": dcfg.to_dict(),
