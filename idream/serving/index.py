@@ -68,7 +68,6 @@ class ItemIndex:
         self.vectors = vectors  # (N, D) kept, not copied: the exact scores come from here
         self.n, self.d = vectors.shape
         self._width = self.d + self.d % 2  # the faiss index's width: PQ codes pair the dimensions
-        self._version = _version(vectors)  # an in-place change of the vectors makes this index stale
         self.candidates = candidates_for(self.n) if candidates is None else int(candidates)
         self.factory = None
         self.faiss = None
@@ -79,11 +78,6 @@ class ItemIndex:
     @property
     def kind(self) -> str:
         return "exact" if self.faiss is None else "faiss"
-
-    def fits(self, vectors: torch.Tensor) -> bool:
-        """True when this index was built from exactly these vectors, unchanged since."""
-        return (vectors is self.vectors and tuple(vectors.shape) == (self.n, self.d)
-                and _version(vectors) == self._version)
 
     def nbytes(self) -> int:
         """Memory the faiss index holds (its codes or its vector copy, and its structure)."""
@@ -183,14 +177,6 @@ class ItemIndex:
         if x.shape[1] < self._width:
             x = np.ascontiguousarray(np.pad(x, ((0, 0), (0, self._width - x.shape[1]))))
         return x
-
-
-def _version(t: torch.Tensor) -> int:
-    """The tensor's in-place write counter (inference tensors have none and cannot be written)."""
-    try:
-        return t._version
-    except RuntimeError:
-        return -1
 
 
 def _build(x: np.ndarray, factory: str, params: str, threads: int):
