@@ -146,7 +146,7 @@ class Catalog:
         from idream.serving.checkpoint import read_config
         from idream.data.datasets import load_dataset
 
-        ds = load_dataset(read_config(Path(checkpoint))["data"]["dataset"])
+        ds = load_dataset(read_config(Path(checkpoint)).data.dataset)
         labels, seen = [], set()
         for m in ds.all_item_meta():  # the rule of demo.service.Service: "Title (year)", [#id] if taken
             label = f"{m['title']} ({m['year']})" if m["year"] else m["title"]
