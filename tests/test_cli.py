@@ -78,6 +78,18 @@ def test_evaluate_leaves_the_checkpoint_alone_unless_asked(ckpt):
     metrics = json.loads((ckpt / "metrics.json").read_text())
     assert any(e["split"] == "valid" and e.get("steps") == 2 for e in metrics["results"].values())
     assert "--save" in (ckpt / "README.md").read_text()  # the card names the command that wrote a row
+    from idream.evaluation.card import write_model_card
+
+    kept = {k: e for k, e in metrics["results"].items() if e["model"] != "popularity"}
+    (ckpt / "metrics.json").write_text(json.dumps(dict(metrics, results=kept)))
+    write_model_card(ckpt)
+
+    def popularity_rows():
+        return [line for line in (ckpt / "README.md").read_text().splitlines() if line.startswith("| popularity |")]
+
+    assert not popularity_rows()
+    run("evaluate", "--checkpoint", str(ckpt), "--split", "valid", "--baseline", "popularity", "--json", "--save")
+    assert popularity_rows()  # a baseline's saved row reaches the card too
 
 
 def test_evaluate_generated_intentions_jsonl(ckpt, tmp_path):

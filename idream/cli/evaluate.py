@@ -99,8 +99,11 @@ def _reference_rows(a) -> dict:
     E = item_embeddings(ds, text.get_backend(tm), desc, cache_dir=a.cache_dir, progress=False) \
         if a.baseline == "textknn" else None
     entries = [baseline_entry(a.baseline, ds, split, a.split, E, a.seed, a.dump_rankings, a.users)]
-    if a.checkpoint and a.save:
+    if a.checkpoint and a.save:  # the card shows the baselines' rows too
+        from idream.evaluation.card import write_model_card
+
         update_metrics(Path(a.checkpoint), entries, ds.name, _command(a))
+        write_model_card(Path(a.checkpoint))
     return {"dataset": ds.name, "split": a.split, "seed": a.seed, "results": entries}
 
 
