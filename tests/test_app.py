@@ -170,7 +170,7 @@ def test_the_history_is_built_from_searches(served, client, service):
     history, once; Enter adds the first title found that the history lacks; the page never holds
     the whole catalog as choices."""
     import gradio as gr
-    import requests
+    import httpx  # comes with gradio
 
     from demo.callbacks import Callbacks
     from demo.service import SEARCH_SHOWN
@@ -197,7 +197,7 @@ def test_the_history_is_built_from_searches(served, client, service):
     assert client.predict(["Toy Story (1995)"], api_name="/add_to_history")[0] == ["Toy Story (1995)"]
     assert client.predict([], "goldeneye", api_name="/add_first_match")[0] == ["GoldenEye (1995)"]
     # the page's components carry one search's titles at most, never the catalog's
-    config = requests.get(served[1] + "config", timeout=30).json()
+    config = httpx.get(served[1] + "config", timeout=30).json()
     props = {c["props"].get("elem_id"): c["props"] for c in config["components"]}
     assert len(props["title-matches"]["choices"]) == SEARCH_SHOWN and props["history"]["choices"] == []
     assert max(len(p.get("choices") or []) for p in props.values()) < service.n_items
@@ -249,10 +249,10 @@ def test_the_page_process_runs_torch_and_blas_on_one_thread(monkeypatch):
 def test_the_page_keeps_no_run_history_in_the_browser(served):
     """The browser does not store each event's inputs and component props (slow on a large
     catalog, and a visitor's intentions would stay in their localStorage)."""
-    import requests
+    import httpx  # comes with gradio
 
     assert served[0].run_history is False
-    config = requests.get(served[1] + "config", timeout=30).json()
+    config = httpx.get(served[1] + "config", timeout=30).json()
     assert config["run_history"] is False
 
 
