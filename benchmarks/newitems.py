@@ -323,7 +323,7 @@ def main_newitems(a) -> None:
         return
     r = run(a.checkpoint, a.cases or CASES, a.half, log=lambda s: print(s, file=sys.stderr, flush=True))
     r.update(command="python -m benchmarks " + " ".join(a.argv), commit=git_commit(), machine=machine())
-    own = a.cases and Path(a.cases).resolve() != CASES  # another case file: its name in the results'
+    own = a.cases and Path(a.cases).resolve() != CASES  # another case file: named in the results' name
     stem = (f"bench-newitems-{r['dataset']}" + (f"-{Path(a.cases).stem}" if own else "")
             + (f"-{a.half}" if a.half else ""))
     md = markdown(r)

@@ -93,3 +93,19 @@ def test_read_config_refuses_with_the_file_and_a_way_out(tmp_path, shipped):
         read_config(tmp_path)
     msg = str(e.value)
     assert msg.startswith(str(tmp_path / "config.json")) and "guidance.w" in msg and "restore" in msg
+
+
+def test_cold_items_beyond_the_catalog_are_refused_with_the_file(checkpoint, tmp_path):
+    import shutil
+
+    from idream.serving.checkpoint import read_checkpoint
+
+    copy_ = tmp_path / "ck"
+    shutil.copytree(checkpoint, copy_)
+    cfg = json.loads((copy_ / "config.json").read_text())
+    cfg["data"]["cold_items"] = [10**6]  # typed fine; only the catalog shows it is out of range
+    (copy_ / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(copy_)
+    msg = str(e.value)
+    assert msg.startswith(str(copy_ / "config.json")) and "data.cold_items" in msg and "restore" in msg

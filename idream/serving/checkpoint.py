@@ -148,7 +148,7 @@ def read_checkpoint(path: str | Path, dataset=None, *, text_model: str | None = 
     cfg = read_config(path)
     check_text_request(cfg, path, text_model, descriptions)
     E, transform, state = _tensors(path, cfg)
-    dataset = _dataset(cfg, E, dataset)
+    dataset = _dataset(path, cfg, E, dataset)
     model, residual = _denoiser(path, cfg.model, state, E.shape[0])
     Z = torch.from_numpy(transform(E.numpy()))
     table = ItemTable(Z, cfg.model.n_items, cfg.model.residual_scale)
@@ -181,7 +181,7 @@ def _tensors(path: Path, cfg: CheckpointConfig) -> tuple[torch.Tensor, Transform
     return E, Transform.from_tensors(cfg.transform, tr_t), state
 
 
-def _dataset(cfg: CheckpointConfig, E: torch.Tensor, dataset):
+def _dataset(path: Path, cfg: CheckpointConfig, E: torch.Tensor, dataset):
     """The catalog (the checkpoint's own unless given), refused where it is not the one trained on."""
     if dataset is None:
         try:
@@ -194,8 +194,8 @@ def _dataset(cfg: CheckpointConfig, E: torch.Tensor, dataset):
                               f"one this checkpoint was trained on ({E.shape[0]} items); point "
                               "--dataset at the original data or retrain")
     if any(i >= dataset.n_items for i in cfg.data.cold_items):
-        raise CheckpointError(f"config.json: data.cold_items names rows beyond the {dataset.n_items} "
-                              "items of the catalog; restore config.json from the original checkpoint or retrain")
+        raise _config_error(path / "config.json",
+                            f"data.cold_items names rows beyond the {dataset.n_items} items of the catalog")
     return dataset
 
 
