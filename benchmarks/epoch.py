@@ -34,7 +34,7 @@ def _idream_stepper(cfg):
     model, table = rec.model, rec.table
     rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     batches = Batches(cfg, split, Q, rec.diffusion.T, rng, gen, torch.device("cpu"))
-    objective = Objective(model, table, rec.diffusion, cfg.ce_weight, cfg.tau)
+    objective = Objective(model, table, rec.diffusion, cfg.ce_weight, cfg.tau, precision=cfg.precision)
     params = list(model.parameters()) + list(table.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     model.train()
@@ -119,7 +119,8 @@ def run_epoch_cost(dataset: str, train_overrides: dict | None = None, sasrec_ove
             "load_average": _load()}
 
 
-EPOCH_KEYS = ("history_len", "seq_batch_size", "width", "depth", "encoder_depth", "transform", "future_k")
+EPOCH_KEYS = ("history_len", "seq_batch_size", "width", "depth", "encoder_depth", "transform", "future_k",
+              "precision")
 
 
 def _load() -> list[float] | None:

@@ -21,6 +21,7 @@ WRONG = [
     ({"clock": "gpu"}, "clock"),
     ({"item_residual": "yes"}, "item_residual"),
     ({"device": "tpu"}, "device"),
+    ({"precision": "fp16"}, "precision"),
 ]
 
 

@@ -156,6 +156,28 @@ def test_pure_text_variant_learns(synthetic_dir, cache_dir):
     assert_learned(rec, split, cfg, cache_dir)
 
 
+def test_bf16_steps_run_in_bfloat16_and_still_learn(synthetic_dir, cache_dir):
+    """precision bf16: the denoiser's products run in bfloat16 while its weights and the saved
+    checkpoint stay fp32, serving stays fp32, and the planted rule is still learned."""
+    seen = []
+
+    def record(module, inputs, out):
+        if isinstance(module, torch.nn.Linear) and module.training:
+            seen.append(out.dtype)
+    cfg = tiny_config(synthetic_dir, precision="bf16")
+    with torch.nn.modules.module.register_module_forward_hook(record):
+        rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
+    assert seen and set(seen) == {torch.bfloat16}, set(seen)
+    assert rec.config["train"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in [*rec.model.parameters(), *rec.table.parameters()])
+    assert_learned(rec, split, cfg, cache_dir, margin=0.5)
+    served = []
+    with torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: served.append(o.dtype)
+                                                             if isinstance(m, torch.nn.Linear) else None):
+        rec.recommend([100, 101, 102], k=3)
+    assert served and set(served) == {torch.float32}, set(served)
+
+
 def test_sweep_rho_matches_single_requests(trained):
     rec, _, _ = trained
     hist = [101, 102, 103, 104, 105]

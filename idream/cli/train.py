@@ -22,7 +22,7 @@ TRAIN_GROUPS = (
     ("model", None, ("width", "depth", "heads", "dropout", "item_residual")),
     ("diffusion", None, ("T", "schedule", "p_t_max")),
     ("training", None, ("lr", "weight_decay", "seq_batch_size", "epochs", "patience",
-                        "seed", "threads", "device")),
+                        "seed", "threads", "device", "precision")),
     ("budget", None, ("max_minutes", "clock")),
     ("output", None, ("out", "resume", "cache_dir", "no_eval", "quiet")),
     (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
@@ -33,7 +33,7 @@ TRAIN_GROUPS = (
 _METAVAR = {int: "N", float: "X", str: "NAME", bool: "BOOL"}
 _FIELD_METAVAR = {"dataset": "NAME|DIR", "text_model": "SPEC", "descriptions": "SRC",
                   "transform": "KIND", "schedule": "KIND",
-                  "clock": "CLOCK", "device": "DEV", "T": "N"}
+                  "clock": "CLOCK", "device": "DEV", "precision": "KIND", "T": "N"}
 
 
 def train_help() -> dict[str, str | None]:

@@ -44,7 +44,8 @@ RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": 
 # the patch that brings a knob back (else retired-knobs.patch)
 RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encoder.patch",
               **dict.fromkeys(("denoiser", "text_dims", "id_dims"), "adaln-nullspace.patch")}
-IGNORED = {"rho_grid", "batch_size", "id_dim"}  # read by retired modes alone, or by a peer's own config
+IGNORED = {"rho_grid", "batch_size", "id_dim"}
+PRECISIONS = ("fp32", "bf16")  # read by retired modes alone, or by a peer's own config
 
 
 def opt(default, help: str):
@@ -84,6 +85,9 @@ class TrainConfig:
     seed: int = opt(0, "random seed of initialisation, batches and noise")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
     device: str = opt("cpu", "where the training steps run: cpu or cuda (evaluation runs on cpu)")
+    # bf16: results/experiments/bf16-training.md (the steps' arithmetic only; weights stay fp32)
+    precision: str = opt("fp32", "arithmetic of the training steps: fp32, or bf16 (autocast: faster on "
+                                 "CPUs with AVX-512 BF16 or AMX, and on GPUs)")
     width: int = opt(128, "hidden width of the transformer blocks")
     depth: int = opt(2, "transformer blocks of the denoiser")
     heads: int = opt(4, "attention heads per block")
@@ -134,7 +138,7 @@ class TrainConfig:
 
 
 CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedule": SCHEDULES,
-           "clock": ("wall", "cpu")}
+           "clock": ("wall", "cpu"), "precision": PRECISIONS}
 AT_LEAST_ONE = ("history_len", "epochs", "seq_batch_size", "width", "depth", "heads", "T",
                 "encoder_depth", "future_k", "patience")
 AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale",
@@ -316,7 +320,8 @@ def _setup(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool) -> Ru
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = BudgetSchedule(opt, batches.n_batches, cfg.epochs, cfg.max_minutes)
     model.to(dev), table.to(dev)  # DDP wraps the model where it trains
-    objective = distributed.wrap(Objective(model, table, diffusion, cfg.ce_weight, cfg.tau, exclude), dev)
+    objective = distributed.wrap(Objective(model, table, diffusion, cfg.ce_weight, cfg.tau, exclude,
+                                           cfg.precision), dev)
     return Run(cfg, dev, rec, split, E, batches, opt, schedule, params, objective, rng, gen, now, t0)
 
 
@@ -616,12 +621,19 @@ class Objective(nn.Module):
     torchrun DistributedDataParallel wraps it, so the gradients of both are averaged."""
 
     def __init__(self, model: Denoiser, table: ItemTable, diffusion: Diffusion, ce_weight: float,
-                 tau: float, exclude: torch.Tensor | None = None):
+                 tau: float, exclude: torch.Tensor | None = None, precision: str = "fp32"):
         super().__init__()
         self.model, self.table, self.diffusion = model, table, diffusion
-        self.ce_weight, self.tau, self.exclude = ce_weight, tau, exclude
+        self.ce_weight, self.tau, self.exclude, self.precision = ce_weight, tau, exclude, precision
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """The loss (scaled by the batch's share) and its parts; under bf16 the matrix products run
+        in bfloat16 (autocast keeps the softmax and the sums in fp32), the weights stay fp32."""
+        device = self.table.z.device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self._loss(batch)
+
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         V = self.table.vectors()  # (N, D)
         x0 = V[batch.y].detach()  # a target that pulled the item vectors would let them collapse
         x_t = self.diffusion.q_sample(x0, batch.t, batch.noise)
