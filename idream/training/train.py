@@ -44,8 +44,7 @@ RETIRED = {"ema": 0.0, "residual_rank": 0, "window_stride": 0, "detach_target": 
 # the patch that brings a knob back (else retired-knobs.patch)
 RETIRED_BY = {"guidance": "learned-guidance.patch", "encoder": "incontext-encoder.patch",
               **dict.fromkeys(("denoiser", "text_dims", "id_dims"), "adaln-nullspace.patch")}
-IGNORED = {"rho_grid", "batch_size", "id_dim"}
-PRECISIONS = ("fp32", "bf16")  # read by retired modes alone, or by a peer's own config
+IGNORED = {"rho_grid", "batch_size", "id_dim"}  # read by retired modes alone, or by a peer's own config
 
 
 def opt(default, help: str):
@@ -137,6 +136,7 @@ class TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+PRECISIONS = ("fp32", "bf16")  # the training steps' arithmetic (Objective)
 CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedule": SCHEDULES,
            "clock": ("wall", "cpu"), "precision": PRECISIONS}
 AT_LEAST_ONE = ("history_len", "epochs", "seq_batch_size", "width", "depth", "heads", "T",
