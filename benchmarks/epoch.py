@@ -28,7 +28,7 @@ from idream.data.datasets import PAD, SequenceWindows
 def _idream_stepper(cfg):
     """One training step of iDream on a random global batch, drawn as training draws it; returns
     (step(), steps per epoch, targets per epoch, windows, parameters, split, catalog size)."""
-    from idream.training.train import Batches, Objective, build, optimizer
+    from idream.training.train import Batches, Objective, build
 
     rec, split, _, Q = build(cfg, progress=False)
     model, table = rec.model, rec.table
@@ -36,7 +36,7 @@ def _idream_stepper(cfg):
     batches = Batches(cfg, split, Q, rec.diffusion.T, rng, gen, torch.device("cpu"))
     objective = Objective(model, table, rec.diffusion, cfg.ce_weight, cfg.tau, precision=cfg.precision)
     params = list(model.parameters()) + list(table.parameters())
-    opt = optimizer(params, cfg)
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
     model.train()
 
     def step():
@@ -120,7 +120,7 @@ def run_epoch_cost(dataset: str, train_overrides: dict | None = None, sasrec_ove
 
 
 EPOCH_KEYS = ("history_len", "seq_batch_size", "width", "depth", "encoder_depth", "transform", "future_k",
-              "precision", "negatives")
+              "precision")
 
 
 def _load() -> list[float] | None:

@@ -178,31 +178,6 @@ def test_bf16_steps_run_in_bfloat16_and_still_learn(synthetic_dir, cache_dir):
     assert served and set(served) == {torch.float32}, set(served)
 
 
-def test_sampled_negatives_keep_every_target_and_still_learn(synthetic_dir, cache_dir):
-    """negatives N: the ranking loss's softmax runs over the batch's targets and N drawn items;
-    every target (the next k items) is among them where the full catalog had it, the other draws
-    of the batch are the full-catalog batch's, and the planted rule is still learned."""
-    from idream.training.train import Batches
-
-    def draw(cfg):
-        rec, split, _, Q = build(cfg, cache_dir, progress=False)
-        batches = Batches(cfg, split, Q, rec.diffusion.T, np.random.default_rng(0),
-                          torch.Generator().manual_seed(0), torch.device("cpu"))
-        return batches.draw(np.arange(batches.size)), rec.dataset.n_items
-
-    full, n_items = draw(tiny_config(synthetic_dir))
-    some, _ = draw(tiny_config(synthetic_dir, negatives=6))
-    assert full.candidates is None
-    cand = some.candidates
-    assert torch.equal(cand, torch.unique(cand)) and len(cand) < n_items, (cand, n_items)
-    assert torch.equal(cand[some.y_rank], full.y_rank) and torch.equal(some.y_w, full.y_w)
-    assert torch.equal(some.noise, full.noise) and torch.equal(some.t, full.t)
-    cfg = tiny_config(synthetic_dir, negatives=6)
-    rec, split, _ = train(cfg, cache_dir=cache_dir, progress=False, log_fn=lambda s: None)
-    assert rec.config["train"]["negatives"] == 6
-    assert_learned(rec, split, cfg, cache_dir)
-
-
 def test_sweep_rho_matches_single_requests(trained):
     rec, _, _ = trained
     hist = [101, 102, 103, 104, 105]

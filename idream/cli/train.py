@@ -25,7 +25,7 @@ TRAIN_GROUPS = (
                         "seed", "threads", "device", "precision")),
     ("budget", None, ("max_minutes", "clock")),
     ("output", None, ("out", "resume", "cache_dir", "no_eval", "quiet")),
-    (*ADVANCED, ("ce_weight", "tau", "negatives", "future_k", "future_decay", "p_uncond", "p_intention",
+    (*ADVANCED, ("ce_weight", "tau", "future_k", "future_decay", "p_uncond", "p_intention",
                  "intention_pool", "kappa", "encoder_depth", "residual_scale",
                  "max_train_samples", "valid_users", "cold_frac", "cold_seed")),
 )

@@ -75,9 +75,6 @@ class TrainConfig:
     intention_pool: int = opt(4, "generated intention sentences per item for training")
     ce_weight: float = opt(50.0, "weight of the auxiliary ranking loss (0: the paper's x0 regression only)")
     tau: float = opt(10.0, "temperature of the ranking loss's softmax over items")
-    # sampled softmax: results/experiments/sampled-negatives.md (for large catalogs; ml-100k uses the whole)
-    negatives: int = opt(0, "items drawn at random per step as the ranking loss's other candidates "
-                            "(0: the whole catalog)")
     item_residual: bool = opt(True, "pure text item vectors, the paper's form (default: a learned residual too)")
     residual_scale: float = opt(1.0, "multiplier of the learned per-item residual")
     # validation NDCG@10 over a thousand users is noisy from epoch to epoch
@@ -144,7 +141,7 @@ CHOICES = {"descriptions": DESCRIPTION_SOURCES, "transform": TRANSFORMS, "schedu
            "clock": ("wall", "cpu"), "precision": PRECISIONS}
 AT_LEAST_ONE = ("history_len", "epochs", "seq_batch_size", "width", "depth", "heads", "T",
                 "encoder_depth", "future_k", "patience")
-AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale", "negatives",
+AT_LEAST_ZERO = ("weight_decay", "intention_pool", "ce_weight", "residual_scale",
                  "max_minutes", "threads", "max_train_samples", "valid_users", "kappa")
 SHARES = ("p_uncond", "p_intention", "p_t_max", "dropout")  # in [0, 1]
 
@@ -320,18 +317,12 @@ def _setup(cfg: TrainConfig, dev: torch.device, cache_dir, progress: bool) -> Ru
         exclude = torch.zeros(table.z.shape[0], dtype=torch.bool, device=dev)
         exclude[torch.as_tensor(cold)] = True
     params = list(model.parameters()) + list(table.parameters())
-    opt = optimizer(params, cfg)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = BudgetSchedule(opt, batches.n_batches, cfg.epochs, cfg.max_minutes)
     model.to(dev), table.to(dev)  # DDP wraps the model where it trains
     objective = distributed.wrap(Objective(model, table, diffusion, cfg.ce_weight, cfg.tau, exclude,
                                            cfg.precision), dev)
     return Run(cfg, dev, rec, split, E, batches, opt, schedule, params, objective, rng, gen, now, t0)
-
-
-def optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, per-tensor: the fused kernel is a tenth of an ML-1M step faster on one CPU thread but
-    a run it resumes is not the uninterrupted run byte for byte (tests/test_resume.py)."""
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 class Batches:
@@ -379,12 +370,7 @@ class Batches:
             y_rank, y_w = future_targets(out, r, c, cfg.future_k, cfg.future_decay, alone=has_q)  # (M, k) each
         t = training_timesteps(B, self.T, cfg.p_t_max, dev, gen)
         noise = torch.randn(B, D, device=dev, generator=gen)
-        candidates = None
-        if cfg.negatives:  # the softmax runs over the batch's targets and these, not the whole catalog
-            drawn = torch.randint(len(self.Q), (cfg.negatives,), device=dev, generator=gen)
-            candidates = torch.unique(torch.cat([y_rank.flatten(), drawn]))  # (C,) sorted
-            y_rank = torch.searchsorted(candidates, y_rank)  # item ids -> columns of the candidates
-        return Batch(h, valid, y, y_rank, y_w, t, noise, has_h, q, has_q, r, c, candidates)
+        return Batch(h, valid, y, y_rank, y_w, t, noise, has_h, q, has_q, r, c)
 
 
 def _epoch(run: Run, epoch: int, progress: bool) -> tuple[dict, int, float]:
@@ -609,8 +595,6 @@ class Batch:
     has_q: torch.Tensor  # (M,) bool
     r: torch.Tensor  # (M,) the window and
     c: torch.Tensor  # (M,) position whose next item each target is
-    candidates: torch.Tensor | None = None  # (C,) sorted item ids the ranking loss's softmax runs over
-    # (y_rank then indexes them); None: the whole catalog
     weight: float = 1.0  # this share's targets per target of the global batch, times the ranks
 
     def share(self, rank: int, world: int) -> "Batch":
@@ -628,7 +612,7 @@ class Batch:
 
         return Batch(self.h[lo:hi], self.valid[lo:hi], cut(self.y), cut(self.y_rank), cut(self.y_w),
                      cut(self.t), cut(self.noise), cut(self.has_h), cut(self.q), cut(self.has_q),
-                     self.r[first:end] - lo, cut(self.c), self.candidates,
+                     self.r[first:end] - lo, cut(self.c),
                      weight=(end - first) * world / M)
 
 
@@ -656,12 +640,8 @@ class Objective(nn.Module):
         history = V[batch.h.clamp(min=0)]  # (S, L, D)
         args = (batch.has_h, batch.q, batch.has_q)
         pred = self.model.forward_sequence(x_t, batch.t, history, batch.valid, batch.r, batch.c, *args)
-        items, exclude = V, self.exclude  # the softmax's candidates: the catalog, or the batch's draw
-        if batch.candidates is not None:
-            items = V[batch.candidates]  # (C, D)
-            exclude = None if exclude is None else exclude[batch.candidates]
-        loss, parts = training_loss(pred, x0, batch.y_rank, items, self.ce_weight, self.tau, batch.y_w,
-                                    exclude)
+        loss, parts = training_loss(pred, x0, batch.y_rank, V, self.ce_weight, self.tau, batch.y_w,
+                                    self.exclude)
         return loss * batch.weight, parts
 
 
